@@ -1,0 +1,94 @@
+"""Tabular benchmarks: the ground truth every model, search loop and metric is scored against."""
+
+from __future__ import annotations
+
+from abc import ABC
+from pathlib import Path
+from typing import Generic, Hashable, Mapping, Sequence
+
+import numpy as np
+
+from nag.errors import ArchitectureNotInBenchmark, DataFileError, UnknownMetric
+from nag.spaces.base import Arch, SearchSpace
+
+
+def require_file(path: str | Path, key: str) -> Path:
+    """Resolve a data path from the config, failing with one line that names the config key."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataFileError(
+            f"{key}: data file {str(p)!r} not found; point {key} at your copy "
+            "(see ../shared/data/README.md for where the benchmark tables come from)"
+        )
+    if p.stat().st_size == 0:
+        raise DataFileError(f"{key}: data file {str(p)!r} is empty; re-copy the benchmark table")
+    return p
+
+
+class Benchmark(ABC, Generic[Arch]):
+    """A table of measured metrics for the architectures of one :class:`SearchSpace`.
+
+    Subclasses load their files and call :meth:`_set_table`; look-ups go through
+    :meth:`row_key`, which by default is the space's canonical key (tables that store one
+    row per isomorphism class) and is overridden where every cell has its own row.
+    """
+
+    space: SearchSpace
+    #: Metrics where smaller is better (latency, energy, size); everything else is maximised.
+    minimize: frozenset[str] = frozenset()
+
+    def _set_table(self, archs: Sequence[Arch], columns: Mapping[str, np.ndarray]) -> None:
+        self._archs = list(archs)
+        self._columns = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+        self._rows = {self.row_key(a): i for i, a in enumerate(self._archs)}
+
+    def row_key(self, arch: Arch) -> Hashable:
+        return self.space.key(arch)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._archs)
+
+    def __contains__(self, arch: Arch) -> bool:
+        return self.row_key(arch) in self._rows
+
+    def archs(self) -> list[Arch]:
+        """The benchmarked architectures, in table order."""
+        return list(self._archs)
+
+    def column(self, metric: str) -> np.ndarray:
+        """All values of ``metric`` in table order (NaN where the table has none)."""
+        if metric not in self._columns:
+            raise UnknownMetric(
+                f"unknown metric {metric!r} for {type(self).__name__}; "
+                f"available: {', '.join(self.metrics)}"
+            )
+        return self._columns[metric]
+
+    def index(self, arch: Arch) -> int:
+        try:
+            return self._rows[self.row_key(arch)]
+        except KeyError:
+            raise ArchitectureNotInBenchmark(
+                f"{self.space.to_string(arch)!r} is not in {type(self).__name__} "
+                f"({len(self)} architectures); only benchmarked architectures can be queried"
+            ) from None
+
+    def query(self, arch: Arch, metric: str) -> float:
+        """The measured ``metric`` of ``arch``."""
+        return float(self.column(metric)[self.index(arch)])
+
+    def higher_is_better(self, metric: str) -> bool:
+        return metric not in self.minimize
+
+    def best(self, metric: str) -> tuple[Arch, float]:
+        """The optimum of ``metric`` over the table (max, or min for cost metrics)."""
+        col = self.column(metric)
+        i = int(np.nanargmax(col) if self.higher_is_better(metric) else np.nanargmin(col))
+        return self._archs[i], float(col[i])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} archs, metrics={list(self.metrics)})"

@@ -1,0 +1,46 @@
+"""NAS-Bench-Graph tables shipped inside the ``nas-bench-graph`` package (no files needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+from nas_bench_graph import light_read
+
+from nag.benchmarks.base import Benchmark
+from nag.errors import ConfigError
+from nag.spaces.nbgraph import ALL_OPS, PROTEINS_OPS, ArchGraph, NBGraphSpace
+
+DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
+#: Our metric names for the package's record fields.
+_FIELDS = {"valid_acc": "valid_perf", "test_acc": "perf", "latency": "latency", "params": "para"}
+
+
+class NBGraphBenchmark(Benchmark[ArchGraph]):
+    """One NAS-Bench-Graph dataset: ``valid_acc``, ``test_acc`` (fractions), ``latency`` (s),
+    ``params`` (M). Rows are keyed by the benchmark's canonical hash.
+
+    All datasets share the 9-op space, so one model serves every dataset; ``proteins`` was
+    benchmarked on 5 ops only, so its table holds the 2,021 architectures using those.
+    """
+
+    minimize = frozenset({"latency", "params"})
+
+    def __init__(self, dataset: str = "cora", space: NBGraphSpace | None = None) -> None:
+        if dataset not in DATASETS:
+            raise ConfigError(f"nbgraph: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        self.space = space or NBGraphSpace()
+        self.dataset = dataset
+        bench_ops = PROTEINS_OPS if dataset == "proteins" else ALL_OPS
+        shared = [o for o in self.space.layer_ops if o in bench_ops]
+        if all(o == "skip" for o in shared):
+            raise ConfigError(
+                f"nbgraph: dataset {dataset!r} benchmarks ops {list(bench_ops)}, none of which "
+                f"(but skip) the space allows ({list(self.space.layer_ops)}); widen the space's ops"
+            )
+        table = light_read(dataset)
+        archs = list(NBGraphSpace(shared).enumerate())
+        records = [table[int(self.space.key(a))] for a in archs]
+        columns = {name: np.array([r[field] for r in records], dtype=np.float64) for name, field in _FIELDS.items()}
+        self._set_table(archs, columns)
+
+    def __repr__(self) -> str:
+        return f"NBGraphBenchmark(dataset={self.dataset!r}, {len(self)} archs)"
