@@ -68,11 +68,24 @@ def main(argv: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )
-    except NagError as e:
-        if debug:
+    except Exception as e:
+        cause = _user_error(e)
+        if cause is None or debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def _user_error(e: BaseException) -> NagError | None:
+    """The :class:`NagError` behind ``e``: jsonargparse and Lightning wrap what our classes
+    raise while being instantiated or run, and the user needs the original line."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, NagError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -13,15 +13,20 @@ from nag.spaces.base import Arch, SearchSpace
 
 
 def require_file(path: str | Path, key: str) -> Path:
-    """Resolve a data path from the config, failing with one line that names the config key."""
+    """Resolve a benchmark's data path, failing with one line that names the config key.
+
+    ``key`` is the benchmark's init argument; under the CLI it sits at
+    ``data.init_args.benchmark.init_args.<key>``.
+    """
     p = Path(path).expanduser()
+    flag = f"data.init_args.benchmark.init_args.{key}"
     if not p.is_file():
         raise DataFileError(
-            f"{key}: data file {str(p)!r} not found; point {key} at your copy "
-            "(see ../shared/data/README.md for where the benchmark tables come from)"
+            f"{flag}: data file {str(p)!r} not found; pass --{flag} /path/to/{p.name} "
+            "(see ../shared/data/README.md for the benchmark tables)"
         )
     if p.stat().st_size == 0:
-        raise DataFileError(f"{key}: data file {str(p)!r} is empty; re-copy the benchmark table")
+        raise DataFileError(f"{flag}: data file {str(p)!r} is empty; re-copy {p.name}")
     return p
 
 
@@ -37,13 +42,22 @@ class Benchmark(ABC, Generic[Arch]):
     #: Metrics where smaller is better (latency, energy, size); everything else is maximised.
     minimize: frozenset[str] = frozenset()
 
-    def _set_table(self, archs: Sequence[Arch], columns: Mapping[str, np.ndarray]) -> None:
+    def _set_table(
+        self, archs: Sequence[Arch], columns: Mapping[str, np.ndarray], keys: Sequence[Hashable] | None = None
+    ) -> None:
+        """Install the table; ``keys`` (the archs' row keys) may be passed when already known."""
         self._archs = list(archs)
         self._columns = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
-        self._rows = {self.row_key(a): i for i, a in enumerate(self._archs)}
+        keys = keys if keys is not None else [self.row_key(a) for a in self._archs]
+        self._rows = {k: i for i, k in enumerate(keys)}
 
     def row_key(self, arch: Arch) -> Hashable:
         return self.space.key(arch)
+
+    @property
+    def name(self) -> str:
+        """Short label used to name tasks (a dataset for multi-dataset benchmarks)."""
+        return self.space.name
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from nas_bench_graph import light_read
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.spaces.nbgraph import ALL_OPS, PROTEINS_OPS, ArchGraph, NBGraphSpace
+from nag.spaces.nbgraph import ALL_OPS, PROTEINS_OPS, ArchGraph, NBGraphSpace, representatives
 
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
 #: Our metric names for the package's record fields.
@@ -37,10 +37,14 @@ class NBGraphBenchmark(Benchmark[ArchGraph]):
                 f"(but skip) the space allows ({list(self.space.layer_ops)}); widen the space's ops"
             )
         table = light_read(dataset)
-        archs = list(NBGraphSpace(shared).enumerate())
-        records = [table[int(self.space.key(a))] for a in archs]
+        rows = representatives(tuple(shared))
+        records = [table[int(k)] for k in rows]
         columns = {name: np.array([r[field] for r in records], dtype=np.float64) for name, field in _FIELDS.items()}
-        self._set_table(archs, columns)
+        self._set_table(list(rows.values()), columns, keys=list(rows))
+
+    @property
+    def name(self) -> str:
+        return self.dataset
 
     def __repr__(self) -> str:
         return f"NBGraphBenchmark(dataset={self.dataset!r}, {len(self)} archs)"

@@ -52,6 +52,8 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
         values: dict[str, list[float]] = {c: [] for c in (*latency, RESOLUTION_COLUMN)}
         seen: dict[str, int] = {}
         for line, row in enumerate(body, 2):
+            if not row:
+                continue
             if len(row) != len(header):
                 raise DataFileError(
                     f"{self.path}: line {line} has {len(row)} fields, the header has {len(header)}; "
@@ -76,7 +78,7 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
         )
 
     def _parse_arch(self, cells: dict[str, str], line: int) -> MBV3Arch:
-        lists = {}
+        lists: dict[str, list[int]] = {}
         for column in ARCH_COLUMNS:
             try:
                 lists[column] = [int(v) for v in cells[column].split("-")]

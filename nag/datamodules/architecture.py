@@ -113,19 +113,20 @@ class ArchitectureDataModule(pl.LightningDataModule):
     def split_indices(self) -> dict[str, np.ndarray]:
         archs, _ = self._rows
         parts = dict(zip(SPLITS, split_by_key([self.space.key(a) for a in archs], self.split, self.seed)))
-        if self.train_size is not None:
-            if self.train_size > len(parts["train"]):
-                raise ConfigError(
-                    f"data.train_size={self.train_size} exceeds the {len(parts['train'])} training architectures"
-                )
-            rng = np.random.default_rng(self.seed + 1)
-            parts["train"] = np.sort(rng.choice(parts["train"], self.train_size, replace=False))
         for name in ("train", "val"):
             if len(parts[name]) == 0:
                 raise ConfigError(
                     f"data.split {self.split} leaves the {name} split empty ({len(archs)} architectures); "
                     "raise its fraction"
                 )
+        if self.train_size is not None:
+            if not 0 < self.train_size <= len(parts["train"]):
+                raise ConfigError(
+                    f"data.train_size={self.train_size} must be between 1 and the "
+                    f"{len(parts['train'])} training architectures"
+                )
+            rng = np.random.default_rng(self.seed + 1)
+            parts["train"] = np.sort(rng.choice(parts["train"], self.train_size, replace=False))
         return parts
 
     def archs(self, split: str) -> list[Arch]:

@@ -79,13 +79,14 @@ class SearchSpace(ABC, Generic[Arch]):
                 f"{self.name}: expected X {(self.max_nodes, self.num_ops)} and A "
                 f"{(self.max_nodes, self.max_nodes)}, got {tuple(x.shape)} and {tuple(a.shape)}"
             )
-        if node_mask is None:
-            node_mask = x.abs().sum(-1) > 0
-        n = int(node_mask.sum())
-        if not bool(node_mask[:n].all()):
-            raise InvalidArchitecture(f"{self.name}: real nodes must come first; got node mask {node_mask.tolist()}")
-        labels = [self.ops[i] for i in x[:n].float().argmax(-1).tolist()]
-        adj = (torch.triu(a[:n, :n].float(), diagonal=1) > 0.5).to(torch.int64).numpy()
+        x = x.detach().float().cpu().numpy()
+        a = a.detach().float().cpu().numpy()
+        mask = np.abs(x).sum(-1) > 0 if node_mask is None else node_mask.detach().cpu().numpy().astype(bool)
+        n = int(mask.sum())
+        if not mask[:n].all():
+            raise InvalidArchitecture(f"{self.name}: real nodes must come first; got node mask {mask.tolist()}")
+        labels = [self.ops[i] for i in x[:n].argmax(-1)]
+        adj = (np.triu(a[:n, :n], k=1) > 0.5).astype(np.int64)
         return self.from_graph(labels, adj)
 
     def op_index(self, op: str) -> int:

@@ -144,15 +144,15 @@ class NBGraphSpace(SearchSpace[ArchGraph]):
 
     def enumerate(self) -> Iterator[ArchGraph]:
         """One representative per canonical key (26,206 with all 9 ops), in a fixed order."""
-        return iter(_representatives(self.layer_ops))
+        return iter(representatives(self.layer_ops).values())
 
 
 @functools.lru_cache(maxsize=4)
-def _representatives(layer_ops: tuple[str, ...]) -> tuple[ArchGraph, ...]:
-    """First wiring met for each canonical key; cached because 9 datasets share it."""
+def representatives(layer_ops: tuple[str, ...]) -> dict[str, ArchGraph]:
+    """Canonical key -> first wiring met with that key; cached because 9 datasets share it."""
     seen: dict[str, ArchGraph] = {}
     for links in itertools.product(*(range(i + 1) for i in range(NUM_LAYERS))):
         for ops in itertools.product(layer_ops, repeat=NUM_LAYERS):
             if any(op != "skip" for op in ops):
                 seen.setdefault(str(_BenchArch(list(links), list(ops)).valid_hash()), (links, ops))
-    return tuple(seen.values())
+    return seen

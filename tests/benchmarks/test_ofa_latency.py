@@ -72,10 +72,10 @@ def test_unknown_metric_and_unbenchmarked_arch(bench: OFALatencyBenchmark) -> No
 
 def test_small_table_and_custom_space(tmp_path: Path) -> None:
     space = MBV3Space()
-    bench = OFALatencyBenchmark(write_csv(tmp_path / "t.csv", [HEADER, ROW_A, ROW_B]), space=space)
+    bench = OFALatencyBenchmark(write_csv(tmp_path / "t.csv", [HEADER, ROW_A, [], ROW_B, []]), space=space)
     assert bench.space is space and bench.metrics == ("help_lat_2080ti_1", "help_lat_v100_64", "resolution")
     arch, value = bench.best("help_lat_v100_64")
-    assert value == 30.0 and arch == (((3, 3), (5, 4)),) * 5
+    assert len(bench) == 2 and value == 30.0 and arch == (((3, 3), (5, 4)),) * 5
 
 
 def test_missing_file(tmp_path: Path) -> None:
