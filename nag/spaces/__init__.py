@@ -1,0 +1,9 @@
+"""Search spaces: what an architecture is, its graph form, canonical key and string form."""
+
+from nag.spaces.base import SearchSpace
+from nag.spaces.mbv3 import MBV3Space
+from nag.spaces.nb101 import NB101Space
+from nag.spaces.nb201 import NB201Space
+from nag.spaces.nbgraph import NBGraphSpace
+
+__all__ = ["SearchSpace", "NB201Space", "NBGraphSpace", "NB101Space", "MBV3Space"]
