@@ -15,28 +15,12 @@ from pytorch_lightning.utilities import rank_zero_info
 from nag.errors import NagError
 
 
-def _data_info(dm) -> dict:
-    """What the model must know of its data: stored in the checkpoint via hparams."""
-    return {
-        "num_ops": dm.space.num_ops,
-        "max_nodes": dm.space.max_nodes,
-        "space": dm.space.identity,
-        "targets": list(dm.targets),
-        "target_stats": dm.target_stats,
-    }
-
-
 class NagCLI(LightningCLI):
-    """Links the datamodule's space and target statistics into the model's init args."""
+    """Links the datamodule's ``spec()`` (space identity, sizes, target statistics) into
+    every model's ``data_spec`` so that checkpoints carry it."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        for name in ("num_ops", "max_nodes", "space", "targets", "target_stats"):
-            parser.link_arguments(
-                "data",
-                f"model.init_args.{name}",
-                compute_fn=lambda dm, name=name: _data_info(dm)[name],
-                apply_on="instantiate",
-            )
+        parser.link_arguments("data", "model.init_args.data_spec", compute_fn=lambda dm: dm.spec(), apply_on="instantiate")
         parser.add_argument(
             "--test_after_fit",
             type=bool,

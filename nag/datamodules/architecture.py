@@ -149,6 +149,17 @@ class ArchitectureDataModule(pl.LightningDataModule):
             stats[t] = {"mean": float(train[:, j].mean()), "std": std if std > 0 and math.isfinite(std) else 1.0}
         return stats
 
+    def spec(self) -> dict:
+        """What a model must know of its data, stored in its checkpoint: the search space's
+        identity and size, and the targets with their training-split statistics."""
+        return {
+            "space": self.space.identity,
+            "num_ops": self.space.num_ops,
+            "max_nodes": self.space.max_nodes,
+            "targets": list(self.targets),
+            "target_stats": self.target_stats,
+        }
+
     def normalize(self, y: np.ndarray) -> np.ndarray:
         mean = np.array([self.target_stats[t]["mean"] for t in self.targets])
         std = np.array([self.target_stats[t]["std"] for t in self.targets])

@@ -132,6 +132,19 @@ class TaskDataModule(pl.LightningDataModule):
                 tasks.append(Task(next(names), x, adj, mask, y_norm, splits, mean, std))
         return tasks
 
+    def spec(self) -> dict:
+        """As :meth:`ArchitectureDataModule.spec`, with statistics per task (scores are
+        z-scored per task) and the task names, for checkpoints of meta-learned models."""
+        return {
+            "space": self.space.identity,
+            "num_ops": self.space.num_ops,
+            "max_nodes": self.space.max_nodes,
+            "targets": list(self.metrics),
+            "target_stats": {t.name: {"mean": t.mean, "std": t.std} for t in self.tasks},
+            "tasks": self.task_names,
+            "held_out": self.held_out,
+        }
+
     @property
     def train_task_ids(self) -> list[int]:
         return [i for i, n in enumerate(self.task_names) if n != self.held_out]

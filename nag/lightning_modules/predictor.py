@@ -23,18 +23,13 @@ def pairwise_ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: floa
 class PredictorModule(pl.LightningModule):
     """Regresses normalised targets with MSE (+ optional pairwise ranking loss).
 
-    ``num_ops``, ``max_nodes``, ``targets``, ``target_stats`` and ``space`` are linked from
-    the datamodule by the CLI and saved in the checkpoint, so a loaded predictor knows its
-    search space and reports metrics in the benchmark's own units.
+    ``data_spec`` (the datamodule's ``spec()``, linked by the CLI) is saved in the checkpoint,
+    so a loaded predictor knows its search space and reports metrics in the benchmark's units.
     """
 
     def __init__(
         self,
-        num_ops: int,
-        max_nodes: int,
-        targets: list[str],
-        target_stats: dict[str, dict[str, float]],
-        space: dict[str, Any],
+        data_spec: dict[str, Any],
         hidden: int = 64,
         num_layers: int = 3,
         dropout: float = 0.0,
@@ -43,13 +38,15 @@ class PredictorModule(pl.LightningModule):
         rank_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        targets, stats = data_spec["targets"], data_spec["target_stats"]
         if not targets:
             raise NagError("model: the predictor needs at least one data.targets metric to learn")
         self.save_hyperparameters()
-        self.encoder = BiDirectionalDenseGNN(num_ops, hidden, num_layers, dropout)
+        self.targets = list(targets)
+        self.encoder = BiDirectionalDenseGNN(data_spec["num_ops"], hidden, num_layers, dropout)
         self.head = nn.Sequential(nn.Linear(self.encoder.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, len(targets)))
-        self.register_buffer("mean", torch.tensor([target_stats[t]["mean"] for t in targets]))
-        self.register_buffer("std", torch.tensor([target_stats[t]["std"] for t in targets]))
+        self.register_buffer("mean", torch.tensor([stats[t]["mean"] for t in targets]))
+        self.register_buffer("std", torch.tensor([stats[t]["std"] for t in targets]))
         self.metrics = nn.ModuleDict(
             {
                 stage: nn.ModuleDict(
@@ -96,7 +93,7 @@ class PredictorModule(pl.LightningModule):
         n = batch["y"].shape[0]
         self.log(f"{stage}/loss", self._loss(pred, batch["y"]), batch_size=n, sync_dist=True)
         pred, true = self.denormalize(pred), self.denormalize(batch["y"])
-        for j, t in enumerate(self.hparams.targets):
+        for j, t in enumerate(self.targets):
             metrics = self.metrics[stage][t]
             metrics.update(pred[:, j], true[:, j])
             self.log_dict(metrics, batch_size=n, prog_bar=j == 0 and stage == "val")
@@ -108,7 +105,7 @@ class PredictorModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Predictions in the benchmark's units, ``[B, T]`` in ``hparams.targets`` order."""
+        """Predictions in the benchmark's units, ``[B, T]`` in ``self.targets`` order."""
         return self.denormalize(self(batch["x"], batch["adj"], batch["mask"]).float())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

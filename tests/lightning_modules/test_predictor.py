@@ -22,8 +22,7 @@ class ConvCountTable(Benchmark):
 
 def make(n=400, seed=0, **model_kwargs):
     dm = ArchitectureDataModule(ConvCountTable(n), targets=["convs"], seed=seed, batch_size=32)
-    model = PredictorModule(dm.space.num_ops, dm.space.max_nodes, dm.targets, dm.target_stats,
-                            dm.space.identity, hidden=32, num_layers=2, lr=5e-3, **model_kwargs)
+    model = PredictorModule(dm.spec(), hidden=32, num_layers=2, lr=5e-3, **model_kwargs)
     return dm, model
 
 
@@ -56,15 +55,14 @@ def test_checkpoint_keeps_space_and_target_statistics(tmp_path):
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     loaded = PredictorModule.load_from_checkpoint(path)
-    assert loaded.hparams.space == NB201Space().identity
-    assert loaded.hparams.target_stats == dm.target_stats
+    assert loaded.hparams.data_spec["space"] == NB201Space().identity
+    assert loaded.hparams.data_spec["target_stats"] == dm.target_stats
     assert torch.equal(loaded.mean, model.mean)
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):
     dm = ArchitectureDataModule(ConvCountTable(), targets=["convs"], batch_size=32)
-    model = PredictorModule(dm.space.num_ops, dm.space.max_nodes, dm.targets, dm.target_stats,
-                            dm.space.identity, lr=1e30)
+    model = PredictorModule(dm.spec(), lr=1e30)
     trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     with pytest.raises(NagError, match=r"at global step \d+"):
@@ -73,7 +71,7 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
 
 def test_needs_a_target():
     with pytest.raises(NagError, match="data.targets"):
-        PredictorModule(7, 8, [], {}, NB201Space().identity)
+        PredictorModule({"space": NB201Space().identity, "num_ops": 7, "max_nodes": 8, "targets": [], "target_stats": {}})
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):

@@ -1,0 +1,6 @@
+"""Score-based diffusion (Song et al. 2021): forward SDEs and samplers over graph states."""
+
+from nag.diffusion.samplers import ScoreFn, ode_sample, pc_sample
+from nag.diffusion.sde import SDE, VESDE, VPSDE, sde_from_config
+
+__all__ = ["SDE", "VESDE", "VPSDE", "ScoreFn", "ode_sample", "pc_sample", "sde_from_config"]
