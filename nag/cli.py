@@ -1,6 +1,6 @@
 """``nag``: LightningCLI over our search spaces, benchmarks, datamodules and modules.
 
-Subcommands: ``fit | validate | test | predict`` (Lightning's). Errors a user can fix print
+Subcommands: ``fit | validate | test | predict`` (Lightning's) and ``generate``. Errors a user can fix print
 one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
 
@@ -13,6 +13,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
 from nag.errors import NagError
+from nag.trainer import NagTrainer
 
 
 class NagCLI(LightningCLI):
@@ -27,6 +28,10 @@ class NagCLI(LightningCLI):
             default=True,
             help="After `fit`, score the best checkpoint on the held-out test split.",
         )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "generate": {"model", "datamodule"}}
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit") or self.trainer.fast_dev_run:
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             datamodule_class=None,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            trainer_class=NagTrainer,
             args=args,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,

@@ -156,6 +156,8 @@ class ArchitectureDataModule(pl.LightningDataModule):
             "space": self.space.identity,
             "num_ops": self.space.num_ops,
             "max_nodes": self.space.max_nodes,
+            "fixed_topology": self.space.fixed_topology,
+            "fixed_adjacency": None if (a := self.space.fixed_adjacency()) is None else a.tolist(),
             "targets": list(self.targets),
             "target_stats": self.target_stats,
         }

@@ -139,6 +139,8 @@ class TaskDataModule(pl.LightningDataModule):
             "space": self.space.identity,
             "num_ops": self.space.num_ops,
             "max_nodes": self.space.max_nodes,
+            "fixed_topology": self.space.fixed_topology,
+            "fixed_adjacency": None if (a := self.space.fixed_adjacency()) is None else a.tolist(),
             "targets": list(self.metrics),
             "target_stats": {t.name: {"mean": t.mean, "std": t.std} for t in self.tasks},
             "tasks": self.task_names,

@@ -119,7 +119,7 @@ def pc_sample(
                 step = torch.where(grad_norm > 0, step, torch.zeros_like(step))
                 step = step.reshape(-1, *([1] * (x.dim() - 1)))
                 new[k] = x + step * grad + torch.sqrt(2.0 * step) * noise
-            state = _apply_mask(new, masks)
+            state = new  # already masked: x, grad and noise all are
         score = _score(score_fn, state, t)
         mean, new = {}, {}
         for k, x in state.items():

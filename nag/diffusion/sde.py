@@ -187,8 +187,9 @@ class VPSDE(SDE):
         return 1.0
 
     def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
-        """``1 - beta(t) |dt|``: the discrete ``alpha_i`` of DDPM that Song et al. scale Langevin steps by."""
-        return 1.0 - self.beta(t) * abs(dt)
+        """``exp(-beta(t) |dt|)``: Song et al. use DDPM's ``alpha_i = 1 - beta_i``; this equals it to
+        first order in ``dt`` but stays positive on coarse grids where ``1 - beta |dt|`` goes negative."""
+        return torch.exp(-self.beta(t) * abs(dt))
 
     def config(self) -> dict[str, Any]:
         return {"type": "VPSDE", "beta_min": self.beta_min, "beta_max": self.beta_max, "eps": self.eps}

@@ -89,6 +89,13 @@ class SearchSpace(ABC, Generic[Arch]):
         adj = (np.triu(a[:n, :n], k=1) > 0.5).astype(np.int64)
         return self.from_graph(labels, adj)
 
+    def fixed_adjacency(self) -> np.ndarray | None:
+        """The one graph of a fixed-topology space (padded to ``max_nodes``), else None."""
+        if not self.fixed_topology:
+            return None
+        _, adj, _ = self.encode_batch(self.sample(1, np.random.default_rng(0)))
+        return adj[0].numpy()
+
     def op_index(self, op: str) -> int:
         try:
             return self.ops.index(op)
