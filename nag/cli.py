@@ -13,7 +13,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
 from nag.errors import NagError
-from nag.trainer import NagTrainer
+from nag.trainer import NagTrainer, load_checkpoint
 
 
 class NagCLI(LightningCLI):
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("NAG_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
+        _check_ckpt_arg(args)
         NagCLI(
             model_class=None,
             datamodule_class=None,
@@ -64,6 +65,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def _check_ckpt_arg(args: list[str]) -> None:
+    """LightningCLI reads ``--ckpt_path`` while parsing; check it first so a missing or
+    corrupt file gives one line rather than a deep traceback."""
+    for i, a in enumerate(args):
+        value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (
+            args[i + 1] if a == "--ckpt_path" and i + 1 < len(args) else None)
+        if value and value not in ("last", "best", "hpc", "registry", "null"):
+            load_checkpoint(value)
 
 
 def _user_error(e: BaseException) -> NagError | None:

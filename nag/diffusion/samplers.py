@@ -9,7 +9,8 @@ every random number from the given ``generator`` so a seed fixes the output.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -35,7 +36,7 @@ def _setup(
         raise ValueError("shapes is empty; give at least one state key, e.g. {'x': (B, N, V)}")
     if num_steps < 1:
         raise ValueError(f"num_steps={num_steps} must be at least 1")
-    batch_sizes = {k: tuple(s)[0] for k, s in shapes.items()}
+    batch_sizes = {k: next(iter(s)) for k, s in shapes.items()}
     if len(set(batch_sizes.values())) != 1:
         raise ValueError(f"every state tensor needs the same batch size (first dim), got {batch_sizes}")
     masks = dict(mask or {})
