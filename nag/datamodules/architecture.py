@@ -31,6 +31,18 @@ class GraphDataset(Dataset):
         return {"x": self.x[i], "adj": self.adj[i], "mask": self.mask[i], "y": self.y[i]}
 
 
+def space_spec(space: SearchSpace) -> dict:
+    """The search-space part of a datamodule's ``spec()``: identity, sizes and fixed graph."""
+    fixed = space.fixed_adjacency()
+    return {
+        "space": space.identity,
+        "num_ops": space.num_ops,
+        "max_nodes": space.max_nodes,
+        "fixed_topology": space.fixed_topology,
+        "fixed_adjacency": None if fixed is None else fixed.tolist(),
+    }
+
+
 def split_by_key(keys: Sequence[str], fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Row indices per split; all rows sharing a canonical key land in the same split, so
     isomorphic copies never leak from train into val/test."""
@@ -150,17 +162,9 @@ class ArchitectureDataModule(pl.LightningDataModule):
         return stats
 
     def spec(self) -> dict:
-        """What a model must know of its data, stored in its checkpoint: the search space's
-        identity and size, and the targets with their training-split statistics."""
-        return {
-            "space": self.space.identity,
-            "num_ops": self.space.num_ops,
-            "max_nodes": self.space.max_nodes,
-            "fixed_topology": self.space.fixed_topology,
-            "fixed_adjacency": None if (a := self.space.fixed_adjacency()) is None else a.tolist(),
-            "targets": list(self.targets),
-            "target_stats": self.target_stats,
-        }
+        """What a model must know of its data, stored in its checkpoint: the search space and
+        the targets with their training-split statistics."""
+        return {**space_spec(self.space), "targets": list(self.targets), "target_stats": self.target_stats}
 
     def normalize(self, y: np.ndarray) -> np.ndarray:
         mean = np.array([self.target_stats[t]["mean"] for t in self.targets])

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nag.benchmarks.base import Benchmark
-from nag.datamodules.architecture import SPLITS, split_by_key
+from nag.datamodules.architecture import SPLITS, space_spec, split_by_key
 from nag.errors import ConfigError
 
 
@@ -136,11 +136,7 @@ class TaskDataModule(pl.LightningDataModule):
         """As :meth:`ArchitectureDataModule.spec`, with statistics per task (scores are
         z-scored per task) and the task names, for checkpoints of meta-learned models."""
         return {
-            "space": self.space.identity,
-            "num_ops": self.space.num_ops,
-            "max_nodes": self.space.max_nodes,
-            "fixed_topology": self.space.fixed_topology,
-            "fixed_adjacency": None if (a := self.space.fixed_adjacency()) is None else a.tolist(),
+            **space_spec(self.space),
             "targets": list(self.metrics),
             "target_stats": {t.name: {"mean": t.mean, "std": t.std} for t in self.tasks},
             "tasks": self.task_names,

@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import KendallRankCorrCoef, MeanSquaredError, MetricCollection, SpearmanCorrCoef
 
 from nag.errors import NagError
+from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.dag_gnn import BiDirectionalDenseGNN
 
 
@@ -79,12 +80,7 @@ class PredictorModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         pred = self(batch["x"], batch["adj"], batch["mask"])
-        loss = self._loss(pred.float(), batch["y"])
-        if not torch.isfinite(loss):
-            raise NagError(
-                f"training loss became {loss.item()} at global step {self.global_step}; "
-                "lower model.lr or check data.targets for NaN/inf values"
-            )
+        loss = ensure_finite(self._loss(pred.float(), batch["y"]), "training loss", self.global_step)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["y"].shape[0])
         return loss
 

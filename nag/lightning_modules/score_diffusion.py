@@ -11,6 +11,7 @@ from torch.optim.swa_utils import AveragedModel
 from nag.diffusion.samplers import ode_sample, pc_sample
 from nag.diffusion.sde import SDE, VESDE, VPSDE
 from nag.errors import NagError
+from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.dag_transformer import AttentionMode, DagTransformer, dag_attention_mask
 
 
@@ -112,12 +113,7 @@ class ScoreDiffusionModule(pl.LightningModule):
         return total / sum(m.sum() for m in masks.values())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._dsm_loss(batch, self.net)
-        if not torch.isfinite(loss):
-            raise NagError(
-                f"score-matching loss became {loss.item()} at global step {self.global_step}; "
-                "lower model.lr or check the data for NaN"
-            )
+        loss = ensure_finite(self._dsm_loss(batch, self.net), "score-matching loss", self.global_step)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
         return loss
 

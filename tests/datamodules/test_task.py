@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -29,7 +28,7 @@ def dm(benches: list[NBGraphBenchmark]) -> TaskDataModule:
         benches, ["test_acc"], held_out="cora", context_size=K, query_size=Q,
         train_episodes=24, eval_episodes=8, batch_size=B, seed=0,
     )
-    dm.tasks  # build once (encodes every dataset)
+    _ = dm.tasks  # build once (encodes every dataset)
     return dm
 
 
@@ -153,7 +152,7 @@ def test_needs_benchmarks_and_metrics(benches: list[NBGraphBenchmark]) -> None:
 def test_splits_too_small_for_an_episode(benches: list[NBGraphBenchmark]) -> None:
     dm = TaskDataModule([benches[-1]], ["test_acc"], held_out="proteins", context_size=200, query_size=200)
     with pytest.raises(ConfigError, match="proteins/test_acc.*context_size\\+query_size=400"):
-        dm.tasks
+        _ = dm.tasks
 
 
 # --- NB201, one task per metric ----------------------------------------------------------

@@ -7,15 +7,6 @@ from nag.diffusion import SDE, VESDE, VPSDE, sde_from_config
 from nag.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tensors here are tiny: with 2 intra-op threads on a busy 2-core box each op waits on the other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SDES = [VESDE(), VPSDE(), VESDE(sigma_min=0.05, sigma_max=10.0), VPSDE(beta_min=0.5, beta_max=5.0)]
 IDS = ["ve", "vp", "ve-custom", "vp-custom"]
 

@@ -104,3 +104,16 @@ def test_bf16_mixed_training_stays_finite(tmp_path):
     dm, model = nb201()
     quiet_trainer(tmp_path, max_steps=3, limit_val_batches=1, precision="bf16-mixed").fit(model, dm)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_generation_callback_logs_validity_uniqueness_novelty(tmp_path):
+    from nag.callbacks import GenerationMetricsCallback
+
+    dm, model = nb201()
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                            callbacks=[GenerationMetricsCallback(every_n_epochs=1, num_samples=8, steps=2)])
+    trainer.fit(model, dm)
+    logged = trainer.callback_metrics
+    for name in ("gen/validity", "gen/uniqueness", "gen/novelty"):
+        assert name in logged
+    assert 0.0 <= float(logged["gen/validity"]) <= 1.0
