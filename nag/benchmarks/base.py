@@ -101,6 +101,8 @@ class Benchmark(ABC, Generic[Arch]):
     def best(self, metric: str) -> tuple[Arch, float]:
         """The optimum of ``metric`` over the table (max, or min for cost metrics)."""
         col = self.column(metric)
+        if np.isnan(col).all():
+            raise UnknownMetric(f"metric {metric!r} of {type(self).__name__} has no values; pick another metric")
         i = int(np.nanargmax(col) if self.higher_is_better(metric) else np.nanargmin(col))
         return self._archs[i], float(col[i])
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from nag.benchmarks.base import Benchmark, require_file
-from nag.errors import DataFileError
+from nag.errors import DataFileError, InvalidArchitecture
 from nag.spaces.nb201 import Arch201, NB201Space
 
 _NOT_METRICS = ("index", "arch_str", "iso_key")
@@ -26,26 +26,38 @@ class NB201Benchmark(Benchmark[Arch201]):
     def __init__(self, path: str, space: NB201Space | None = None) -> None:
         self.space = space or NB201Space()
         file = require_file(path, "path")
-        with file.open(newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            if "arch_str" not in header:
-                raise DataFileError(f"{file}: missing column 'arch_str'; is this nb201.csv?")
-            rows = list(reader)
+        try:
+            with file.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                header = reader.fieldnames or []
+                rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataFileError(f"{file}: not a readable CSV ({type(e).__name__}); re-copy nb201.csv") from None
+        if "arch_str" not in header:
+            raise DataFileError(f"{file}: missing column 'arch_str'; is this nb201.csv?")
         if not rows:
             raise DataFileError(f"{file}: no rows; re-copy nb201.csv")
         names = [c for c in header if c not in _NOT_METRICS]
         columns = {c: np.full(len(rows), math.nan) for c in names}
-        archs = []
+        archs, self.official_index = [], {}
         for i, row in enumerate(rows):
-            archs.append(self.space.from_string(row["arch_str"]))
-            for c in names:
-                if row[c]:
-                    try:
-                        columns[c][i] = float(row[c])
-                    except ValueError:
-                        raise DataFileError(f"{file}: row {i + 2}, column {c!r}: {row[c]!r} is not a number") from None
-        self.official_index = {a: int(r["index"]) if r.get("index") else i for i, (a, r) in enumerate(zip(archs, rows))}
+            line = i + 2
+            try:
+                arch = self.space.from_string(row["arch_str"])
+            except InvalidArchitecture as e:
+                raise DataFileError(f"{file}: row {line}: {e}") from None
+            for c in ["index", *names] if row.get("index") else names:
+                try:
+                    value = float(row[c]) if row[c] else math.nan
+                except ValueError:
+                    raise DataFileError(f"{file}: row {line}, column {c!r}: {row[c]!r} is not a number") from None
+                if c != "index":
+                    columns[c][i] = value
+            index = int(float(row["index"])) if row.get("index") else i
+            if arch in self.official_index:
+                raise DataFileError(f"{file}: row {line} repeats cell {row['arch_str']!r}; keep one row per cell")
+            archs.append(arch)
+            self.official_index[arch] = index
         self.minimize = frozenset(c for c in names if c.endswith(_COST_SUFFIXES))
         self._set_table(archs, columns)
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nag.benchmarks.base import Benchmark
-from nag.errors import ConfigError
+from nag.errors import ConfigError, UnknownMetric
 from nag.spaces.base import Arch, SearchSpace
 
 SPLITS = ("train", "val", "test")
@@ -100,7 +100,10 @@ class ArchitectureDataModule(pl.LightningDataModule):
         self.space: SearchSpace = benchmark.space if benchmark is not None else space
         self.targets = list(targets)
         for t in self.targets:
-            benchmark.column(t)
+            try:
+                benchmark.column(t)
+            except UnknownMetric as e:
+                raise UnknownMetric(f"data.targets: {e}") from None
         self.split, self.train_size, self.num_archs = tuple(split), train_size, num_archs
         self.seed, self.batch_size, self.num_workers = seed, batch_size, num_workers
 

@@ -91,6 +91,8 @@ class TaskDataModule(pl.LightningDataModule):
         self.benchmarks, self.metrics = list(benchmarks), list(metrics)
         self.space = benchmarks[0].space
         self.held_out = held_out
+        if len(set(self.task_names)) != len(self.task_names):
+            raise ConfigError(f"data: tasks must be distinct, got {self.task_names}; list each benchmark once")
         if held_out not in self.task_names:
             raise ConfigError(f"data.held_out={held_out!r} is not a task; tasks: {', '.join(self.task_names)}")
         self.context_size, self.query_size = context_size, query_size

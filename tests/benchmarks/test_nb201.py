@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nag.benchmarks.nb201 import NB201Benchmark
-from nag.errors import DataFileError, InvalidArchitecture, UnknownMetric
+from nag.errors import DataFileError, UnknownMetric
 from nag.spaces.nb201 import NB201Space
 
 SPACE = NB201Space()
@@ -193,6 +193,27 @@ def test_malformed_files_raise_naming_the_file(tmp_path: Path, text: str, match:
         "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
     ],
 )
-def test_bad_architecture_string_raises(tmp_path: Path, arch_str: str) -> None:
-    with pytest.raises(InvalidArchitecture, match="nb201"):
-        NB201Benchmark(write(tmp_path, f"index,arch_str,acc\n0,{CELL},1\n1,{arch_str},2\n"))
+def test_bad_architecture_string_names_file_and_row(tmp_path: Path, arch_str: str) -> None:
+    path = write(tmp_path, f"index,arch_str,acc\n0,{CELL},1\n1,{arch_str},2\n")
+    with pytest.raises(DataFileError, match=r"row 3: nb201: ") as info:
+        NB201Benchmark(path)
+    assert path in str(info.value)
+
+
+def test_duplicate_cells_are_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, f"index,arch_str,acc\n0,{CELL},1\n1,{CELL},2\n")
+    with pytest.raises(DataFileError, match="row 3 repeats cell"):
+        NB201Benchmark(path)
+
+
+def test_non_utf8_file_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "bin.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataFileError, match="not a readable CSV"):
+        NB201Benchmark(str(path))
+
+
+def test_best_of_an_empty_column_names_the_metric(tmp_path: Path) -> None:
+    bench = NB201Benchmark(write(tmp_path, f"index,arch_str,acc,empty\n0,{CELL},1,\n"))
+    with pytest.raises(UnknownMetric, match="'empty' .* has no values"):
+        bench.best("empty")

@@ -185,6 +185,7 @@ def test_benchmark_or_space_is_required() -> None:
 def test_unknown_target_names_it(bench: NB201Benchmark) -> None:
     with pytest.raises(UnknownMetric, match="'cifar10_acc'") as info:
         ArchitectureDataModule(benchmark=bench, targets=["cifar10_test_200ep", "cifar10_acc"])
+    assert str(info.value).startswith("data.targets: ")
     assert "cifar10_test_200ep" in str(info.value)  # the available metrics are listed
 
 

@@ -194,3 +194,11 @@ def test_nb201_tasks_are_the_metrics(nb201: NB201Benchmark) -> None:
 
 def test_one_benchmark_one_metric_is_named_by_the_benchmark(nb201: NB201Benchmark) -> None:
     assert TaskDataModule([nb201], ["cifar10_test_200ep"], held_out="nb201").task_names == ["nb201"]
+
+
+def test_duplicate_tasks_are_rejected():
+    from nag.benchmarks import NBGraphBenchmark
+
+    proteins = NBGraphBenchmark("proteins")
+    with pytest.raises(ConfigError, match="tasks must be distinct"):
+        TaskDataModule([proteins, proteins], ["test_acc"], held_out="proteins")
