@@ -47,18 +47,22 @@ def decode_samples(space: SearchSpace, graphs: dict[str, torch.Tensor]) -> Gener
 
 
 def score_samples(result: GeneratedSet, space: SearchSpace, train_keys: set[str],
-                  benchmark: Benchmark | None, metrics: Sequence[str]) -> dict[str, float]:
-    """Validity, uniqueness, novelty against the training split, and true benchmark metrics."""
+                  benchmark: Benchmark | None, metrics: Sequence[str],
+                  device: torch.device | str = "cpu") -> dict[str, float]:
+    """Validity, uniqueness, novelty against the training split, and true benchmark metrics.
+
+    Metrics live on ``device`` so that under DDP torchmetrics syncs them across ranks.
+    """
     valid = result.valid
     keys = [space.key(a) for a in valid]
-    validity, uniqueness, novelty = Validity(), Uniqueness(), Novelty(train_keys)
-    validity.update(torch.tensor([a is not None for a in result.archs]))
+    validity, uniqueness, novelty = Validity().to(device), Uniqueness().to(device), Novelty(train_keys).to(device)
+    validity.update(torch.tensor([a is not None for a in result.archs], device=device))
     uniqueness.update(keys)
     novelty.update(keys)
     summary = {"samples": float(len(result.archs)), "validity": float(validity.compute()),
                "uniqueness": float(uniqueness.compute()), "novelty": float(novelty.compute())}
     for metric in metrics:
-        truth = BenchmarkTruth(benchmark, metric)
+        truth = BenchmarkTruth(benchmark, metric).to(device)
         truth.update(valid)
         for name, value in truth.compute().items():
             summary[f"{metric}/{name}"] = float(value)
@@ -106,7 +110,7 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str], limit: int 
     """The best ``limit`` valid samples (by the first metric, when there is one) as text."""
     valid = [r for r in rows if r["valid"]]
     if metrics:
-        valid.sort(key=lambda r: (math.isnan(r[metrics[0]]), -r[metrics[0]] if not math.isnan(r[metrics[0]]) else 0))
+        valid.sort(key=lambda r: math.inf if math.isnan(r[metrics[0]]) else -r[metrics[0]])
     lines = ["rank  " + "  ".join(f"{m:>14.14}" for m in metrics) + "  arch"]
     for rank, r in enumerate(valid[:limit], start=1):
         lines.append(f"{rank:>4}  " + "  ".join(f"{r[m]:>14.4f}" for m in metrics) + f"  {r['arch']}")

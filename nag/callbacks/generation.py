@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytorch_lightning as pl
-import torch
 
-from nag.generation import decode_samples
-from nag.metrics.generation import BenchmarkTruth, Novelty, Uniqueness, Validity
+from nag.generation import decode_samples, score_samples
 
 
 class GenerationMetricsCallback(pl.Callback):
@@ -23,19 +21,12 @@ class GenerationMetricsCallback(pl.Callback):
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         dm = trainer.datamodule
-        space, benchmark = dm.space, getattr(dm, "benchmark", None)
+        benchmark = getattr(dm, "benchmark", None)
         per_rank = max(1, self.num_samples // trainer.world_size)
         graphs = pl_module.sample_graphs(per_rank, sampler=self.sampler, steps=self.steps,
                                          seed=self.seed + trainer.global_rank)
-        result = decode_samples(space, graphs)
-        keys = [space.key(a) for a in result.valid]
-        metrics = {"validity": Validity(), "uniqueness": Uniqueness(), "novelty": Novelty(dm.train_keys())}
-        metrics["validity"].update(torch.tensor([a is not None for a in result.archs]))
-        metrics["uniqueness"].update(keys)
-        metrics["novelty"].update(keys)
-        values = {f"gen/{k}": m.to(pl_module.device).compute() for k, m in metrics.items()}
-        for target in dm.targets if benchmark is not None else []:
-            truth = BenchmarkTruth(benchmark, target).to(pl_module.device)
-            truth.update(result.valid)
-            values |= {f"gen/{target}_{k}": v for k, v in truth.compute().items()}
-        pl_module.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()})
+        result = decode_samples(dm.space, graphs)
+        summary = score_samples(result, dm.space, dm.train_keys(), benchmark,
+                                dm.targets if benchmark is not None else [], device=pl_module.device)
+        summary.pop("samples")
+        pl_module.log_dict({f"gen/{k.replace('/', '_')}": v for k, v in summary.items()})

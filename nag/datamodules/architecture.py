@@ -150,6 +150,11 @@ class ArchitectureDataModule(pl.LightningDataModule):
 
     def train_keys(self) -> set[str]:
         """Canonical keys of the training split: the reference for novelty."""
+        return self._train_keys
+
+    @cached_property
+    def _train_keys(self) -> set[str]:
+        """Hashed once: the sampling callback asks for it every few epochs."""
         return {self.space.key(a) for a in self.archs("train")}
 
     @cached_property

@@ -116,9 +116,12 @@ class TaskDataModule(pl.LightningDataModule):
     def tasks(self) -> list[Task]:
         tasks = []
         names = iter(self.task_names)
+        encoded: dict[tuple, tuple] = {}
         for b in self.benchmarks:
-            x, adj, mask = self.space.encode_batch(b.archs())
-            keys = [self.space.key(a) for a in b.archs()]
+            archs = tuple(b.archs())
+            if archs not in encoded:  # NB-Graph's 8 full datasets share one architecture list
+                encoded[archs] = (*self.space.encode_batch(archs), [self.space.key(a) for a in archs])
+            x, adj, mask, keys = encoded[archs]
             for m in self.metrics:
                 y = b.column(m)
                 keep = np.flatnonzero(~np.isnan(y))
