@@ -208,3 +208,13 @@ def sde_from_config(config: dict[str, Any]) -> SDE:
         return _SDES[name](**kwargs)
     except TypeError as err:
         raise ConfigError(f"SDE config for {name} has bad arguments {sorted(kwargs)}: {err}") from None
+
+
+def make_sde(kind: str, sigma_min: float, sigma_max: float, beta_min: float, beta_max: float) -> SDE:
+    """The SDE named by a module's flat hyper-parameters (``model.init_args.sde``): every
+    module that must share one forward process (generator, noise-aware predictors) builds it here."""
+    if kind == "ve":
+        return VESDE(sigma_min, sigma_max)
+    if kind == "vp":
+        return VPSDE(beta_min, beta_max)
+    raise ConfigError(f"model.init_args.sde={kind!r}; expected 've' or 'vp'")

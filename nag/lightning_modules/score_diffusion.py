@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from nag.diffusion.graph_state import clean_state, perturb_state, sample_times
+from nag.diffusion.guidance import GuidanceTerm, guided_score
 from nag.diffusion.samplers import ode_sample, pc_sample
-from nag.diffusion.sde import SDE, VESDE, VPSDE
+from nag.diffusion.sde import SDE, make_sde
 from nag.errors import NagError
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.dag_transformer import AttentionMode, DagTransformer, dag_attention_mask
-
-
-def to_signed(onehot: torch.Tensor) -> torch.Tensor:
-    """{0, 1} -> {-1, 1}: a symmetric target for Gaussian diffusion; an all -1 row is padding."""
-    return onehot * 2.0 - 1.0
 
 
 class ScoreDiffusionModule(pl.LightningModule):
@@ -51,11 +49,9 @@ class ScoreDiffusionModule(pl.LightningModule):
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        if sde not in ("ve", "vp"):
-            raise NagError(f"model.sde={sde!r}; expected 've' or 'vp'")
+        self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
         self.save_hyperparameters()
         self.fixed_topology = bool(data_spec.get("fixed_topology", False))
-        self.sde: SDE = VESDE(sigma_min, sigma_max) if sde == "ve" else VPSDE(beta_min, beta_max)
         self.net = DagTransformer(data_spec["num_ops"], data_spec["max_nodes"], dim, layers, heads, dropout,
                                   predict_edges=not self.fixed_topology)
         self.ema = AveragedModel(self.net, avg_fn=self._ema_step, use_buffers=True)
@@ -93,21 +89,10 @@ class ScoreDiffusionModule(pl.LightningModule):
         return score
 
     # --- training ---------------------------------------------------------------------
-    def _clean_state(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Signed clean graph and masks of the diffused entries (the adjacency's upper triangle)."""
-        state = {"x": to_signed(batch["x"])}
-        masks = {"x": torch.ones_like(batch["x"], dtype=torch.bool)}
-        if not self.fixed_topology:
-            state["adj"] = to_signed(batch["adj"])
-            masks["adj"] = torch.ones_like(batch["adj"], dtype=torch.bool).triu(1)
-        return state, masks
-
     def _dsm_loss(self, batch: dict[str, torch.Tensor], net: torch.nn.Module, generator=None) -> torch.Tensor:
-        clean, masks = self._clean_state(batch)
-        b = batch["x"].shape[0]
-        t = torch.rand(b, device=self.device, generator=generator) * (self.sde.T - self.hparams.eps) + self.hparams.eps
-        noise = {k: torch.randn(v.shape, device=v.device, generator=generator) * masks[k] for k, v in clean.items()}
-        noisy = {k: self.sde.perturb(v, t, noise[k]) * masks[k] for k, v in clean.items()}
+        clean, masks = clean_state(batch, self.fixed_topology)
+        t = sample_times(batch["x"].shape[0], self.sde, self.hparams.eps, self.device, generator)
+        noisy, noise = perturb_state(clean, masks, self.sde, t, generator)
         pred = self.predict_noise(noisy, t, net)
         total = sum(((pred[k].float() - noise[k]) ** 2 * masks[k]).sum() for k in clean)
         return total / sum(m.sum() for m in masks.values())
@@ -134,8 +119,12 @@ class ScoreDiffusionModule(pl.LightningModule):
     # --- sampling ---------------------------------------------------------------------
     @torch.no_grad()
     def sample_graphs(self, num_samples: int, sampler: Literal["ode", "pc"] = "ode", steps: int | None = None,
-                      seed: int = 0, batch_size: int = 1000, progress: bool = False) -> dict[str, torch.Tensor]:
-        """Raw samples in the {0, 1} scale: ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``."""
+                      seed: int = 0, batch_size: int = 1000, progress: bool = False,
+                      guidance: Sequence[GuidanceTerm] = ()) -> dict[str, torch.Tensor]:
+        """Raw samples in the {0, 1} scale: ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``.
+
+        ``guidance`` terms (predictor objectives, budgets) are added to the score at every step."""
+        score_fn = guided_score(self.score_fn(), guidance, self.sde.T)
         n, v = self.hparams.data_spec["max_nodes"], self.hparams.data_spec["num_ops"]
         gen = torch.Generator(device=self.device).manual_seed(seed)
         outs = []
@@ -146,11 +135,11 @@ class ScoreDiffusionModule(pl.LightningModule):
                 shapes["adj"] = (b, n, n)
                 masks = {"x": torch.ones(b, n, v, device=self.device),
                          "adj": torch.ones(b, n, n, device=self.device).triu(1)}
-            kwargs = dict(generator=gen, device=self.device, mask=masks, progress=progress)
+            kwargs = {"generator": gen, "device": self.device, "mask": masks, "progress": progress}
             if sampler == "ode":
-                state = ode_sample(self.sde, self.score_fn(), shapes, num_steps=steps or 50, **kwargs)
+                state = ode_sample(self.sde, score_fn, shapes, num_steps=steps or 50, **kwargs)
             elif sampler == "pc":
-                state = pc_sample(self.sde, self.score_fn(), shapes, num_steps=steps or 500, **kwargs)
+                state = pc_sample(self.sde, score_fn, shapes, num_steps=steps or 500, **kwargs)
             else:
                 raise NagError(f"sampler={sampler!r}; expected 'ode' or 'pc'")
             x = state["x"]
