@@ -1,6 +1,6 @@
 """``nag``: LightningCLI over our search spaces, benchmarks, datamodules and modules.
 
-Subcommands: ``fit | validate | test | predict`` (Lightning's) and ``generate``. Errors a user can fix print
+Subcommands: ``fit | validate | test | predict`` (Lightning's), ``generate`` and ``search``. Errors a user can fix print
 one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
 
@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import sys
 
+from jsonargparse import ActionConfigFile, ArgumentParser
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
+from nag.checkpoints import load_checkpoint
 from nag.errors import NagError
-from nag.trainer import NagTrainer, load_checkpoint
+from nag.search.runner import run_search
+from nag.trainer import NagTrainer
 
 
 class NagCLI(LightningCLI):
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("NAG_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
+        if args[:1] == ["search"]:
+            search_main(args[1:])
+            return
         _check_ckpt_arg(args)
         NagCLI(
             model_class=None,
@@ -65,6 +71,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def search_main(args: list[str]) -> dict:
+    """``nag search --config search.yaml``: a benchmark, a metric and a strategy (each by
+    ``class_path``), a query budget and seeds; the arguments are :func:`run_search`'s."""
+    parser = ArgumentParser(prog="nag search", description=run_search.__doc__, print_config="--print_config")
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
+    parser.add_function_arguments(run_search)
+    init = parser.instantiate_classes(parser.parse_args(args))
+    return run_search(**{k: v for k, v in init.items() if k not in ("config", "__path__")})
 
 
 def _check_ckpt_arg(args: list[str]) -> None:

@@ -3,28 +3,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import pytorch_lightning as pl
-import torch
 
+from nag.checkpoints import check_space, load_checkpoint
 from nag.errors import ConfigError
-from nag.generation import decode_samples, format_table, rows_for, score_samples, write_rows
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint, turning a missing, truncated or corrupt file into one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--ckpt_path {str(p)!r}: no such checkpoint; pass the .ckpt written by `nag fit`")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ConfigError(f"--ckpt_path {str(p)!r}: not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ConfigError(f"--ckpt_path {str(p)!r}: not a Lightning checkpoint of a nag model")
-    return ckpt
+from nag.generation import (
+    decode_samples,
+    format_table,
+    rows_for,
+    score_samples,
+    write_rows,
+)
 
 
 class NagTrainer(pl.Trainer):
@@ -49,15 +41,8 @@ class NagTrainer(pl.Trainer):
             raise ConfigError("generate needs --ckpt_path: the checkpoint written by `nag fit`")
         if num_samples < 1:
             raise ConfigError(f"--num_samples={num_samples}: ask for at least one architecture")
-        ckpt = load_checkpoint(ckpt_path)
         space = datamodule.space
-        trained_on = ckpt["hyper_parameters"].get("data_spec", {}).get("space")
-        if trained_on != space.identity:
-            name = trained_on["name"] if isinstance(trained_on, dict) else trained_on
-            raise ConfigError(
-                f"--ckpt_path {ckpt_path!r} was trained on search space {name!r} "
-                f"but the config's data uses {space.name!r} ({space!r}); use the config it was trained with"
-            )
+        check_space(load_checkpoint(ckpt_path), space, ckpt_path)
         if not hasattr(model, "sample_graphs"):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
         generator = type(model).load_from_checkpoint(ckpt_path, map_location=self.strategy.root_device)

@@ -6,4 +6,4 @@ from nag.benchmarks.nb201 import NB201Benchmark
 from nag.benchmarks.nbgraph import NBGraphBenchmark
 from nag.benchmarks.ofa_latency import OFALatencyBenchmark
 
-__all__ = ["Benchmark", "NB201Benchmark", "NBGraphBenchmark", "NB101Benchmark", "OFALatencyBenchmark"]
+__all__ = ["Benchmark", "NB101Benchmark", "NB201Benchmark", "NBGraphBenchmark", "OFALatencyBenchmark"]

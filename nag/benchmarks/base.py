@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Generic, Hashable, Mapping, Sequence
+from typing import Generic
 
 import numpy as np
 

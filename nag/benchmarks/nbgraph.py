@@ -7,7 +7,13 @@ from nas_bench_graph import light_read
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.spaces.nbgraph import ALL_OPS, PROTEINS_OPS, ArchGraph, NBGraphSpace, representatives
+from nag.spaces.nbgraph import (
+    ALL_OPS,
+    PROTEINS_OPS,
+    ArchGraph,
+    NBGraphSpace,
+    representatives,
+)
 
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
 #: Our metric names for the package's record fields.

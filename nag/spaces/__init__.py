@@ -6,4 +6,4 @@ from nag.spaces.nb101 import NB101Space
 from nag.spaces.nb201 import NB201Space
 from nag.spaces.nbgraph import NBGraphSpace
 
-__all__ = ["SearchSpace", "NB201Space", "NBGraphSpace", "NB101Space", "MBV3Space"]
+__all__ = ["MBV3Space", "NB101Space", "NB201Space", "NBGraphSpace", "SearchSpace"]

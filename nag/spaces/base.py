@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Generic, Hashable, Iterator, Sequence, TypeVar
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -141,6 +142,22 @@ class SearchSpace(ABC, Generic[Arch]):
     def enumerate(self) -> Iterator[Arch]:
         """Every architecture of the space, one per canonical key where the space defines it."""
         raise NagError(f"{self.name}: the space is too large to enumerate; use sample()")
+
+    # --- neighbourhoods (local search, evolution) ---------------------------------------
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        """Architectures one edit away from ``arch`` (distinct, valid, ``arch`` itself excluded).
+
+        What counts as one edit is space-specific, so there is no generic default.
+        """
+        raise NagError(f"{self.name}: no neighbourhood defined; implement neighbours() to use local search / evolution")
+
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
+        """One random edit: a uniform draw from :meth:`neighbours`, so mutation and local
+        search explore the same graph of architectures."""
+        options = self.neighbours(arch)
+        if not options:
+            raise NagError(f"{self.name}: {self.to_string(arch)!r} has no neighbours to mutate into")
+        return options[int(rng.integers(len(options)))]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

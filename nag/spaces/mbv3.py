@@ -20,7 +20,7 @@ are ``k<kernel>_e<expand>`` for active layers and ``skip`` for the slots past th
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -185,6 +185,27 @@ class MBV3Space(SearchSpace[MBV3Arch]):
 
     def _chain(self) -> np.ndarray:
         return np.eye(self.max_nodes, k=1, dtype=np.int64)
+
+    # --- neighbourhoods ----------------------------------------------------------------
+    def neighbours(self, arch: MBV3Arch) -> list[MBV3Arch]:
+        """One active layer's kernel or expand ratio changed, or one stage one layer deeper (a
+        copy of its last layer, as OFA's elastic depth keeps the slot's settings) or shallower.
+        Every edit changes the value, and values are canonical, so all are distinct."""
+        self.validate(arch)
+        out: list[MBV3Arch] = []
+
+        def with_stage(s: int, stage: tuple[Layer, ...]) -> MBV3Arch:
+            return (*arch[:s], stage, *arch[s + 1 :])
+
+        for s, stage in enumerate(arch):
+            for i, (kernel, expand) in enumerate(stage):
+                layers = [(k, expand) for k in KERNELS if k != kernel] + [(kernel, e) for e in EXPANDS if e != expand]
+                out += [with_stage(s, (*stage[:i], layer, *stage[i + 1 :])) for layer in layers]
+            if len(stage) < DEPTHS[-1]:
+                out.append(with_stage(s, (*stage, stage[-1])))
+            if len(stage) > DEPTHS[0]:
+                out.append(with_stage(s, stage[:-1]))
+        return out
 
     # --- populations ------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator) -> list[MBV3Arch]:

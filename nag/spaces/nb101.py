@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache, lru_cache
 from itertools import combinations
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -138,7 +139,7 @@ def _pruned(arch: object) -> NB101Cell:
     return NB101Cell(tuple(map(tuple, adjacency.tolist())), tuple(cell.ops[i] for i in keep))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _path_complete_adjacencies(n: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
     """Every ``n``-node adjacency of at most 9 edges that pruning leaves intact. In topological
     order a node lies on an input->output path exactly when every node but the input has a
@@ -180,6 +181,34 @@ def _graph_hash(cell: NB101Cell) -> str:
             for v in range(n)
         ]
     return hashlib.md5(str(sorted(hashes)).encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=1 << 14)
+def _neighbours(cell: NB101Cell) -> tuple[NB101Cell, ...]:
+    """:meth:`NB101Space.neighbours` of a pruned cell; cached because evolution mutates the same
+    parent many times when its children fall outside a small table (e.g. the 1k subset)."""
+    adjacency, ops, n = np.array(cell.adjacency, dtype=np.int64), cell.ops, len(cell.ops)
+    edits: list[tuple[np.ndarray, tuple[str, ...]]] = []
+    for i, j in zip(*np.triu_indices(n, k=1)):
+        flipped = adjacency.copy()
+        flipped[i, j] ^= 1
+        edits.append((flipped, ops))
+    edits += [(adjacency, (*ops[:i], op, *ops[i + 1 :])) for i in range(1, n - 1) for op in CELL_OPS]
+    if n < MAX_NODES:
+        for i, j in np.argwhere(adjacency).tolist():
+            split = np.insert(np.insert(adjacency, j, 0, axis=0), j, 0, axis=1)
+            split[i, j + 1], split[i, j], split[j, j + 1] = 0, 1, 1
+            edits += [(split, (*ops[:j], op, *ops[j:])) for op in CELL_OPS]
+    seen, out = {_graph_hash(cell)}, []
+    for matrix, labels in edits:
+        try:
+            neighbour = _pruned(NB101Cell(tuple(map(tuple, matrix.tolist())), labels))
+        except InvalidArchitecture:
+            continue
+        if (key := _graph_hash(neighbour)) not in seen:
+            seen.add(key)
+            out.append(neighbour)
+    return tuple(out)
 
 
 class NB101Space(SearchSpace[NB101Cell]):
@@ -276,6 +305,12 @@ class NB101Space(SearchSpace[NB101Cell]):
             )
             for k, u, row in zip(picked, which.tolist(), ops)
         ]
+
+    def neighbours(self, arch: NB101Cell) -> list[NB101Cell]:
+        """Pruned cells one edit from ``arch``'s pruned cell, one per graph hash: an edge of the
+        upper triangle flipped, an op node's op changed, or (below 7 nodes) an edge split by a
+        new op node -- without splits a pruned cell could shrink but never grow."""
+        return list(_neighbours(_pruned(arch)))
 
     @staticmethod
     def from_benchmark_record(adjacency: Sequence[Sequence[float]], operations: Sequence[int]) -> NB101Cell:

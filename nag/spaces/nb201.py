@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -127,6 +127,12 @@ class NB201Space(SearchSpace[Arch201]):
     def sample(self, n: int, rng: np.random.Generator) -> list[Arch201]:
         idx = rng.integers(0, len(EDGE_OPS), size=(n, len(EDGES)))
         return [tuple(EDGE_OPS[i] for i in row) for row in idx.tolist()]
+
+    def neighbours(self, arch: Arch201) -> list[Arch201]:
+        """The 24 cells with one edge op changed. Isomorphic cells are kept: the benchmark
+        trained each cell separately, so they are distinct rows with their own values."""
+        self.validate(arch)
+        return [arch[:i] + (op,) + arch[i + 1 :] for i in range(len(EDGES)) for op in EDGE_OPS if op != arch[i]]
 
     @property
     def is_finite(self) -> bool:

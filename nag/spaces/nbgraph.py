@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from nas_bench_graph.architecture import Arch as _BenchArch
@@ -136,6 +136,19 @@ class NBGraphSpace(SearchSpace[ArchGraph]):
             ops = tuple(self.layer_ops[i] for i in rng.integers(0, len(self.layer_ops), NUM_LAYERS))
             if not all(op == "skip" for op in ops):
                 out.append((links, ops))
+        return out
+
+    def neighbours(self, arch: ArchGraph) -> list[ArchGraph]:
+        """One layer's op or one layer's input changed, one wiring per canonical key: edits
+        that the benchmark's hash folds together (e.g. re-wiring a skip) would waste queries."""
+        links, ops = self.validate(arch)
+        edits = [(links, ops[:i] + (op,) + ops[i + 1 :]) for i in range(NUM_LAYERS) for op in self.layer_ops]
+        edits += [(links[:i] + (src,) + links[i + 1 :], ops) for i in range(NUM_LAYERS) for src in range(i + 1)]
+        seen, out = {self.key(arch)}, []
+        for edit in edits:
+            if any(op != "skip" for op in edit[1]) and (key := self.key(edit)) not in seen:
+                seen.add(key)
+                out.append(edit)
         return out
 
     @property

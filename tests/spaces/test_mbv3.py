@@ -53,7 +53,7 @@ def test_graph_is_the_chain_with_trailing_skips() -> None:
     assert labels[7:13] == ["k5_e6", "skip", "k3_e4", "k7_e4", "skip", "skip"]
     assert labels[-1] == "output"
     assert np.array_equal(adj, np.eye(22, k=1))
-    x, a = SPACE.encode(DEEP)
+    x, _ = SPACE.encode(DEEP)
     assert x.shape == (22, 12) and torch.equal(x.sum(-1), torch.ones(22))
 
 
@@ -227,3 +227,36 @@ def test_decode_rejects_wrong_shapes() -> None:
     x, a = SPACE.encode(SMALL)
     with pytest.raises(InvalidArchitecture, match="expected X"):
         SPACE.decode(x[:, :-1], a)
+
+
+# --- neighbourhoods ------------------------------------------------------------------------
+
+
+def test_neighbour_counts() -> None:
+    # 4 kernel/expand changes per active layer, one deeper per stage below 4, one shallower above 2
+    assert len(SPACE.neighbours(SMALL)) == 10 * 4 + 5
+    assert len(SPACE.neighbours(DEEP)) == 14 * 4 + 4 + 3  # depths 4, 3, 2, 2, 3
+
+
+@settings(max_examples=60, derandomize=True)
+@given(archs)
+def test_neighbours_are_single_edits(arch: MBV3Arch) -> None:
+    neighbours = SPACE.neighbours(arch)
+    assert arch not in neighbours
+    assert len({SPACE.key(n) for n in neighbours}) == len(neighbours)
+    for n in neighbours:
+        SPACE.validate(n)
+        changed = [s for s in range(5) if n[s] != arch[s]]
+        assert len(changed) == 1
+        old, new = arch[changed[0]], n[changed[0]]
+        if len(old) == len(new):  # one layer's kernel or expand ratio
+            (a, b), = [(x, y) for x, y in zip(old, new) if x != y]
+            assert (a[0] == b[0]) != (a[1] == b[1])
+        else:  # depth +-1, keeping the shared layers
+            assert abs(len(old) - len(new)) == 1 and old[: len(new)] == new[: len(old)]
+
+
+def test_mutate_is_a_seeded_neighbour() -> None:
+    assert SPACE.mutate(DEEP, np.random.default_rng(2)) == SPACE.mutate(DEEP, np.random.default_rng(2))
+    rng = np.random.default_rng(0)
+    assert all(SPACE.mutate(DEEP, rng) in SPACE.neighbours(DEEP) for _ in range(20))

@@ -250,3 +250,39 @@ def test_round_trips_property(cell: NB101Cell) -> None:
     assert SPACE.decode(*SPACE.encode(pruned)) == pruned
     assert SPACE.decode(*SPACE.encode(cell)) == pruned
     assert SPACE.key(cell) == SPACE.key(pruned)
+
+
+# --- neighbourhoods ------------------------------------------------------------------------
+
+
+def test_neighbours_of_a_small_cell() -> None:
+    cell = SPACE.from_string("input,conv3x3-bn-relu,output|011,001,000")
+    neighbours = SPACE.neighbours(cell)
+    strings = {SPACE.to_string(n) for n in neighbours}
+    assert "input,output|01,00" in strings  # dropping 0->1 or 1->2 prunes the op node
+    assert "input,conv3x3-bn-relu,output|010,001,000" in strings  # dropping 0->2
+    assert "input,maxpool3x3,output|011,001,000" in strings  # changing the op
+    assert max(len(n.ops) for n in neighbours) == 4  # splitting an edge grows the cell
+    keys = [SPACE.key(n) for n in neighbours]
+    assert len(set(keys)) == len(keys) and SPACE.key(cell) not in keys
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(unpruned_cells())
+def test_neighbours_are_valid_pruned_and_distinct(cell: NB101Cell) -> None:
+    assume(SPACE.is_valid(cell))
+    neighbours = SPACE.neighbours(cell)
+    assert neighbours == SPACE.neighbours(SPACE.prune(cell))  # edits act on the trained cell
+    keys = [SPACE.key(n) for n in neighbours]
+    assert neighbours and len(set(keys)) == len(keys) and SPACE.key(cell) not in keys
+    size = len(SPACE.prune(cell).ops)
+    for n in neighbours:
+        assert SPACE.prune(n) == n and SPACE.is_valid(n)
+        assert len(n.ops) <= min(size + 1, 7)
+
+
+def test_mutate_is_a_seeded_neighbour() -> None:
+    cell = SPACE.sample(1, np.random.default_rng(5))[0]
+    assert SPACE.mutate(cell, np.random.default_rng(1)) == SPACE.mutate(cell, np.random.default_rng(1))
+    rng = np.random.default_rng(0)
+    assert all(SPACE.mutate(cell, rng) in SPACE.neighbours(cell) for _ in range(20))

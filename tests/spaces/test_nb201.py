@@ -104,3 +104,40 @@ def test_parser_never_crashes_on_junk(text):
         SPACE.from_string(text)
     except InvalidArchitecture:
         pass
+
+
+# --- neighbourhoods ------------------------------------------------------------------------
+
+
+@settings(max_examples=50, derandomize=True)
+@given(st.tuples(*[st.sampled_from(EDGE_OPS)] * 6))
+def test_neighbours_change_exactly_one_edge_op(arch):
+    neighbours = SPACE.neighbours(arch)
+    assert len(neighbours) == 24 == len(set(neighbours))
+    assert arch not in neighbours
+    for n in neighbours:
+        assert SPACE.is_valid(n)
+        assert sum(a != b for a, b in zip(arch, n)) == 1
+
+
+def test_neighbours_keep_isomorphic_cells():
+    """The benchmark trained isomorphic cells separately, so they are distinct neighbours."""
+    arch = ("none",) * 6  # everything computes zero: changing edge (0, 1) alone changes nothing
+    same = [n for n in SPACE.neighbours(arch) if SPACE.key(n) == SPACE.key(arch)]
+    assert ("skip_connect", *arch[1:]) in same
+
+
+def test_mutate_is_a_seeded_neighbour():
+    arch = ALL[1234]
+    draws = [SPACE.mutate(arch, np.random.default_rng(7)) for _ in range(2)]
+    assert draws[0] == draws[1] and draws[0] in SPACE.neighbours(arch)
+    rng = np.random.default_rng(0)
+    assert len({SPACE.mutate(arch, rng) for _ in range(200)}) > 15  # spread over the 24
+
+
+def test_spaces_without_a_neighbourhood_say_so():
+    from nag.errors import NagError
+    from nag.spaces.base import SearchSpace
+
+    with pytest.raises(NagError, match="nb201: no neighbourhood defined; implement neighbours"):
+        SearchSpace.neighbours(SPACE, ALL[0])

@@ -99,3 +99,51 @@ def test_round_trips_property(link, op):
     assert SPACE.from_string(SPACE.to_string(arch)) == arch
     assert SPACE.decode(*SPACE.encode(arch)) == arch
     assert SPACE.key(arch) in {SPACE.key(a) for a in [arch]}
+
+
+# --- neighbourhoods ------------------------------------------------------------------------
+
+
+def _edits(arch, other):
+    """How many layers differ between two architectures: (op changes, link changes)."""
+    return sum(a != b for a, b in zip(arch[1], other[1])), sum(a != b for a, b in zip(arch[0], other[0]))
+
+
+@settings(max_examples=40, derandomize=True)
+@given(links, ops)
+def test_neighbours_are_single_edits_one_per_key(link, op):
+    arch = (link, op)
+    neighbours = SPACE.neighbours(arch)
+    keys = [SPACE.key(n) for n in neighbours]
+    assert neighbours and len(set(keys)) == len(keys) and SPACE.key(arch) not in keys
+    for n in neighbours:
+        assert SPACE.is_valid(n)
+        assert _edits(arch, n) in {(1, 0), (0, 1)}
+    # complete: every single edit is a neighbour up to its key, or the arch itself
+    for i in range(4):
+        for other in ALL_OPS:
+            edit = (link, op[:i] + (other,) + op[i + 1 :])
+            if SPACE.is_valid(edit):
+                assert SPACE.key(edit) in {*keys, SPACE.key(arch)}
+        for src in range(i + 1):
+            edit = (link[:i] + (src,) + link[i + 1 :], op)
+            assert SPACE.key(edit) in {*keys, SPACE.key(arch)}
+
+
+def test_neighbours_stay_in_a_restricted_space():
+    space = NBGraphSpace(PROTEINS_OPS)
+    arch = space.from_string("gcn~0|sage~1|skip~1|fc~2")
+    assert {o for n in space.neighbours(arch) for o in n[1]} <= set(PROTEINS_OPS)
+
+
+def test_neighbours_never_make_all_layers_skip():
+    arch = SPACE.from_string("skip~0|skip~1|skip~2|gcn~3")
+    assert all(SPACE.is_valid(n) for n in SPACE.neighbours(arch))
+
+
+def test_mutate_is_a_seeded_neighbour():
+    arch = ALL[500]
+    assert SPACE.mutate(arch, np.random.default_rng(3)) == SPACE.mutate(arch, np.random.default_rng(3))
+    keys = {SPACE.key(n) for n in SPACE.neighbours(arch)}
+    rng = np.random.default_rng(0)
+    assert all(SPACE.key(SPACE.mutate(arch, rng)) in keys for _ in range(50))

@@ -1,0 +1,25 @@
+"""Search strategies run against a benchmark through a counting :class:`QueryOracle`."""
+
+from nag.search.evolution import RegularizedEvolution
+from nag.search.local_search import LocalSearch
+from nag.search.oracle import (
+    BudgetExhausted,
+    QueryOracle,
+    SearchResult,
+    candidate_stream,
+)
+from nag.search.random_search import RandomSearch
+from nag.search.runner import run_search
+from nag.search.strategy import SearchStrategy
+
+__all__ = [
+    "BudgetExhausted",
+    "LocalSearch",
+    "QueryOracle",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "SearchResult",
+    "SearchStrategy",
+    "candidate_stream",
+    "run_search",
+]

@@ -1,0 +1,198 @@
+"""The query oracle: the one door through which a search loop sees a benchmark's labels.
+
+Search strategies are compared by how many architectures they had to *train* to find a
+good one, so the oracle counts queries the way a real NAS would pay for them: once per
+distinct architecture (a repeated query is free, it would not be retrained), with an
+optional hard budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Generic
+
+import numpy as np
+
+from nag.benchmarks.base import Benchmark
+from nag.errors import ConfigError, InvalidArchitecture, NagError
+from nag.spaces.base import Arch, SearchSpace
+
+
+class BudgetExhausted(NagError):
+    """A new architecture was queried after the oracle's query budget was spent."""
+
+
+class QueryOracle(Generic[Arch]):
+    """Answers ``metric`` for benchmarked architectures, counting each distinct one once.
+
+    Distinct means a distinct benchmark row (``benchmark.row_key``): the canonical key for
+    tables with one row per isomorphism class, the exact cell where every cell has its own row.
+    """
+
+    def __init__(self, benchmark: Benchmark[Arch], metric: str, budget: int | None = None) -> None:
+        benchmark.column(metric)  # fail now, naming the available metrics, not mid-search
+        if budget is not None and budget < 0:
+            raise ConfigError(f"query budget must be a non-negative number of queries, got {budget}")
+        self._benchmark = benchmark
+        self.metric = metric
+        self.budget = budget
+        self._values: dict[Hashable, float] = {}
+        self._history: list[tuple[Arch, float]] = []
+        self._curve: list[float] = []
+        self._best: tuple[Arch, float] | None = None
+        self._candidates: list[Arch] | None = None
+
+    # --- what a search loop may see --------------------------------------------------
+    @property
+    def space(self) -> SearchSpace[Arch]:
+        return self._benchmark.space
+
+    @property
+    def sign(self) -> int:
+        """+1 when the metric is maximised, -1 when minimised: loops maximise ``sign * value``."""
+        return 1 if self._benchmark.higher_is_better(self.metric) else -1
+
+    def score(self, value: float) -> float:
+        """``sign * value``, with a missing (NaN) measurement ranked below everything."""
+        return -math.inf if math.isnan(value) else self.sign * value
+
+    def candidates(self) -> list[Arch]:
+        """The benchmarked architectures (no labels): the pool to sample from where the space
+        is larger than the table, e.g. NB101's 1k subset."""
+        if self._candidates is None:
+            self._candidates = self._benchmark.archs()
+        return list(self._candidates)
+
+    def contains(self, arch: Arch) -> bool:
+        """Whether ``arch`` could be queried (membership only; invalid archs are not members)."""
+        try:
+            return arch in self._benchmark
+        except InvalidArchitecture:
+            return False
+
+    def queried(self, arch: Arch) -> bool:
+        try:
+            return self._benchmark.row_key(arch) in self._values
+        except InvalidArchitecture:
+            return False
+
+    def query(self, arch: Arch) -> float:
+        """The measured metric of ``arch``; a new architecture costs one query.
+
+        Raises :class:`ArchitectureNotInBenchmark` (not counted) for unbenchmarked archs and
+        :class:`BudgetExhausted` for a new one past the budget.
+        """
+        key = self._benchmark.row_key(arch)
+        if key in self._values:
+            return self._values[key]
+        if self.budget is not None and len(self._history) >= self.budget:
+            raise BudgetExhausted(
+                f"query budget of {self.budget} distinct architectures is spent; "
+                f"{self.space.to_string(arch)!r} was not queried"
+            )
+        value = self._benchmark.query(arch, self.metric)
+        self._values[key] = value
+        self._history.append((arch, value))
+        if self._best is None or self.score(value) > self.score(self._best[1]):
+            self._best = (arch, value)
+        self._curve.append(self._best[1])
+        return value
+
+    # --- bookkeeping -------------------------------------------------------------------
+    @property
+    def num_queries(self) -> int:
+        return len(self._history)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.budget is None else self.budget - len(self._history)
+
+    def target(self, budget: int) -> int:
+        """The :attr:`num_queries` at which ``budget`` more queries are spent, capped by the
+        oracle's own budget so strategies stop instead of raising :class:`BudgetExhausted`."""
+        if budget < 1:
+            raise ConfigError(f"search budget must be at least 1 query, got {budget}")
+        remaining = self.remaining
+        return self.num_queries + (budget if remaining is None else min(budget, remaining))
+
+    @property
+    def history(self) -> list[tuple[Arch, float]]:
+        """``(arch, value)`` of each distinct architecture, in query order."""
+        return list(self._history)
+
+    @property
+    def best(self) -> tuple[Arch, float] | None:
+        """The best ``(arch, value)`` so far (the first of ties), or None before any query."""
+        return self._best
+
+    def best_curve(self) -> list[float]:
+        """Best-so-far value after each query (what anytime-performance plots show)."""
+        return list(self._curve)
+
+    def __repr__(self) -> str:
+        budget = "" if self.budget is None else f"/{self.budget}"
+        return f"QueryOracle({self._benchmark!r}, metric={self.metric!r}, queries={self.num_queries}{budget})"
+
+
+def candidate_stream(oracle: QueryOracle[Arch], rng: np.random.Generator) -> Iterator[Arch]:
+    """Candidates in a random order, one per space key, skipping those queried by the time they
+    come up: the "random unqueried architecture" every strategy starts and restarts from."""
+    pool = oracle.candidates()
+    seen: set[str] = set()
+    for i in rng.permutation(len(pool)).tolist():
+        arch = pool[i]
+        if oracle.queried(arch):
+            continue
+        key = oracle.space.key(arch)
+        if key not in seen:
+            seen.add(key)
+            yield arch
+
+
+@dataclass
+class SearchResult:
+    """One search run in plain values (architecture strings), ready for JSON and plots."""
+
+    method: str
+    seed: int
+    metric: str
+    history: list[tuple[str, float]]
+    best_curve: list[float]
+    num_queries: int
+    best_arch: str
+    best_value: float
+    #: +1 when ``metric`` is maximised, -1 when minimised.
+    sign: int = 1
+
+    @classmethod
+    def from_oracle(cls, method: str, seed: int, oracle: QueryOracle[Any]) -> SearchResult:
+        if oracle.best is None:
+            raise NagError(f"{method}: no architecture was queried, so there is no result")
+        to_string = oracle.space.to_string
+        best_arch, best_value = oracle.best
+        return cls(
+            method=method,
+            seed=seed,
+            metric=oracle.metric,
+            history=[(to_string(a), v) for a, v in oracle.history],
+            best_curve=oracle.best_curve(),
+            num_queries=oracle.num_queries,
+            best_arch=to_string(best_arch),
+            best_value=best_value,
+            sign=oracle.sign,
+        )
+
+    def queries_to_reach(self, value: float, tol: float = 1e-9) -> int | None:
+        """How many queries it took until the best so far was at least as good as ``value``
+        (within ``tol``), or None if it never was: the sample-efficiency number."""
+        for i, best in enumerate(self.best_curve, start=1):
+            if self.sign * best >= self.sign * value - tol:
+                return i
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["history"] = [[arch, value] for arch, value in self.history]
+        return out
