@@ -44,9 +44,9 @@ def load_module(cls: type[M], path: str | Path, space: SearchSpace, flag: str,
     """``cls`` from ``path``, checked against ``space``, in eval mode on ``device``."""
     ckpt = load_checkpoint(path, flag)
     check_space(ckpt, space, path, flag)
-    name = ckpt["hyper_parameters"].get("_class_path") or ""
     try:
         module = cls.load_from_checkpoint(path, map_location=device)
     except (KeyError, RuntimeError, TypeError) as e:
-        raise ConfigError(f"{flag} {str(path)!r} is not a {cls.__name__} checkpoint {name} ({type(e).__name__})") from None
+        raise ConfigError(f"{flag} {str(path)!r} is not a {cls.__name__} checkpoint ({type(e).__name__}); "
+                          f"pass one written by `nag fit` with that model") from None
     return module.eval()

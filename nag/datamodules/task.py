@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -139,11 +139,14 @@ class TaskDataModule(pl.LightningDataModule):
 
     def spec(self) -> dict:
         """As :meth:`ArchitectureDataModule.spec`, with statistics per task (scores are
-        z-scored per task) and the task names, for checkpoints of meta-learned models."""
+        z-scored per task) and the task names, for checkpoints of meta-learned models.
+
+        The held-out task has no statistics here: they come from its labels, which must not
+        reach a meta-trained checkpoint; only its test episodes are normalised with them."""
         return {
             **space_spec(self.space),
             "targets": list(self.metrics),
-            "target_stats": {t.name: {"mean": t.mean, "std": t.std} for t in self.tasks},
+            "target_stats": {t.name: {"mean": t.mean, "std": t.std} for t in self.tasks if t.name != self.held_out},
             "tasks": self.task_names,
             "held_out": self.held_out,
         }

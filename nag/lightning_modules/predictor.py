@@ -107,6 +107,10 @@ class PredictorModule(pl.LightningModule):
         """Normalised predictions for a signed diffusion state at time ``t`` (guidance)."""
         return self(*encoder_inputs(state, self.fixed_adj), t)
 
+    def predict_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Normalised predictions ``[B, T]`` for clean encoded archs (ranking candidates)."""
+        return self._predict_batch({"x": x, "adj": adj, "mask": mask})
+
     def _predict_batch(self, batch: dict[str, torch.Tensor], noised: bool = False) -> torch.Tensor:
         """Clean batches go through the diffusion-state path when noise-aware, so training
         and guidance read one representation; ``noised`` draws ``t`` and ``x_t`` first."""

@@ -50,6 +50,12 @@ class QueryOracle(Generic[Arch]):
         return self._benchmark.space
 
     @property
+    def task(self) -> tuple[str, str]:
+        """``(benchmark name, metric)``: which task this is (no labels), so a meta-trained
+        model can check it never learned from this task's labels."""
+        return self._benchmark.name, self.metric
+
+    @property
     def sign(self) -> int:
         """+1 when the metric is maximised, -1 when minimised: loops maximise ``sign * value``."""
         return 1 if self._benchmark.higher_is_better(self.metric) else -1

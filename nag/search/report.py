@@ -33,8 +33,9 @@ def summarize(results: Sequence[SearchResult], optimum: float,
     budget = max(r.num_queries for r in results)
     out: dict[str, Any] = {"method": results[0].method, "seeds": len(results), "optimum": optimum,
                            "reached_optimum": sum(q is not None for q in reach) / len(reach),
-                           # a run that never reached it counts as needing more than its budget
-                           "median_queries_to_optimum": median(q if q is not None else math.inf for q in reach),
+                           # a run that never reached it counts as needing more than its budget; None
+                           # when the median run never did
+                           "median_queries_to_optimum": _finite(median(q if q is not None else math.inf for q in reach)),
                            "queries_to_optimum": reach}
     for q in checkpoints:
         if q > budget:
@@ -47,6 +48,10 @@ def summarize(results: Sequence[SearchResult], optimum: float,
     return out
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECKPOINTS) -> str:
     """A Markdown table: one row per method."""
     cols = [q for q in checkpoints if any(f"best@{q}" in s for s in summaries)]
@@ -56,5 +61,5 @@ def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[in
         cells = [f"{s[f'best@{q}']:.4f}" if f"best@{q}" in s else "" for q in cols]
         q_opt = s["median_queries_to_optimum"]
         lines.append(f"| {s['method']} | {s['seeds']} | " + " | ".join(cells)
-                     + f" | {s['reached_optimum']:.0%} | {'>budget' if math.isinf(q_opt) else f'{q_opt:g}'} |")
+                     + f" | {s['reached_optimum']:.0%} | {'>budget' if q_opt is None else f'{q_opt:g}'} |")
     return "\n".join(lines)

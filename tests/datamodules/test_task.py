@@ -130,6 +130,15 @@ def test_episodes_are_deterministic(dm: TaskDataModule) -> None:
     assert not torch.equal(batches[0]["x"], batches[1]["x"])
 
 
+def test_spec_leaves_the_held_out_task_statistics_out(dm: TaskDataModule) -> None:
+    """The held-out task's labels must not reach a meta-trained checkpoint via the spec."""
+    spec = dm.spec()
+    assert spec["held_out"] == "cora" and spec["tasks"] == list(DATASETS)
+    assert set(spec["target_stats"]) == set(DATASETS) - {"cora"}
+    held = dm.tasks[DATASETS.index("cora")]
+    assert held.mean not in [s["mean"] for s in spec["target_stats"].values()]
+
+
 def test_unknown_held_out_names_the_tasks(benches: list[NBGraphBenchmark]) -> None:
     with pytest.raises(ConfigError, match=r"data\.held_out='mnist'") as info:
         TaskDataModule(benches, ["test_acc"], held_out="mnist")

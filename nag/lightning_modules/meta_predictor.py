@@ -1,0 +1,222 @@
+"""Meta-predictor: f(architecture, task) -> score, transferable to a task it never trained on.
+
+DiffusionNAG's meta-predictor reads a task encoding; here a task is encoded by the archs
+already measured on it (a context set of (arch, score) pairs), which exists for every
+benchmark and grows as a transfer search measures more.
+
+Public API for search loops (predictions are in per-task normalised units; only their
+order means anything on an unseen task):
+
+* ``encode_context(ctx_x, ctx_adj, ctx_mask, ctx_y, valid)`` -> task vector ``[B, hidden]``;
+  ``ctx_y`` may be raw or normalised (it is z-scored within the context); a context with no
+  valid item gives the learned "unknown task" vector.
+* ``predict_state(state, t, task_vec)`` -> ``[B]`` for a signed diffusion state at time
+  ``t`` (guidance).
+* ``predict_graphs(x, adj, mask, task_vec)`` -> ``[B]`` for clean encoded archs (ranking).
+
+``task_vec`` of shape ``[1, hidden]`` broadcasts against a batch of ``B`` queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
+
+from nag.diffusion.graph_state import (
+    State,
+    clean_state,
+    encoder_inputs,
+    perturb_state,
+    sample_times,
+)
+from nag.diffusion.sde import SDE, make_sde
+from nag.errors import ConfigError, NagError
+from nag.lightning_modules.finite_loss import ensure_finite
+from nag.lightning_modules.predictor import pairwise_ranking_loss
+from nag.nn.context_encoder import ContextSetEncoder
+from nag.nn.dag_gnn import BiDirectionalDenseGNN
+from nag.nn.embeddings import TimeEmbedding
+
+_RANK_METRICS = {"spearman": spearman_corrcoef, "kendall": kendall_rank_corrcoef}
+
+
+class MetaPredictorModule(pl.LightningModule):
+    """Scores query archs given a context set of measured (arch, score) pairs of one task.
+
+    Trained on episodes of :class:`~nag.datamodules.task.TaskDataModule` (all tasks but
+    ``data_spec["held_out"]``), each keeping a random ``[min_context, K]`` of its context
+    items, so one model works from zero to ``K`` measured archs. Loss: MSE plus
+    ``rank_weight`` x pairwise ranking loss per episode. With ``noise_aware`` the queries
+    are noised by the generator's SDE at a random time (as in
+    :class:`~nag.lightning_modules.predictor.PredictorModule`), so guidance can
+    differentiate it along the reverse process; context archs are measured, hence clean.
+
+    The head reads ``[arch, task, arch * gate(task), time]``: the task re-weights the arch
+    features multiplicatively (a per-task ranking direction). With concatenation alone the
+    head would have to learn that product; in short meta-training runs it instead learned
+    to ignore the context (its task vectors collapsed to a constant).
+    """
+
+    def __init__(
+        self,
+        data_spec: dict[str, Any],
+        hidden: int = 64,
+        num_layers: int = 3,
+        dropout: float = 0.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        rank_weight: float = 0.5,
+        min_context: int = 0,
+        noise_aware: bool = False,
+        sde: Literal["ve", "vp"] = "vp",
+        sigma_min: float = 0.01,
+        sigma_max: float = 5.0,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        tasks, held_out = data_spec.get("tasks"), data_spec.get("held_out")
+        if not tasks or held_out not in tasks:
+            raise NagError("model: the meta-predictor needs a task datamodule (data: TaskDataModule) "
+                           "whose spec names its tasks and held_out task")
+        if min_context < 0:
+            raise ConfigError(f"model.min_context={min_context} must be >= 0")
+        self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
+        self.save_hyperparameters()
+        self.held_out_id = list(tasks).index(held_out)
+        self.fixed_topology = bool(data_spec.get("fixed_topology", False))
+        fixed = data_spec.get("fixed_adjacency")
+        self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
+        self.encoder = BiDirectionalDenseGNN(data_spec["num_ops"], hidden, num_layers, dropout)
+        self.context = ContextSetEncoder(self.encoder.out_dim, hidden)
+        self.time_embed = TimeEmbedding(hidden) if noise_aware else None
+        self.task_gate = nn.Linear(hidden, self.encoder.out_dim)
+        head_in = 2 * self.encoder.out_dim + hidden + (hidden if noise_aware else 0)
+        self.head = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, 1))
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_{name}": MeanMetric(nan_strategy="ignore") for stage in ("val", "test") for name in _RANK_METRICS}
+        )
+
+    # --- public API -------------------------------------------------------------------
+    def encode_context(self, ctx_x: torch.Tensor, ctx_adj: torch.Tensor, ctx_mask: torch.Tensor,
+                       ctx_y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Task vectors ``[B, hidden]`` from ``[B, K, ...]`` measured archs; ``valid [B, K]``
+        (default: all) marks the items that count. Only valid archs are encoded."""
+        b, k = ctx_y.shape
+        valid = torch.ones(b, k, dtype=torch.bool, device=ctx_y.device) if valid is None else valid.bool()
+        emb = ctx_x.new_zeros(b, k, self.encoder.out_dim)
+        if bool(valid.any()):
+            emb = emb.index_put(valid.nonzero(as_tuple=True),
+                                self._embed_clean(ctx_x[valid], ctx_adj[valid], ctx_mask[valid]).to(emb.dtype))
+        return self.context(emb, ctx_y, valid)
+
+    def predict_state(self, state: State, t: torch.Tensor, task_vec: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B]`` of a signed diffusion state at time ``t`` (``[B]``) for guidance."""
+        return self(*encoder_inputs(state, self.fixed_adj), task_vec, t)
+
+    def predict_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor,
+                       task_vec: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B]`` of clean encoded archs, read exactly as training reads them."""
+        if not self.hparams.noise_aware:
+            return self(x, adj, mask, task_vec)
+        state, _ = clean_state({"x": x, "adj": adj}, self.fixed_topology)
+        return self.predict_state(state, self._eps_times(x.shape[0]), task_vec)
+
+    # --- internals --------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor, task_vec: torch.Tensor,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``[B]``; ``task_vec`` is ``[B or 1, hidden]``; ``t`` is read only when noise-aware."""
+        h = self.encoder(x, adj, mask)
+        task_vec = task_vec.to(h.dtype).expand(h.shape[0], -1)
+        parts = [h, task_vec, h * self.task_gate(task_vec)]
+        if self.time_embed is not None:
+            parts.append(self.time_embed(self._eps_times(h.shape[0]) if t is None else t).to(h.dtype))
+        return self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+
+    def _eps_times(self, n: int) -> torch.Tensor:
+        return torch.full((n,), self.hparams.eps, device=self.device)
+
+    def _embed_clean(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Context archs through the same representation path as clean queries."""
+        if self.hparams.noise_aware:
+            state, _ = clean_state({"x": x, "adj": adj}, self.fixed_topology)
+            x, adj, mask = encoder_inputs(state, self.fixed_adj)
+        return self.encoder(x, adj, mask)
+
+    def _context_valid(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A uniformly random subset of ``[min_context, K]`` context items per episode."""
+        b, k = batch["ctx_y"].shape
+        lo = self.hparams.min_context
+        if lo > k:
+            raise ConfigError(f"model.min_context={lo} exceeds the episodes' context size {k} (data.context_size)")
+        keep = torch.randint(lo, k + 1, (b, 1), device=self.device)
+        rank = torch.rand(b, k, device=self.device).argsort(1).argsort(1)
+        return rank < keep
+
+    def _predict_episodes(self, batch: dict[str, torch.Tensor], training: bool) -> torch.Tensor:
+        """Scores ``[B, Q]`` of every episode's queries; training drops context items and,
+        when noise-aware, noises the queries at random times."""
+        valid = self._context_valid(batch) if training else None
+        task_vec = self.encode_context(batch["ctx_x"], batch["ctx_adj"], batch["ctx_mask"], batch["ctx_y"], valid)
+        b, q = batch["y"].shape
+        x, adj, mask = (batch[k].flatten(0, 1) for k in ("x", "adj", "mask"))
+        task_vec = task_vec.repeat_interleave(q, dim=0)
+        if training and self.hparams.noise_aware:
+            state, masks = clean_state({"x": x, "adj": adj}, self.fixed_topology)
+            t = sample_times(b * q, self.sde, self.hparams.eps, self.device)
+            state, _ = perturb_state(state, masks, self.sde, t)
+            pred = self.predict_state(state, t, task_vec)
+        else:
+            pred = self.predict_graphs(x, adj, mask, task_vec)
+        return pred.view(b, q)
+
+    def _check_no_held_out(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        """The held-out task must never train or select the model, or transfer is not measured."""
+        if bool((batch["task"] == self.held_out_id).any()):
+            raise NagError(
+                f"{stage} batch holds episodes of the held-out task {self.hparams.data_spec['held_out']!r} "
+                f"(id {self.held_out_id}); meta-train only on the other tasks (TaskDataModule.train_dataloader)"
+            )
+
+    def _loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.mse_loss(pred, y)
+        if self.hparams.rank_weight > 0:
+            rank = torch.stack([pairwise_ranking_loss(p, t) for p, t in zip(pred, y)]).mean()
+            loss = loss + self.hparams.rank_weight * rank
+        return loss
+
+    # --- Lightning hooks --------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self._check_no_held_out(batch, "training")
+        pred = self._predict_episodes(batch, training=True).float()
+        loss = ensure_finite(self._loss(pred, batch["y"]), "training loss", self.global_step)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["y"].shape[0])
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        """Rank correlations per episode (the unit a search ranks within), averaged;
+        an episode whose queries all score the same has no ranking and is skipped."""
+        pred = self._predict_episodes(batch, training=False).float()
+        y, n = batch["y"], batch["y"].shape[0]
+        self.log(f"{stage}/loss", self._loss(pred, y), batch_size=n, sync_dist=True)
+        for name, fn in _RANK_METRICS.items():
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(fn(pred.T, y.T).reshape(-1))
+            self.log(f"{stage}/{name}", metric, batch_size=n, prog_bar=stage == "val" and name == "spearman")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._check_no_held_out(batch, "validation")
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,0 +1,138 @@
+"""Transferable NAS on an unseen task (DiffusionNAG's first scenario), with query counting.
+
+A meta-predictor meta-trained on other tasks scores architectures for this task from a
+context of (architecture, score) pairs measured on it. The search starts with an empty
+context (the meta-predictor's "unknown task" prior), proposes candidates by generation
+guided by the meta-predictor (or scores the whole pool), queries the best, and feeds
+every answer back into the context: each query sharpens the task encoding. Context
+archs are queries like any other, so the reported count is everything the task cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from nag.checkpoints import load_module
+from nag.diffusion.guidance import GuidanceTerm, Schedule, check_same_sde
+from nag.errors import ConfigError
+from nag.lightning_modules.meta_predictor import MetaPredictorModule
+from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
+from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
+from nag.search.proposals import (
+    CandidatePool,
+    ProposalStats,
+    generate,
+    score_archs,
+    top_k,
+    unqueried,
+)
+from nag.search.strategy import SearchStrategy
+
+
+class TransferSearch(SearchStrategy):
+    """Meta-predictor-ranked search; ``generator_ckpt`` makes proposals guided samples."""
+
+    name = "transfer"
+
+    def __init__(
+        self,
+        predictor_ckpt: str,
+        generator_ckpt: str | None = None,
+        batch_size: int = 1,
+        num_samples: int = 1000,
+        steps: int = 20,
+        guidance_scale: float = 1.0,
+        schedule: Schedule = "constant",
+        regenerate_every: int = 10,
+        device: str = "cpu",
+    ) -> None:
+        if batch_size < 1 or regenerate_every < 1:
+            raise ConfigError("strategy.init_args: batch_size and regenerate_every must be at least 1")
+        self.predictor_ckpt, self.generator_ckpt = predictor_ckpt, generator_ckpt
+        self.batch_size, self.num_samples, self.steps = batch_size, num_samples, steps
+        self.guidance_scale, self.schedule, self.regenerate_every = guidance_scale, schedule, regenerate_every
+        self.device = torch.device(device)
+        self.name = "transfer+generator" if generator_ckpt else "transfer"
+        self.stats = ProposalStats()
+        self._models: tuple[MetaPredictorModule, ScoreDiffusionModule | None] | None = None
+
+    def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
+        meta, generator = self._load(oracle)
+        goal = oracle.target(budget)
+        stream = candidate_stream(oracle, np.random.default_rng(seed))
+        pool, proposals = None, []
+        since_generation, rounds = self.regenerate_every, 0
+        while oracle.num_queries < goal:
+            task_vec = self._task_vector(meta, oracle)
+            need = min(self.batch_size, goal - oracle.num_queries)
+            if generator is None:
+                pool = pool or CandidatePool(oracle)
+                index = pool.available(oracle)
+                scores = pool.score(index, lambda x, a, m, v=task_vec: meta.predict_graphs(x, a, m, v), self.device)
+                picks = [pool.archs[i] for i in index[top_k(scores, need)]]
+            else:
+                if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
+                    term = GuidanceTerm(lambda s, t, v=task_vec: meta.predict_state(s, t, v),
+                                        self.guidance_scale, self.schedule, "meta-predictor")
+                    proposals = generate(generator, oracle, [term], self.num_samples, self.steps,
+                                         seed * 1000 + rounds, self.stats)
+                    since_generation = 0
+                proposals = unqueried(oracle, proposals)
+                proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short
+                scores = score_archs(oracle.space, proposals,
+                                     lambda x, a, m, v=task_vec: meta.predict_graphs(x, a, m, v), self.device)
+                picks = [proposals[i] for i in top_k(scores, need)]
+            if not picks:
+                break
+            for arch in picks:
+                oracle.query(arch)
+            since_generation += need
+            rounds += 1
+        return SearchResult.from_oracle(self.name, seed, oracle)
+
+    @torch.no_grad()
+    def _task_vector(self, meta: MetaPredictorModule, oracle: QueryOracle[Any]) -> torch.Tensor:
+        """``[1, hidden]`` encoding of everything measured so far (empty at the start)."""
+        history = oracle.history
+        if history:
+            x, adj, mask = (t.unsqueeze(0).to(self.device) for t in oracle.space.encode_batch([a for a, _ in history]))
+        else:
+            n, v = oracle.space.max_nodes, oracle.space.num_ops
+            x, adj, mask = (torch.zeros(1, 0, n, v), torch.zeros(1, 0, n, n), torch.zeros(1, 0, n, dtype=torch.bool))
+        y = torch.tensor([[oracle.score(v) if np.isfinite(oracle.score(v)) else 0.0 for _, v in history]],
+                         dtype=torch.float32)
+        return meta.encode_context(x.to(self.device), adj.to(self.device), mask.to(self.device), y.to(self.device))
+
+    def _load(self, oracle: QueryOracle[Any]) -> tuple[MetaPredictorModule, ScoreDiffusionModule | None]:
+        if self._models is None:
+            meta = load_module(MetaPredictorModule, self.predictor_ckpt, oracle.space,
+                               "strategy.init_args.predictor_ckpt", self.device)
+            generator = None
+            if self.generator_ckpt:
+                generator = load_module(ScoreDiffusionModule, self.generator_ckpt, oracle.space,
+                                        "strategy.init_args.generator_ckpt", self.device)
+                if not meta.hparams.noise_aware:
+                    raise ConfigError("strategy.init_args.predictor_ckpt: guided generation needs a meta-predictor "
+                                      "trained with model.init_args.noise_aware: true")
+                check_same_sde(generator.sde, meta.sde)
+            self._models = (meta, generator)
+        self._check_unseen(self._models[0], oracle)
+        return self._models
+
+    @staticmethod
+    def _check_unseen(meta: MetaPredictorModule, oracle: QueryOracle[Any]) -> None:
+        """Transfer to a task the meta-predictor was trained on would report leaked labels."""
+        spec = meta.hparams.data_spec
+        bench, metric = oracle.task
+        names = {bench, metric, f"{bench}/{metric}"}
+        if spec.get("held_out") in names:
+            return
+        trained = names & set(spec.get("tasks", []))
+        if trained:
+            raise ConfigError(
+                f"strategy.init_args.predictor_ckpt was meta-trained on task {min(trained)!r}'s labels; "
+                f"transfer must target its held-out task {spec.get('held_out')!r} or a task it never saw"
+            )

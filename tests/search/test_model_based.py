@@ -1,0 +1,115 @@
+"""Transfer and BO loops: exact query counts, seeds, leak and compatibility checks, and
+guided generation as the proposal source (tiny models, NB-Graph, embedded data)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from nag.benchmarks.nbgraph import NBGraphBenchmark
+from nag.datamodules import ArchitectureDataModule
+from nag.datamodules.task import TaskDataModule
+from nag.errors import ConfigError
+from nag.lightning_modules import MetaPredictorModule
+from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
+from nag.search import QueryOracle
+from nag.search.bo import BayesianOptimization
+from nag.search.transfer import TransferSearch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def save(module: pl.LightningModule, dm: pl.LightningDataModule, path: Path, steps: int = 5) -> str:
+    trainer = pl.Trainer(max_steps=steps, limit_val_batches=0, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=path.parent)
+    trainer.fit(module, dm)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory) -> dict[str, str]:
+    """A meta-predictor held out on cora (noise-aware, and not), and a generator."""
+    root = tmp_path_factory.mktemp("ckpt")
+    pl.seed_everything(0)
+    benches = [NBGraphBenchmark(d) for d in ("cora", "citeseer", "pubmed")]
+    tasks = TaskDataModule(benches, ["valid_acc"], held_out="cora", context_size=8, query_size=8,
+                           train_episodes=16, eval_episodes=4, batch_size=4)
+    out = {"meta": save(MetaPredictorModule(tasks.spec(), hidden=16, num_layers=1, noise_aware=True), tasks,
+                        root / "meta.ckpt"),
+           "plain_meta": save(MetaPredictorModule(tasks.spec(), hidden=16, num_layers=1), tasks,
+                              root / "plain_meta.ckpt")}
+    archs = ArchitectureDataModule(NBGraphBenchmark("cora"), batch_size=256, num_archs=2000)
+    out["generator"] = save(ScoreDiffusionModule(archs.spec(), dim=16, layers=1, heads=2), archs, root / "gen.ckpt")
+    out["ve_generator"] = save(ScoreDiffusionModule(archs.spec(), sde="ve", dim=16, layers=1, heads=2), archs,
+                               root / "ve.ckpt")
+    return out
+
+
+@pytest.fixture(scope="module")
+def cora() -> NBGraphBenchmark:
+    return NBGraphBenchmark("cora")
+
+
+def run(strategy, bench, budget: int, seed: int = 0):
+    oracle = QueryOracle(bench, "valid_acc", budget=budget)
+    return strategy.run(oracle, budget, seed), oracle
+
+
+def test_transfer_spends_exactly_its_budget_and_repeats_by_seed(ckpts, cora):
+    strategy = TransferSearch(ckpts["meta"], batch_size=3)
+    a, oracle = run(strategy, cora, 10)
+    b, _ = run(strategy, cora, 10)
+    assert oracle.num_queries == a.num_queries == 10
+    assert a.history == b.history
+
+
+def test_transfer_with_guided_generation_counts_proposals(ckpts, cora):
+    strategy = TransferSearch(ckpts["meta"], ckpts["generator"], batch_size=4, num_samples=40, steps=3,
+                              regenerate_every=4)
+    result, oracle = run(strategy, cora, 8)
+    assert result.num_queries == oracle.num_queries == 8
+    assert strategy.stats.sampled >= 40 and strategy.stats.usable <= strategy.stats.valid <= strategy.stats.sampled
+
+
+def test_transfer_refuses_a_task_it_was_meta_trained_on(ckpts):
+    with pytest.raises(ConfigError, match="meta-trained on task 'citeseer'"):
+        run(TransferSearch(ckpts["meta"]), NBGraphBenchmark("citeseer"), 5)
+
+
+def test_guidance_needs_a_noise_aware_meta_predictor_on_the_same_sde(ckpts, cora):
+    with pytest.raises(ConfigError, match="noise_aware"):
+        run(TransferSearch(ckpts["plain_meta"], ckpts["generator"]), cora, 5)
+    with pytest.raises(ConfigError, match="SDE"):
+        run(TransferSearch(ckpts["meta"], ckpts["ve_generator"]), cora, 5)
+
+
+def test_bo_spends_exactly_its_budget_and_repeats_by_seed(cora):
+    strategy = BayesianOptimization(num_init=6, batch_size=4, ensemble_size=2, train_steps=10, hidden=8, num_layers=1)
+    a, oracle = run(strategy, cora, 14)
+    b, _ = run(strategy, cora, 14)
+    c, _ = run(strategy, cora, 14, seed=1)
+    assert oracle.num_queries == 14 and a.history == b.history and a.history != c.history
+
+
+def test_bo_with_a_generator_proposes_guided_samples(ckpts, cora):
+    strategy = BayesianOptimization(ckpts["generator"], num_init=4, batch_size=3, ensemble_size=2, train_steps=5,
+                                    hidden=8, num_layers=1, num_samples=30, steps=3, acquisition="ei")
+    result, _ = run(strategy, cora, 10)
+    assert result.num_queries == 10 and strategy.stats.sampled == 60
+
+
+def test_bo_rejects_bad_settings():
+    with pytest.raises(ConfigError, match="acquisition"):
+        BayesianOptimization(acquisition="pi")
