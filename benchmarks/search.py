@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -35,13 +36,16 @@ NB201_TASKS = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep
 
 
 def fit(config: str, root: Path, *overrides: str) -> Path:
-    """``nag fit`` once; later runs reuse its ``last.ckpt``."""
-    found = sorted(root.glob("**/last.ckpt"))
-    if not found:
-        nag_main(["fit", "--config", str(ROOT / config), "--trainer.default_root_dir", str(root),
+    """``nag fit`` with the repository's config, checkpoints under ``root`` (one per task);
+    later runs reuse its ``last.ckpt``."""
+    ckpt = root / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        text = re.sub(r"dirpath: \S+", f"dirpath: {root / 'checkpoints'}", (ROOT / config).read_text())
+        (root / "config.yaml").write_text(text)
+        nag_main(["fit", "--config", str(root / "config.yaml"), "--trainer.default_root_dir", str(root),
                   "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", *overrides])
-        found = sorted(root.glob("**/last.ckpt"))
-    return found[-1]
+    return ckpt
 
 
 def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
@@ -56,18 +60,22 @@ def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
             for d in DATASETS if d in args.tasks]
 
 
-def strategies(args: argparse.Namespace, meta: Path, generator: Path | None) -> list[tuple[object, int, int]]:
+METHODS = ("random", "rea", "local", "transfer", "transfer+generator", "bo")
+
+
+def strategies(args: argparse.Namespace, meta: Path | None, generator: Path | None) -> list[tuple[object, int, int]]:
     """``(strategy, seeds, budget)``: model-free methods get every seed; costly ones fewer."""
-    out = [(RandomSearch(), args.seeds, args.budget), (RegularizedEvolution(), args.seeds, args.budget),
-           (LocalSearch(), args.seeds, args.budget),
-           (TransferSearch(str(meta), batch_size=1), args.seeds, args.budget)]
-    if generator is not None:
-        out.append((TransferSearch(str(meta), str(generator), batch_size=1, num_samples=args.samples,
-                                   regenerate_every=args.regenerate), args.model_seeds, args.model_budget))
-    if args.bo:
-        out.append((BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32),
-                    args.model_seeds, args.model_budget))
-    return out
+    make = {
+        "random": lambda: (RandomSearch(), args.seeds, args.budget),
+        "rea": lambda: (RegularizedEvolution(), args.seeds, args.budget),
+        "local": lambda: (LocalSearch(), args.seeds, args.budget),
+        "transfer": lambda: (TransferSearch(str(meta), batch_size=1), args.seeds, args.budget),
+        "transfer+generator": lambda: (TransferSearch(str(meta), str(generator), batch_size=1, num_samples=args.samples,
+                                                      regenerate_every=args.regenerate), args.model_seeds, args.model_budget),
+        "bo": lambda: (BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32),
+                       args.model_seeds, args.model_budget),
+    }
+    return [make[m]() for m in args.methods]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -104,11 +112,10 @@ def main() -> None:
     parser.add_argument("--model-seeds", type=int, default=3, help="seeds for transfer+generator and BO")
     parser.add_argument("--model-budget", type=int, default=50)
     parser.add_argument("--meta-epochs", type=int, default=10)
-    parser.add_argument("--generator", action="store_true", help="also transfer with guided generation")
+    parser.add_argument("--methods", nargs="*", choices=METHODS, default=["random", "rea", "local", "transfer"])
     parser.add_argument("--generator-epochs", type=int, default=30)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--regenerate", type=int, default=25)
-    parser.add_argument("--bo", action="store_true", help="also run deep-ensemble BO")
     parser.add_argument("--work", default=str(ROOT / "runs/bench_search"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
@@ -117,15 +124,17 @@ def main() -> None:
     work, out = Path(args.work), Path(args.out)
 
     generator = None
-    if args.generator:
+    if "transfer+generator" in args.methods:
         generator = fit(f"configs/{args.space}/diffusion.yaml", work / f"{args.space}_generator",
                         "--trainer.max_epochs", str(args.generator_epochs),
                         *(["--data.init_args.benchmark.init_args.path", args.data] if args.space == "nb201" else []))
 
     results = {}
     for name, bench, metric, overrides in tasks(args):
-        meta = fit(f"configs/{args.space}/meta_predictor.yaml", work / f"{args.space}_meta_{name}",
-                   "--trainer.max_epochs", str(args.meta_epochs), *overrides)
+        meta = None
+        if any(m.startswith("transfer") for m in args.methods):
+            meta = fit(f"configs/{args.space}/meta_predictor.yaml", work / f"{args.space}_meta_{name}",
+                       "--trainer.max_epochs", str(args.meta_epochs), *overrides)
         _, optimum = bench.best(metric)
         task = results[name] = {"metric": metric, "optimum": optimum, "methods": {}, "curves": {}}
         for strategy, seeds, budget in strategies(args, meta, generator):

@@ -1,5 +1,6 @@
 """Search strategies run against a benchmark through a counting :class:`QueryOracle`."""
 
+from nag.search.bo import BayesianOptimization
 from nag.search.evolution import RegularizedEvolution
 from nag.search.local_search import LocalSearch
 from nag.search.oracle import (
@@ -11,8 +12,10 @@ from nag.search.oracle import (
 from nag.search.random_search import RandomSearch
 from nag.search.runner import run_search
 from nag.search.strategy import SearchStrategy
+from nag.search.transfer import TransferSearch
 
 __all__ = [
+    "BayesianOptimization",
     "BudgetExhausted",
     "LocalSearch",
     "QueryOracle",
@@ -20,6 +23,7 @@ __all__ = [
     "RegularizedEvolution",
     "SearchResult",
     "SearchStrategy",
+    "TransferSearch",
     "candidate_stream",
     "run_search",
 ]
