@@ -124,21 +124,26 @@ class MetaPredictorModule(pl.LightningModule):
     def predict_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor,
                        task_vec: torch.Tensor) -> torch.Tensor:
         """Scores ``[B]`` of clean encoded archs, read exactly as training reads them."""
-        if not self.hparams.noise_aware:
-            return self(x, adj, mask, task_vec)
-        state, _ = clean_state({"x": x, "adj": adj}, self.fixed_topology)
-        return self.predict_state(state, self._eps_times(x.shape[0]), task_vec)
+        return self.score_embeddings(self._embed_clean(x, adj, mask), task_vec)
 
-    # --- internals --------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor, task_vec: torch.Tensor,
-                t: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores ``[B]``; ``task_vec`` is ``[B or 1, hidden]``; ``t`` is read only when noise-aware."""
-        h = self.encoder(x, adj, mask)
+    def embed_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Task-independent embeddings ``[B, D]`` of clean archs: a search scoring a fixed pool
+        under a changing task vector embeds the pool once."""
+        return self._embed_clean(x, adj, mask)
+
+    def score_embeddings(self, h: torch.Tensor, task_vec: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``[B]`` from embeddings; ``t`` (noise-aware only) defaults to ``eps`` (clean)."""
         task_vec = task_vec.to(h.dtype).expand(h.shape[0], -1)
         parts = [h, task_vec, h * self.task_gate(task_vec)]
         if self.time_embed is not None:
             parts.append(self.time_embed(self._eps_times(h.shape[0]) if t is None else t).to(h.dtype))
         return self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+
+    # --- internals --------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor, task_vec: torch.Tensor,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``[B]``; ``task_vec`` is ``[B or 1, hidden]``; ``t`` is read only when noise-aware."""
+        return self.score_embeddings(self.encoder(x, adj, mask), task_vec, t)
 
     def _eps_times(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.hparams.eps, device=self.device)

@@ -119,7 +119,7 @@ class BayesianOptimization(SearchStrategy):
             if generator is None:
                 pool = pool or CandidatePool(oracle)
                 index = pool.available(oracle)
-                picks = [pool.archs[i] for i in index[top_k(pool.score(index, surrogate.on_graphs, self.device), need)]]
+                picks = [pool.archs[i] for i in index[top_k(pool.score(index, surrogate.on_graphs, self.device).numpy(), need)]]
             else:
                 term = GuidanceTerm(surrogate.on_state, self.guidance_scale, self.schedule, self.acquisition)
                 proposals = generate(generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds,

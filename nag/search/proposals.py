@@ -78,13 +78,13 @@ class CandidatePool:
 
     @torch.no_grad()
     def score(self, index: np.ndarray, scorer: GraphScorer, device: torch.device | str,
-              chunk: int = 4096) -> np.ndarray:
-        """``scorer`` over the pool entries ``index``, in chunks."""
+              chunk: int = 4096) -> torch.Tensor:
+        """``scorer`` over the pool entries ``index``, in chunks (``[len(index), ...]``, on CPU)."""
         out = []
         for start in range(0, len(index), chunk):
             i = torch.as_tensor(index[start:start + chunk])
             out.append(scorer(self.x[i].to(device), self.adj[i].to(device), self.mask[i].to(device)).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0)
+        return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()

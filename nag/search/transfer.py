@@ -69,9 +69,12 @@ class TransferSearch(SearchStrategy):
             task_vec = self._task_vector(meta, oracle)
             need = min(self.batch_size, goal - oracle.num_queries)
             if generator is None:
-                pool = pool or CandidatePool(oracle)
+                if pool is None:  # embeddings do not depend on the task: computed once per run
+                    pool = CandidatePool(oracle)
+                    embeddings = pool.score(np.arange(len(pool.archs)), meta.embed_graphs, self.device)
                 index = pool.available(oracle)
-                scores = pool.score(index, lambda x, a, m, v=task_vec: meta.predict_graphs(x, a, m, v), self.device)
+                with torch.no_grad():
+                    scores = meta.score_embeddings(embeddings[index].to(self.device), task_vec).cpu().numpy()
                 picks = [pool.archs[i] for i in index[top_k(scores, need)]]
             else:
                 if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
