@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -36,16 +35,14 @@ NB201_TASKS = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep
 
 
 def fit(config: str, root: Path, *overrides: str) -> Path:
-    """``nag fit`` with the repository's config, checkpoints under ``root`` (one per task);
-    later runs reuse its ``last.ckpt``."""
-    ckpt = root / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        text = re.sub(r"dirpath: \S+", f"dirpath: {root / 'checkpoints'}", (ROOT / config).read_text())
-        (root / "config.yaml").write_text(text)
-        nag_main(["fit", "--config", str(root / "config.yaml"), "--trainer.default_root_dir", str(root),
+    """``nag fit`` with the repository's config under ``root`` (one per task); later runs
+    reuse its ``last.ckpt``."""
+    found = sorted(root.glob("**/last.ckpt"))
+    if not found:
+        nag_main(["fit", "--config", str(ROOT / config), "--trainer.default_root_dir", str(root),
                   "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", *overrides])
-    return ckpt
+        found = sorted(root.glob("**/last.ckpt"))
+    return found[-1]
 
 
 def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:

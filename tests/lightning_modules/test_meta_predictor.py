@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
+from nag.benchmarks import Benchmark
 from nag.benchmarks.nbgraph import NBGraphBenchmark
 from nag.cli import main
 from nag.datamodules.task import TaskDataModule
@@ -18,8 +20,11 @@ from nag.diffusion.graph_state import clean_state, perturb_state
 from nag.errors import ConfigError, NagError
 from nag.lightning_modules import MetaPredictorModule
 from nag.nn.context_encoder import ContextSetEncoder, context_zscore
+from nag.spaces import NB201Space
 
 ROOT = Path(__file__).resolve().parents[2]
+# training_step is called directly (no Trainer) to test what it accepts
+NO_TRAINER = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 DATASETS = ("cora", "citeseer", "pubmed")  # cora held out; citeseer and pubmed correlate with it
 K, Q = 8, 12
 HELD = DATASETS.index("cora")
@@ -103,22 +108,10 @@ def test_held_out_task_never_reaches_training(trained) -> None:
 
 
 def test_meta_training_transfers_to_the_held_out_task(trained) -> None:
-    # observed: test/spearman 0.53, test/kendall 0.38 on held-out cora (32-query episodes)
+    # observed: test/spearman 0.52, test/kendall 0.38 on held-out cora (0.51-0.53 over seeds 0-3)
     _, _, _, metrics = trained
     assert metrics["test/spearman"] > 0.3, metrics
     assert metrics["test/kendall"] > 0.2, metrics
-
-
-def test_the_context_changes_the_prediction(trained) -> None:
-    dm, model, _, _ = trained
-    held = next(iter(dm.test_dataloader()))
-    other = next(iter(dm.val_dataloader()))
-    with torch.no_grad():
-        vec_a = model.encode_context(held["ctx_x"], held["ctx_adj"], held["ctx_mask"], held["ctx_y"])
-        vec_b = model.encode_context(other["ctx_x"], other["ctx_adj"], other["ctx_mask"], other["ctx_y"])
-        pred_a, pred_b = episode_predictions(model, held, vec_a), episode_predictions(model, held, vec_b)
-    gap = (pred_a - pred_b).abs().mean()
-    assert gap > 0.02 * pred_a.std(), (gap, pred_a.std())
 
 
 def test_logged_test_metric_is_what_the_public_api_predicts(trained) -> None:
@@ -126,6 +119,45 @@ def test_logged_test_metric_is_what_the_public_api_predicts(trained) -> None:
     with torch.no_grad():
         rho = torch.cat([spearman_corrcoef(episode_predictions(model, b).T, b["y"].T) for b in dm.test_dataloader()])
     assert rho.mean().item() == pytest.approx(metrics["test/spearman"], abs=1e-4)
+
+
+class MirrorTable(Benchmark):
+    """Made-up NB201 table whose tasks rank cells in opposite orders ("up": conv count,
+    "down": minus it): without a context no model can rank both, so it must read one."""
+
+    def __init__(self, n: int = 1200) -> None:
+        self.space = NB201Space()
+        archs = list(dict.fromkeys(self.space.sample(n, np.random.default_rng(0))))
+        convs = np.array([sum("conv" in op for op in a) for a in archs], dtype=float)
+        noise = np.random.default_rng(1).normal(scale=0.3, size=(3, len(archs)))
+        self._set_table(archs, {"up": convs + noise[0], "down": noise[1] - convs, "held": convs + noise[2]}, keys=archs)
+
+
+def test_the_context_decides_between_opposite_tasks(tmp_path: Path) -> None:
+    dm = TaskDataModule([MirrorTable()], ["up", "down", "held"], held_out="held", context_size=8, query_size=16,
+                        train_episodes=1200, eval_episodes=16, batch_size=8, seed=0)
+    pl.seed_everything(0)
+    model = make_model(dm)
+    make_trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_val_batches=0,
+                 num_sanity_val_steps=0).fit(model, dm)
+    model.eval()
+    batch = next(iter(dm.val_dataloader()))  # held-out archs of both tasks, alternating
+    up, down = (batch["task"] == 0).nonzero()[:, 0], (batch["task"] == 1).nonzero()[:, 0]
+    with torch.no_grad():
+        ctx = [batch[k] for k in ("ctx_x", "ctx_adj", "ctx_mask", "ctx_y")]
+        own = model.encode_context(*ctx)
+        rho_own = spearman_corrcoef(episode_predictions(model, batch, own).T, batch["y"].T)
+        none = model.encode_context(*ctx, torch.zeros_like(batch["ctx_y"], dtype=torch.bool))
+        rho_none = spearman_corrcoef(episode_predictions(model, batch, none).T, batch["y"].T)
+        # the same queries, read with an "up" context and with a "down" one
+        swapped = own.clone()
+        swapped[up] = own[down]
+        pred_up, pred_down = episode_predictions(model, batch, own), episode_predictions(model, batch, swapped)
+    # observed (seeds 0-2): own context 0.87-0.93 on each task, none ~0.0, swapped contexts -0.97..-0.99
+    assert rho_own[up].mean() > 0.7 and rho_own[down].mean() > 0.7, rho_own
+    assert rho_own.mean() > rho_none.mean() + 0.5, (rho_own, rho_none)
+    flipped = spearman_corrcoef(pred_up[up].T, pred_down[up].T)
+    assert flipped.mean() < -0.5, flipped
 
 
 # --- fit, checkpoints and the leak guard --------------------------------------------------
@@ -146,6 +178,7 @@ def test_fast_dev_run_fit_and_checkpoint_keep_data_spec(dm: TaskDataModule, tmp_
         assert torch.allclose(episode_predictions(loaded, batch), episode_predictions(model, batch))
 
 
+@NO_TRAINER
 def test_training_step_rejects_held_out_episodes(dm: TaskDataModule) -> None:
     model = make_model(dm)
     batch = next(iter(dm.train_dataloader()))
@@ -157,6 +190,7 @@ def test_training_step_rejects_held_out_episodes(dm: TaskDataModule) -> None:
         model.training_step(batch, 0)
 
 
+@NO_TRAINER
 def test_training_keeps_a_random_number_of_context_items(dm: TaskDataModule) -> None:
     model = make_model(dm, min_context=3)
     sizes: list[int] = []
@@ -174,6 +208,7 @@ def test_training_keeps_a_random_number_of_context_items(dm: TaskDataModule) -> 
     assert min(sizes) >= 3 and max(sizes) <= K and len(set(sizes)) > 2
 
 
+@NO_TRAINER
 def test_min_context_above_the_context_size(dm: TaskDataModule) -> None:
     model = make_model(dm, min_context=K + 1)
     with pytest.raises(ConfigError, match=f"min_context={K + 1}"):
