@@ -3,12 +3,10 @@ guided generation as the proposal source (tiny models, NB-Graph, embedded data).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import torch
 
 from nag.benchmarks.nbgraph import NBGraphBenchmark
 from nag.datamodules import ArchitectureDataModule
@@ -20,13 +18,7 @@ from nag.search import QueryOracle
 from nag.search.bo import BayesianOptimization
 from nag.search.transfer import TransferSearch
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def save(module: pl.LightningModule, dm: pl.LightningDataModule, path: Path, steps: int = 5) -> str:
