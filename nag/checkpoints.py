@@ -28,6 +28,25 @@ def load_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> dict:
     return ckpt
 
 
+def last_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The newest ``last*.ckpt`` that an earlier run with this trainer's settings wrote.
+
+    Looked for where ModelCheckpoint writes: its ``dirpath`` when set, else
+    ``<logger save_dir>/<name>/<any version>/checkpoints`` (``<default_root_dir>/checkpoints``
+    without a logger). A restarted job gets a new logger version, so the previous run's
+    ``last.ckpt`` sits in a sibling version folder.
+    """
+    folders = [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        root = Path(logger.save_dir or trainer.default_root_dir) / str(logger.name or "")
+        folders += list(root.glob("*/checkpoints"))
+    else:
+        folders.append(Path(trainer.default_root_dir) / "checkpoints")
+    found = [p for folder in folders for p in folder.glob("last*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 def check_space(ckpt: dict, space: SearchSpace, path: str | Path, flag: str = "--ckpt_path") -> None:
     """A model only reads graphs of the space it was trained on."""
     trained_on = ckpt["hyper_parameters"].get("data_spec", {}).get("space")

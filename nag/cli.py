@@ -1,20 +1,26 @@
 """``nag``: LightningCLI over our search spaces, benchmarks, datamodules and modules.
 
-Subcommands: ``fit | validate | test | predict`` (Lightning's), ``generate`` and ``search``. Errors a user can fix print
-one line (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
+Subcommands: ``fit | validate | test | predict`` (Lightning's), ``generate``, ``search``,
+``search-hierarchical`` and ``export``. Errors a user can fix print one line
+(``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from nag.checkpoints import load_checkpoint
-from nag.errors import NagError
+from nag.checkpoints import check_space, last_checkpoint, load_checkpoint
+from nag.errors import ConfigError, NagError
 from nag.search.runner import run_search
 from nag.trainer import NagTrainer
 
@@ -36,11 +42,33 @@ class NagCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), "generate": {"model", "datamodule"}}
 
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` means the newest ``last*.ckpt`` of any earlier run of this config;
+        Lightning's own "last" looks only in the new run's (empty) version folder."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            found = last_checkpoint(self.trainer)
+            config["ckpt_path"] = None if found is None else str(found)
+            rank_zero_info(f"Resuming from {found}" if found else "--ckpt_path last: no earlier checkpoint; starting afresh")
+        self._check_checkpoint()
+
+    def _check_checkpoint(self) -> None:
+        """A truncated checkpoint, or one of another search space, fails in one line here
+        rather than deep inside Lightning's ``load_state_dict``."""
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        space = getattr(self.datamodule, "space", None)
+        if path and os.path.isfile(path):
+            ckpt = load_checkpoint(path)
+            if space is not None:
+                check_space(ckpt, space, path)
+
+    before_validate = before_test = before_predict = _check_checkpoint
+
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit") or self.trainer.fast_dev_run:
             return
-        if self.trainer.interrupted:
-            return
+        if self.trainer.interrupted or not is_overridden("test_step", self.model):
+            return  # generators have no held-out test metric to report
         rank_zero_info("Scoring the best checkpoint on the held-out test split:")
         ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
@@ -49,12 +77,24 @@ class NagCLI(LightningCLI):
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("NAG_DEBUG") == "1"
-    args = [a for a in args if a != "--debug"]
+    args = _switches([a for a in args if a != "--debug"])
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
+    lightning_logs = {log: log.level for log in map(logging.getLogger, ("pytorch_lightning", "lightning_fabric"))}
     try:
+        _check_config_files(args)
         if args[:1] == ["search"]:
             search_main(args[1:])
             return
+        if args[:1] == ["search-hierarchical"]:
+            search_hierarchical_main(args[1:])
+            return
+        if args[:1] == ["export"]:
+            export_main(args[1:])
+            return
         _check_ckpt_arg(args)
+        if "--quiet=true" in args:  # Lightning's start-up lines ("GPU available: ...") too
+            for log in lightning_logs:
+                log.setLevel(logging.WARNING)
         NagCLI(
             model_class=None,
             datamodule_class=None,
@@ -63,24 +103,82 @@ def main(argv: list[str] | None = None) -> None:
             trainer_class=NagTrainer,
             args=args,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in NagCLI.subcommands()}},
             auto_configure_optimizers=False,
         )
     except Exception as e:
         cause = _user_error(e)
         if cause is None or debug:
             raise
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {_one_line(str(cause))}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        for log, level in lightning_logs.items():
+            log.setLevel(level)
 
 
 def search_main(args: list[str]) -> dict:
     """``nag search --config search.yaml``: a benchmark, a metric and a strategy (each by
     ``class_path``), a query budget and seeds; the arguments are :func:`run_search`'s."""
-    parser = ArgumentParser(prog="nag search", description=run_search.__doc__, print_config="--print_config")
+    parser = ArgumentParser(prog="nag search", description=run_search.__doc__, print_config="--print_config",
+                            exit_on_error=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
     parser.add_function_arguments(run_search)
     init = parser.instantiate_classes(parser.parse_args(args))
     return run_search(**{k: v for k, v in init.items() if k not in ("config", "__path__")})
+
+
+def search_hierarchical_main(args: list[str]) -> dict:
+    """``nag search-hierarchical --config configs/hierarchical/pipeline.yaml``: a task and
+    budgets, the three generator models (fitted and cached unless checkpoints are given), and
+    seeds; the arguments are :func:`~nag.search.hierarchical.run_hierarchical_search`'s."""
+    from nag.search.hierarchical import run_hierarchical_search
+
+    parser = ArgumentParser(prog="nag search-hierarchical", description=run_hierarchical_search.__doc__,
+                            print_config="--print_config", exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
+    parser.add_function_arguments(run_hierarchical_search)
+    init = parser.instantiate(parser.parse_args(args))
+    return run_hierarchical_search(**{k: v for k, v in init.items() if k not in ("config", "__path__")})
+
+
+def export_main(args: list[str]) -> None:
+    """``nag export --arch "<string>" --space nb201 --output model.py|.pt``: the arguments are
+    :func:`nag.export.export`'s."""
+    from nag.export import export  # torch.fx/torch.export only for this subcommand
+
+    parser = ArgumentParser(prog="nag export", description=export.__doc__, exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
+    parser.add_function_arguments(export)
+    config = parser.parse_args(args)
+    path = export(**{k: v for k, v in vars(config).items() if k not in ("config", "__path__")})
+    print(f"wrote {path}")
+
+
+def _switches(args: list[str]) -> list[str]:
+    """``--quiet`` / ``--verbose`` without a value mean ``=true`` (jsonargparse wants a value)."""
+    return [f"{a}=true" if a in ("--quiet", "--verbose") and (i + 1 == len(args) or args[i + 1].startswith("-"))
+            else a for i, a in enumerate(args)]
+
+
+def _check_config_files(args: list[str]) -> None:
+    """Name the file when a ``--config`` YAML is broken, empty or not a mapping;
+    jsonargparse reports these without saying which of several configs it was."""
+    for i, a in enumerate(args):
+        value = a.split("=", 1)[1] if a.startswith(("--config=", "-c=")) else (
+            args[i + 1] if a in ("--config", "-c") and i + 1 < len(args) else None)
+        if value is None or not os.path.isfile(value):
+            continue
+        try:
+            with open(value, encoding="utf-8") as f:
+                content = yaml.safe_load(f)
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"--config {value!r} is not valid YAML: {getattr(e, 'problem', e)}{where}") from None
+        if not isinstance(content, dict):
+            got = "nothing" if content is None else f"a {type(content).__name__}"
+            raise ConfigError(f"--config {value!r} holds {got}; expected a mapping such as 'trainer: {{max_epochs: 5}}'")
 
 
 def _check_ckpt_arg(args: list[str]) -> None:
@@ -93,12 +191,38 @@ def _check_ckpt_arg(args: list[str]) -> None:
             load_checkpoint(value)
 
 
-def _user_error(e: BaseException) -> NagError | None:
-    """The :class:`NagError` behind ``e``: jsonargparse and Lightning wrap what our classes
-    raise while being instantiated or run, and the user needs the original line."""
+def _one_line(message: str) -> str:
+    """``message`` on one line. jsonargparse explains a Union mismatch over many lines and
+    lists "Expected a <class 'NoneType'>" for every optional value; keep what was wrong."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return " ".join(message.split())
+    lines = message.splitlines()
+    bullets: list[str] = []
+    given, top, errors_indent = "", len(lines[1]) - len(lines[1].lstrip()), None
+    for line in lines[1:]:
+        text, indent = line.strip(), len(line) - len(line.lstrip())
+        if indent == top:
+            errors_indent = indent if text == "Errors:" else None
+            if text.startswith("Given value:"):
+                given = text.removeprefix("Given value:").strip()
+        elif errors_indent is not None and text.startswith("- ") and indent == errors_indent + 2:
+            bullets.append(text[2:])
+        elif errors_indent is not None and bullets:
+            bullets[-1] += " " + text
+    bullets = [b for b in bullets if b != "Expected a <class 'NoneType'>"] or bullets
+    out = f"{lines[0]} {'; '.join(bullets)}"
+    if given and not given.startswith("NestedArg("):
+        out += f" (got {given})"
+    return " ".join(out.split())
+
+
+def _user_error(e: BaseException) -> Exception | None:
+    """The error a user can fix behind ``e`` (ours, a command-line/YAML error, or a Trainer
+    setting Lightning rejects): jsonargparse and Lightning wrap what our classes raise while
+    being instantiated or run, and the user needs the original line."""
     seen: set[int] = set()
     while e is not None and id(e) not in seen:
-        if isinstance(e, NagError):
+        if isinstance(e, (NagError, ArgumentError, MisconfigurationException)):
             return e
         seen.add(id(e))
         e = e.__cause__ or e.__context__

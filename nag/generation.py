@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nag import tables
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError, InvalidArchitecture
 from nag.metrics.generation import BenchmarkTruth, Novelty, Uniqueness, Validity
@@ -84,12 +86,18 @@ def rows_for(result: GeneratedSet, space: SearchSpace, benchmark: Benchmark | No
     return rows
 
 
-def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """CSV or JSON by suffix, written to a temporary file and renamed, so a killed run never
-    leaves a half-written output behind."""
+def check_output(path: str | Path) -> Path:
+    """Refuse an output name :func:`write_rows` cannot write before any work is done."""
     path = Path(path)
     if path.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output {str(path)!r}: expected a .csv or .json file name")
+    return path
+
+
+def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """CSV or JSON by suffix, written to a temporary file and renamed, so a killed run never
+    leaves a half-written output behind."""
+    path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -107,12 +115,48 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def format_table(rows: list[dict[str, Any]], metrics: Sequence[str], limit: int = 10) -> str:
-    """The best ``limit`` valid samples (by the first metric, when there is one) as text."""
+def add_predictions(rows: list[dict[str, Any]], result: GeneratedSet, space: SearchSpace,
+                    predictor: Any, batch_size: int = 1024) -> list[str]:
+    """Add ``predicted_<target>`` to every row (NaN for invalid samples) from a trained
+    :class:`~nag.lightning_modules.predictor.PredictorModule`; returns the new column names."""
+    names = [f"predicted_{t}" for t in predictor.targets]
+    index = [i for i, a in enumerate(result.archs) if a is not None]
+    values = torch.full((len(rows), len(names)), math.nan)
+    with torch.no_grad():
+        for start in range(0, len(index), batch_size):
+            chunk = index[start:start + batch_size]
+            x, adj, mask = (t.to(predictor.device) for t in space.encode_batch([result.archs[i] for i in chunk]))
+            values[chunk] = predictor.denormalize(predictor.predict_graphs(x, adj, mask).float()).cpu()
+    for row, value in zip(rows, values.tolist()):
+        row.update(zip(names, value))
+    return names
+
+
+def format_table(rows: list[dict[str, Any]], metrics: Sequence[str], limit: int | None = 10,
+                 maximize: bool = True) -> str:
+    """The best ``limit`` distinct valid architectures (by the first metric's true value, when
+    there is one; all of them for None): rank, how often it was sampled, predicted values
+    where a predictor gave them, true metrics, architecture."""
     valid = [r for r in rows if r["valid"]]
     if metrics:
-        valid.sort(key=lambda r: math.inf if math.isnan(r[metrics[0]]) else -r[metrics[0]])
-    lines = ["rank  " + "  ".join(f"{m:>14.14}" for m in metrics) + "  arch"]
-    for rank, r in enumerate(valid[:limit], start=1):
-        lines.append(f"{rank:>4}  " + "  ".join(f"{r[m]:>14.4f}" for m in metrics) + f"  {r['arch']}")
-    return "\n".join(lines)
+        sign = -1.0 if maximize else 1.0
+        valid.sort(key=lambda r: math.inf if math.isnan(r[metrics[0]]) else sign * r[metrics[0]])
+    counts = Counter(r["key"] for r in valid)
+    best_of_key: dict[str, dict[str, Any]] = {}
+    for r in valid:
+        best_of_key.setdefault(r["key"], r)
+    distinct = list(best_of_key.values())
+    shown = [{**r, "rank": i, "n": counts[r["key"]]} for i, r in enumerate(distinct[:limit], start=1)]
+    if not valid:
+        return f"no valid architecture among {len(rows)} samples (--verbose lists why they failed)"
+    predicted = [k for k in rows[0] if k.startswith("predicted_")]
+    table = tables.format_table(shown, ["rank", "n", *predicted, *metrics, "arch"])
+    if limit is not None and len(distinct) > limit:
+        table += f"\n... {len(distinct) - limit} more distinct architectures in the output file"
+    return table
+
+
+def invalid_reasons(rows: list[dict[str, Any]], limit: int = 5) -> str:
+    """The most common reasons samples failed to decode, with counts."""
+    reasons = Counter(r["error"] for r in rows if not r["valid"])
+    return "\n".join(f"{n:>6}x {reason}" for reason, n in reasons.most_common(limit))

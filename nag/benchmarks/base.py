@@ -21,6 +21,8 @@ def require_file(path: str | Path, key: str) -> Path:
     """
     p = Path(path).expanduser()
     flag = f"data.init_args.benchmark.init_args.{key}"
+    if p.is_dir():
+        raise DataFileError(f"{flag}: {str(p)!r} is a folder; pass the data file inside it")
     if not p.is_file():
         raise DataFileError(
             f"{flag}: data file {str(p)!r} not found; pass --{flag} /path/to/{p.name} "

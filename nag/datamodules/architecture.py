@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nag.benchmarks.base import Benchmark
+from nag.datamodules.resumable_loader import seeded_loader
 from nag.errors import ConfigError, UnknownMetric
 from nag.spaces.base import Arch, SearchSpace
 
@@ -101,9 +102,11 @@ class ArchitectureDataModule(pl.LightningDataModule):
         self.targets = list(targets)
         for t in self.targets:
             try:
-                benchmark.column(t)
+                column = benchmark.column(t)
             except UnknownMetric as e:
                 raise UnknownMetric(f"data.targets: {e}") from None
+            if np.isnan(column).all():
+                raise ConfigError(f"data.targets: {t!r} has no values in {type(benchmark).__name__}; pick a measured metric")
         self.split, self.train_size, self.num_archs = tuple(split), train_size, num_archs
         self.seed, self.batch_size, self.num_workers = seed, batch_size, num_workers
 
@@ -193,13 +196,7 @@ class ArchitectureDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if len(self.datasets[split]) == 0:
             raise ConfigError(f"data.split {self.split} leaves the {split} split empty; raise its fraction")
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+        return seeded_loader(self.datasets[split], self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nag.benchmarks.base import Benchmark
 from nag.datamodules.architecture import SPLITS, space_spec, split_by_key
+from nag.datamodules.resumable_loader import seeded_loader
 from nag.errors import ConfigError
 
 
@@ -157,8 +158,7 @@ class TaskDataModule(pl.LightningDataModule):
 
     def _loader(self, task_ids: list[int], split: str, length: int, shuffle: bool, seed: int) -> DataLoader:
         ds = EpisodeDataset(self.tasks, task_ids, split, self.context_size, self.query_size, length, seed)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+        return seeded_loader(ds, self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_task_ids, "train", self.train_episodes, True, self.seed)

@@ -102,7 +102,10 @@ class ScoreDiffusionModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The EMA follows each optimiser step at once: a checkpoint saved when a callback sees
+        the batch end (``every_n_train_steps``) then holds the EMA of the weights it holds."""
+        super().optimizer_step(*args, **kwargs)
         self.ema.update_parameters(self.net)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -8,5 +8,24 @@ from nag.metrics.generation import (
     op_kl_divergence,
     stable_key_hash,
 )
+from nag.metrics.pareto import (
+    ParetoFront,
+    hypervolume,
+    non_dominated,
+    pareto_front,
+    true_front,
+)
 
-__all__ = ["BenchmarkTruth", "Novelty", "Uniqueness", "Validity", "op_kl_divergence", "stable_key_hash"]
+__all__ = [
+    "BenchmarkTruth",
+    "Novelty",
+    "ParetoFront",
+    "Uniqueness",
+    "Validity",
+    "hypervolume",
+    "non_dominated",
+    "op_kl_divergence",
+    "pareto_front",
+    "stable_key_hash",
+    "true_front",
+]

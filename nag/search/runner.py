@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from nag import tables
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
 from nag.generation import write_rows
 from nag.search.oracle import QueryOracle, SearchResult
 from nag.search.report import format_summary, summarize
 from nag.search.strategy import SearchStrategy
+
+
+class _ProgressOracle(QueryOracle):
+    """A :class:`QueryOracle` that ticks a progress bar for every paid (new) query."""
+
+    def __init__(self, *args: Any, bar: tqdm, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bar = bar
+
+    def query(self, arch: Any) -> float:
+        paid = self.num_queries
+        value = super().query(arch)
+        if self.num_queries > paid:
+            self._bar.update(1)
+            self._bar.set_postfix(best=tables.cell(self.best[1]), refresh=False)
+        return value
 
 
 def run_search(
@@ -24,37 +43,80 @@ def run_search(
     output: str = "search.json",
     show: int = 5,
     quiet: bool = False,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Run ``strategy`` once per seed, each with a fresh oracle holding ``budget`` queries,
-    then score the runs against the table's optimum and write ``output`` (.json)."""
+    then score the runs against the table's optimum and write ``output``: ``.json`` the whole
+    report, ``.csv`` one row per query (seed, query, arch, value, best so far).
+
+    The terminal shows a progress bar over queries, the ``show`` best distinct architectures
+    found (with the benchmark's latency where it has one), each seed's result and the summary;
+    ``verbose`` shows every architecture found and every seed, ``quiet`` nothing.
+    """
     if budget < 1:
         raise ConfigError(f"--budget={budget}: a search needs at least one query")
     if not seeds:
         raise ConfigError("--seeds is empty; give at least one seed, e.g. --seeds [0,1,2]")
+    if Path(output).suffix not in (".csv", ".json"):
+        raise ConfigError(f"--output {output!r}: expected a .csv or .json file name")
     benchmark.column(metric)
     results: list[SearchResult] = []
-    for seed in tqdm(list(seeds), desc=f"{strategy.name} seeds", disable=quiet):
-        results.append(strategy.run(QueryOracle(benchmark, metric, budget=budget), budget, seed))
+    with tqdm(total=budget * len(seeds), desc=f"{strategy.name} queries", unit="q", disable=quiet) as bar:
+        for seed in seeds:
+            bar.set_description(f"{strategy.name} seed {seed}")
+            oracle = _ProgressOracle(benchmark, metric, budget=budget, bar=bar)
+            results.append(strategy.run(oracle, budget, seed))
+            bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
     opt_arch, optimum = benchmark.best(metric)
     summary = summarize(results, optimum)
     report = {"benchmark": repr(benchmark), "metric": metric, "strategy": repr(strategy), "budget": budget,
               "optimum_arch": benchmark.space.to_string(opt_arch), "summary": summary,
               "runs": [r.to_dict() for r in results]}
-    write_rows(report, output)
+    write_rows(report if output.endswith(".json") else query_rows(results), output)
     if not quiet:
-        print(_runs_table(results, optimum, show))
+        print(found_table(results, benchmark, None if verbose else show))
+        print(_runs_table(results, optimum, 0 if verbose else show))
         print(format_summary([summary]))
         print(f"wrote {len(results)} runs to {output}")
     return report
 
 
+def query_rows(results: Sequence[SearchResult]) -> list[dict[str, Any]]:
+    """One row per paid query of every run: the tidy form for plotting best-so-far curves."""
+    return [{"method": r.method, "seed": r.seed, "query": q, "arch": arch, r.metric: value, "best_so_far": best}
+            for r in results for q, ((arch, value), best) in enumerate(zip(r.history, r.best_curve), start=1)]
+
+
+def found_table(results: Sequence[SearchResult], benchmark: Benchmark, limit: int | None) -> str:
+    """The best distinct architectures any seed queried, ranked by their true value; with the
+    benchmark's latency beside it (read after the searches, for the user, not the strategy)."""
+    metric, sign = results[0].metric, results[0].sign
+    found: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for q, (arch, value) in enumerate(r.history, start=1):
+            row = found.setdefault(arch, {"arch": arch, metric: value, "seeds": 0, "first_query": q})
+            row["seeds"] += 1
+            row["first_query"] = min(row["first_query"], q)
+    ranked = sorted(found.values(), key=lambda row: math.inf if math.isnan(row[metric]) else -sign * row[metric])
+    latency = tables.latency_metric(benchmark, [metric])
+    for i, row in enumerate(ranked[:limit], start=1):
+        row["rank"] = i
+        if latency is not None:
+            row[latency] = benchmark.query(benchmark.space.from_string(row["arch"]), latency)
+    columns = ["rank", metric, *([latency] if latency else []), "seeds", "first_query", "arch"]
+    table = tables.format_table(ranked[:limit], columns)
+    if limit is not None and len(ranked) > limit:
+        table += f"\n... {len(ranked) - limit} more architectures in the output file"
+    return table
+
+
 def _runs_table(results: Sequence[SearchResult], optimum: float, show: int) -> str:
-    lines = [f"{'seed':>4}  {'best':>10}  {'regret':>8}  {'queries':>7}  {'to opt.':>7}  arch"]
+    rows = []
     for r in results[:show] if show else results:
         reach = r.queries_to_reach(optimum)
-        regret = r.sign * (optimum - r.best_value)
-        lines.append(f"{r.seed:>4}  {r.best_value:>10.4f}  {regret:>8.4f}  {r.num_queries:>7}  "
-                     f"{'-' if reach is None else reach:>7}  {r.best_arch}")
+        rows.append({"seed": r.seed, "best": r.best_value, "regret": r.sign * (optimum - r.best_value),
+                     "queries": r.num_queries, "to opt.": "-" if reach is None else reach, "arch": r.best_arch})
+    table = tables.format_table(rows, ["seed", "best", "regret", "queries", "to opt.", "arch"])
     if show and len(results) > show:
-        lines.append(f"... {len(results) - show} more seeds in the output file")
-    return "\n".join(lines)
+        table += f"\n... {len(results) - show} more seeds in the output file"
+    return table

@@ -1,9 +1,10 @@
 """Search spaces: what an architecture is, its graph form, canonical key and string form."""
 
 from nag.spaces.base import SearchSpace
+from nag.spaces.hierarchical import CellSpace, MacroSpace
 from nag.spaces.mbv3 import MBV3Space
 from nag.spaces.nb101 import NB101Space
 from nag.spaces.nb201 import NB201Space
 from nag.spaces.nbgraph import NBGraphSpace
 
-__all__ = ["MBV3Space", "NB101Space", "NB201Space", "NBGraphSpace", "SearchSpace"]
+__all__ = ["CellSpace", "MBV3Space", "MacroSpace", "NB101Space", "NB201Space", "NBGraphSpace", "SearchSpace"]

@@ -143,6 +143,12 @@ class SearchSpace(ABC, Generic[Arch]):
         """Every architecture of the space, one per canonical key where the space defines it."""
         raise NagError(f"{self.name}: the space is too large to enumerate; use sample()")
 
+    # --- networks -----------------------------------------------------------------------
+    def to_module(self, arch: Arch, **kwargs) -> torch.nn.Module:
+        """A runnable, freshly initialised network for ``arch`` whose ``forward`` returns logits
+        (space-specific keyword arguments such as ``num_classes``)."""
+        raise NagError(f"{self.name}: no network builder for this space; use a space with to_module()")
+
     # --- neighbourhoods (local search, evolution) ---------------------------------------
     def neighbours(self, arch: Arch) -> list[Arch]:
         """Architectures one edit away from ``arch`` (distinct, valid, ``arch`` itself excluded).

@@ -7,8 +7,10 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
 
 from nag.errors import InvalidArchitecture
+from nag.nn.nb201_network import NB201Network
 from nag.spaces.base import SearchSpace
 
 EDGE_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -133,6 +135,13 @@ class NB201Space(SearchSpace[Arch201]):
         trained each cell separately, so they are distinct rows with their own values."""
         self.validate(arch)
         return [arch[:i] + (op,) + arch[i + 1 :] for i in range(len(EDGES)) for op in EDGE_OPS if op != arch[i]]
+
+    def to_module(
+        self, arch: Arch201, num_classes: int = 10, in_channels: int = 3, C: int = 16, N: int = 5
+    ) -> torch.nn.Module:
+        """The benchmark's network for ``arch`` (stem, 3 stages of ``N`` cells of width ``C``,
+        ``2C``, ``4C``); with the defaults its parameter count is the table's ``cifar10_params_M``."""
+        return NB201Network(self.validate(arch), num_classes=num_classes, in_channels=in_channels, C=C, N=N)
 
     @property
     def is_finite(self) -> bool:

@@ -1,0 +1,133 @@
+"""Bring-your-own latency table: a CSV of latencies measured on a new device, joined onto a
+benchmark as one more named metric.
+
+How the new device is used: as a **filter** by default. A user table holds what someone
+measured on the device, typically tens to a few hundred architectures, far too few to teach a
+generator a new condition. So generation runs with the conditions the model was trained on
+(accuracy, optionally a HW-NAS-Bench device latency as a proxy), and only samples whose
+measured latency in this table is within the budget are kept
+(:func:`nag.budget_generation.generate_within_budget`); samples the table does not cover are
+dropped, since their latency is unknown. When a table covers enough of the space to train on,
+the wrapper is an ordinary :class:`Benchmark`, so its metric can be made a condition by naming
+it in ``data.init_args.targets`` (the datamodule drops unmeasured rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Hashable
+from pathlib import Path
+
+import numpy as np
+
+from nag.benchmarks.base import Benchmark
+from nag.errors import (
+    ArchitectureNotInBenchmark,
+    ConfigError,
+    DataFileError,
+    InvalidArchitecture,
+)
+from nag.spaces.base import Arch
+
+ARCH_COLUMN = "arch"
+LATENCY_COLUMN = "latency"
+
+
+class LatencyTableBenchmark(Benchmark[Arch]):
+    """``base`` with one extra metric, ``metric``, read from ``path``.
+
+    The CSV has (at least) the columns ``arch`` (the space's string form, e.g. NB201's
+    ``|nor_conv_3x3~0|+|...|``) and ``latency`` (any unit, smaller is better). Rows join on
+    the base benchmark's row key: the exact cell for NB201, whose isomorphic cells were
+    measured separately and differ in latency, the canonical hash for NAS-Bench-Graph. Base
+    rows the CSV does not cover get NaN. Every CSV row must parse, be in the base benchmark,
+    appear once and carry a positive finite number; errors name the row.
+    """
+
+    def __init__(self, base: Benchmark, path: str, metric: str = "device_latency") -> None:
+        if metric in base.metrics:
+            raise ConfigError(
+                f"latency table: metric name {metric!r} is already a column of {type(base).__name__}; "
+                "pass another name with metric=..."
+            )
+        self.base, self.metric = base, metric
+        self.space = base.space
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise DataFileError(
+                f"data.init_args.benchmark.init_args.path: latency table {str(self.path)!r} not found; "
+                f"pass the CSV (header '{ARCH_COLUMN},{LATENCY_COLUMN}') measured on your device"
+            )
+        rows = self._read(self.path)
+        values = np.full(len(base), math.nan)
+        source_line: dict[int, int] = {}
+        for line, text, value in rows:
+            try:
+                i = base.index(self.space.from_string(text))
+            except InvalidArchitecture as e:
+                raise DataFileError(f"{self.path}: row {line}: arch {text!r} does not parse: {e}") from None
+            except ArchitectureNotInBenchmark:
+                raise DataFileError(
+                    f"{self.path}: row {line}: arch {text!r} is not in {type(base).__name__} "
+                    f"({len(base)} architectures); a latency table extends benchmarked architectures only"
+                ) from None
+            if i in source_line:
+                raise DataFileError(
+                    f"{self.path}: rows {source_line[i]} and {line} give the same architecture {text!r}; "
+                    "keep one row per architecture (average repeated measurements first)"
+                )
+            source_line[i] = line
+            values[i] = value
+        #: Number of base architectures the table measures.
+        self.num_measured = len(source_line)
+        self.minimize = frozenset(base.minimize | {metric})
+        columns = {m: base.column(m) for m in base.metrics}
+        columns[metric] = values
+        # the base's row keys in table order: recomputing canonical hashes would repeat its work
+        self._set_table(base.archs(), columns, keys=list(base._rows))
+
+    @staticmethod
+    def _read(file: Path) -> list[tuple[int, str, float]]:
+        """``(line, arch string, latency)`` per data row; line numbers count the header as 1."""
+        try:
+            with file.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                header = [h.strip() for h in reader.fieldnames or []]
+                reader.fieldnames = header
+                raw = list(reader)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataFileError(f"{file}: not a readable CSV ({type(e).__name__})") from None
+        missing = [c for c in (ARCH_COLUMN, LATENCY_COLUMN) if c not in header]
+        if missing:
+            raise DataFileError(
+                f"{file}: missing column(s) {', '.join(map(repr, missing))} (found {header}); "
+                f"the latency table needs a header '{ARCH_COLUMN},{LATENCY_COLUMN}'"
+            )
+        if not raw:
+            raise DataFileError(f"{file}: no data rows under the header; add one row per measured architecture")
+        rows = []
+        for n, row in enumerate(raw, start=2):
+            text, cell = (row[ARCH_COLUMN] or "").strip(), (row[LATENCY_COLUMN] or "").strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value <= 0:
+                raise DataFileError(
+                    f"{file}: row {n}: latency {cell!r} of {text!r} is not a positive finite number; "
+                    "drop unmeasured rows"
+                )
+            rows.append((n, text, value))
+        return rows
+
+    def row_key(self, arch: Arch) -> Hashable:
+        return self.base.row_key(arch)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    def __repr__(self) -> str:
+        return (f"LatencyTableBenchmark({self.base!r} + {self.metric!r} from {str(self.path)!r}, "
+                f"{self.num_measured} measured)")

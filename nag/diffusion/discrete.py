@@ -1,0 +1,182 @@
+"""Categorical diffusion (D3PM / DiGress) over node-op classes and directed edge classes.
+
+A graph state is a dict of class indices: ``nodes [B, N]`` and, where the topology varies,
+``edges [B, N, N]`` (``edges[b, i, j]`` is the class of the directed pair ``i -> j``; only
+``i < j`` is ever non-zero, so direction comes from topological order and nothing is
+symmetrised). Spaces with a fixed topology diffuse only ``nodes``.
+
+Nodes have one class per op plus a last "no node" class: padding positions of spaces with
+fewer real nodes than ``max_nodes`` (NB101) are that class, so the number of nodes is
+generated like any op, and decoding keeps the nodes whose class is not "no node".
+
+Noise is the marginal transition of DiGress, ``Q_t = a_t I + (1 - a_t) 1 m^T``: keep the
+class, or redraw it from ``m``. The marginals ``m`` are class frequencies of the training
+split *per position* (node index, ordered pair), so the prior at ``T`` is the data's own
+per-position distribution: the input/output nodes never change, padding stays where
+padding is likely and the lower triangle is always "no edge". Products of these matrices
+stay in the family, ``Qbar_t = abar_t I + (1 - abar_t) 1 m^T``, which is what makes
+skipping steps exact: ``Q_{t|s}`` has ``a = abar_t / abar_s``.
+
+All arithmetic here is fp32 with autocast off, so bf16-mixed training only touches the network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+State = dict[str, torch.Tensor]
+
+
+def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
+    """``abar_t`` for ``t = 0..T`` (Nichol & Dhariwal's cosine schedule): 1 at 0, 0 at ``T``."""
+    t = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos(0.5 * math.pi * (t + s) / (1 + s)) ** 2
+    return (f / f[0]).clamp(0.0, 1.0).float()
+
+
+def marginal_transition(alpha: torch.Tensor, marginals: torch.Tensor) -> torch.Tensor:
+    """``alpha I + (1 - alpha) 1 m^T`` as ``[..., K, K]`` (rows: from-class, columns: to-class).
+
+    ``alpha [...]`` and ``marginals [..., K]`` broadcast against each other."""
+    k = marginals.shape[-1]
+    eye = torch.eye(k, dtype=marginals.dtype, device=marginals.device)
+    a = alpha[..., None, None]
+    return a * eye + (1 - a) * marginals.unsqueeze(-2).expand(*marginals.shape[:-1], k, k)
+
+
+def posterior(z_t: torch.Tensor, q_ts: torch.Tensor, qbar_s: torch.Tensor, qbar_t: torch.Tensor) -> torch.Tensor:
+    """``q(z_s | z_t, x_0 = k)`` for every ``k``, as ``[..., K (x_0), K (z_s)]``.
+
+    Bayes: ``q(z_t | z_s) q(z_s | x_0) / q(z_t | x_0)``; ``z_t`` is one-hot ``[..., K]``.
+    Rows of ``x_0`` classes that cannot have produced ``z_t`` are zero."""
+    likelihood = (q_ts @ z_t.unsqueeze(-1)).squeeze(-1)  # q(z_t | z_s = j)         [..., K]
+    evidence = (qbar_t @ z_t.unsqueeze(-1))  # q(z_t | x_0 = k)                       [..., K, 1]
+    possible = evidence > 0
+    return likelihood.unsqueeze(-2) * qbar_s / torch.where(possible, evidence, 1.0) * possible
+
+
+def class_frequencies(classes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-position class frequencies ``[...positions, K]`` of ``classes [B, ...positions]``."""
+    counts = torch.nn.functional.one_hot(classes.long(), num_classes).float().sum(0)
+    return counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def categorical_sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One class index per row of ``probs [..., K]``."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+
+
+class CategoricalDiffusion(nn.Module):
+    """Forward noising, posteriors and ancestral steps for graph states.
+
+    Args:
+        max_nodes: node positions ``N``.
+        node_classes: ops plus the "no node" class.
+        edge_classes: classes of a directed pair (2: absent/present), or None when the
+            topology is fixed and only nodes are diffused.
+        T: number of diffusion steps.
+    """
+
+    def __init__(self, max_nodes: int, node_classes: int, edge_classes: int | None, T: int = 500) -> None:
+        super().__init__()
+        if T < 1:
+            raise ValueError(f"T={T}: need at least one diffusion step")
+        self.T = T
+        self.register_buffer("alpha_bar", cosine_alpha_bar(T))
+        self.register_buffer("node_marginals", torch.full((max_nodes, node_classes), 1.0 / node_classes))
+        edges = None
+        if edge_classes is not None:
+            edges = torch.zeros(max_nodes, max_nodes, edge_classes)
+            edges[..., 0] = 1.0
+            upper = torch.ones(max_nodes, max_nodes, dtype=torch.bool).triu(1)
+            edges[upper] = 1.0 / edge_classes
+        self.register_buffer("edge_marginals", edges)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return ("nodes",) if self.edge_marginals is None else ("nodes", "edges")
+
+    def marginals(self, kind: str) -> torch.Tensor:
+        return self.node_marginals if kind == "nodes" else self.edge_marginals
+
+    def set_marginals(self, state: State) -> None:
+        """Per-position class frequencies of a (training) population of clean states.
+
+        Pairs on or below the diagonal stay "no edge" with certainty."""
+        self.node_marginals.copy_(class_frequencies(state["nodes"], self.node_marginals.shape[-1]))
+        if self.edge_marginals is not None:
+            freq = class_frequencies(state["edges"].triu(1), self.edge_marginals.shape[-1])
+            lower = ~torch.ones(freq.shape[:2], dtype=torch.bool, device=freq.device).triu(1)
+            freq[lower] = torch.nn.functional.one_hot(torch.tensor(0), freq.shape[-1]).to(freq)
+            self.edge_marginals.copy_(freq)
+
+    # --- matrices (used by the sampler and by tests) -------------------------------------
+    def cumulative(self, kind: str, t: torch.Tensor) -> torch.Tensor:
+        """``Qbar_t`` per sample and position: ``[B, ...positions, K, K]`` for ``t [B]``."""
+        m = self.marginals(kind)
+        a = self.alpha_bar[t].view(-1, *([1] * (m.dim() - 1)))
+        return marginal_transition(a, m)
+
+    def transition(self, kind: str, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``Q_{t|s}`` (``s < t``): ``abar_t / abar_s`` of keeping the class, the rest redrawn."""
+        m = self.marginals(kind)
+        a = (self.alpha_bar[t] / self.alpha_bar[s].clamp_min(1e-30)).view(-1, *([1] * (m.dim() - 1)))
+        return marginal_transition(a, m)
+
+    # --- forward process -----------------------------------------------------------------
+    def q_probs(self, kind: str, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``q(z_t | x_0)`` as probabilities ``[B, ...positions, K]`` (closed form of ``x_0 Qbar_t``)."""
+        with torch.autocast(x0.device.type, enabled=False):
+            m = self.marginals(kind)
+            a = self.alpha_bar[t].view(-1, *([1] * m.dim()))
+            onehot = torch.nn.functional.one_hot(x0.long(), m.shape[-1]).float()
+            return a * onehot + (1 - a) * m
+
+    def noise(self, clean: State, t: torch.Tensor, generator: torch.Generator | None = None) -> State:
+        """Draw ``z_t ~ q(z_t | x_0)`` for every diffused kind; other entries pass through."""
+        out = dict(clean)
+        for kind in self.kinds:
+            out[kind] = categorical_sample(self.q_probs(kind, clean[kind], t), generator)
+        return out
+
+    def prior(self, batch: int, generator: torch.Generator | None = None) -> State:
+        """``z_T`` drawn from the per-position marginals."""
+        return {kind: categorical_sample(self.marginals(kind).expand(batch, *self.marginals(kind).shape), generator)
+                for kind in self.kinds}
+
+    # --- reverse process -----------------------------------------------------------------
+    def reverse_probs(self, kind: str, z_t: torch.Tensor, x0_probs: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        """``p(z_s | z_t) = sum_k p(x_0 = k | z_t) q(z_s | z_t, x_0 = k)`` for ``s < t``.
+
+        Where the prediction puts (numerically) no mass on any ``x_0`` that could have
+        produced ``z_t``, the class is kept rather than dividing by zero."""
+        with torch.autocast(z_t.device.type, enabled=False):
+            b = z_t.shape[0]
+            tt = torch.full((b,), t, dtype=torch.long, device=z_t.device)
+            ss = torch.full((b,), s, dtype=torch.long, device=z_t.device)
+            k = x0_probs.shape[-1]
+            onehot = torch.nn.functional.one_hot(z_t.long(), k).float()
+            post = posterior(onehot, self.transition(kind, tt, ss), self.cumulative(kind, ss), self.cumulative(kind, tt))
+            probs = (x0_probs.float().unsqueeze(-1) * post).sum(-2)
+            total = probs.sum(-1, keepdim=True)
+            return torch.where(total > 1e-12, probs / total.clamp_min(1e-12), onehot)
+
+    def step(self, state: State, x0_probs: dict[str, torch.Tensor], t: int, s: int,
+             generator: torch.Generator | None = None) -> State:
+        """One ancestral step ``z_t -> z_s`` (any ``s < t``: skipping steps is exact)."""
+        out = dict(state)
+        for kind in self.kinds:
+            out[kind] = categorical_sample(self.reverse_probs(kind, state[kind], x0_probs[kind], t, s), generator)
+        return out
+
+    def timesteps(self, steps: int | None = None) -> list[int]:
+        """Descending integer times ``T .. 0`` visited by a sampler with ``steps`` steps."""
+        steps = self.T if steps is None else steps
+        if steps < 1:
+            raise ValueError(f"steps={steps}: need at least one sampling step")
+        grid = torch.linspace(self.T, 0, min(steps, self.T) + 1, dtype=torch.float64).round().long()
+        return torch.unique_consecutive(grid).tolist()

@@ -1,0 +1,319 @@
+"""DiNAS's generator: multi-conditioned discrete graph diffusion with classifier-free guidance."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from nag.diffusion.discrete import CategoricalDiffusion, State
+from nag.errors import ConfigError, UnknownMetric
+from nag.lightning_modules.finite_loss import ensure_finite
+from nag.nn.conditions import ConditionEncoder
+from nag.nn.graph_transformer import GraphTransformer
+
+GuidanceMode = Literal["compositional", "joint"]
+#: Classes of a directed pair ``i -> j`` (``i < j``): absent, present.
+EDGE_CLASSES = 2
+
+
+class ConditionalDenoiser(nn.Module):
+    """The graph transformer and the condition encoder, averaged together by the EMA."""
+
+    def __init__(self, transformer: GraphTransformer, conditions: ConditionEncoder) -> None:
+        super().__init__()
+        self.transformer, self.conditions = transformer, conditions
+
+    def forward(self, state: State, t: torch.Tensor, values: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.transformer(state["nodes"], state["edges"], t, self.conditions(values, keep))
+
+
+class DiscreteDiffusionModule(pl.LightningModule):
+    """Learns ``p(G | c_1, ..., c_k)`` for any subset of named conditions (DiNAS).
+
+    Node ops (plus a "no node" class for padding, see :mod:`nag.diffusion.discrete`) and,
+    where the topology varies, directed edges are diffused with marginal transitions whose
+    per-position marginals are the training split's class frequencies (set when fitting
+    starts, stored in the checkpoint). The graph transformer predicts ``x_0``; the loss is
+    cross-entropy on nodes plus ``edge_weight`` times cross-entropy on the upper-triangle
+    edges. Each condition is a target of the datamodule (normalised with the training
+    statistics stored in ``data_spec``), dropped to its own null token with probability
+    ``cond_drop``. Validation and sampling use the EMA weights.
+
+    Args:
+        data_spec: the datamodule's ``spec()`` (linked by the CLI).
+        conditions: target names to condition on (a subset of ``data_spec["targets"]``).
+        binned: conditions embedded by quantile bin instead of continuously.
+        bins: bins of each binned condition.
+        T: diffusion steps.
+        edge_weight: weight of the edge cross-entropy (lambda).
+        cond_drop: per-condition dropout probability in training.
+    """
+
+    def __init__(
+        self,
+        data_spec: dict[str, Any],
+        conditions: Sequence[str] = (),
+        binned: Sequence[str] = (),
+        bins: int = 10,
+        T: int = 500,
+        dim: int = 64,
+        edge_dim: int = 16,
+        layers: int = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
+        edge_weight: float = 5.0,
+        cond_drop: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        ema_decay: float = 0.999,
+    ) -> None:
+        super().__init__()
+        targets = list(data_spec.get("targets", []))
+        unknown = [c for c in conditions if c not in targets]
+        if unknown:
+            raise UnknownMetric(
+                f"model.init_args.conditions: {unknown} are not targets of the data; "
+                f"valid: {', '.join(targets) or 'none (set data.init_args.targets)'}"
+            )
+        if len(set(conditions)) != len(conditions):
+            raise ConfigError(f"model.init_args.conditions {list(conditions)} names a condition twice")
+        self.save_hyperparameters()
+        self.condition_names = list(conditions)
+        self.condition_columns = [targets.index(c) for c in conditions]
+        self.fixed_topology = bool(data_spec.get("fixed_topology", False))
+        n, v = data_spec["max_nodes"], data_spec["num_ops"]
+        self.num_ops = v
+        self.diffusion = CategoricalDiffusion(n, v + 1, None if self.fixed_topology else EDGE_CLASSES, T)
+        self.net = ConditionalDenoiser(
+            GraphTransformer(v + 1, EDGE_CLASSES, n, dim, edge_dim, layers, heads, dropout,
+                             predict_edges=not self.fixed_topology),
+            ConditionEncoder(self.condition_names, dim, binned, bins, cond_drop),
+        )
+        # Buffers (quantile knots, edge directions) are constants set on both copies in setup();
+        # averaging them would round integer buffers and perturb the knots.
+        self.ema = AveragedModel(self.net, avg_fn=self._ema_step, use_buffers=False)
+        fixed = data_spec.get("fixed_adjacency")
+        self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.long) if fixed is not None else None)
+        self.register_buffer("upper", torch.ones(n, n, dtype=torch.bool).triu(1), persistent=False)
+
+    def _ema_step(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        """EMA whose decay warms up as ``(1 + n) / (10 + n)``, as in ScoreDiffusionModule."""
+        n = float(num_averaged)
+        decay = min(self.hparams.ema_decay, (1.0 + n) / (10.0 + n))
+        return decay * averaged + (1.0 - decay) * current
+
+    # --- data <-> states --------------------------------------------------------------
+    def clean_state(self, batch: Mapping[str, torch.Tensor]) -> State:
+        """Class ids of a batch: op index per real node, "no node" for padding; directed
+        edges ``i -> j`` of the upper triangle."""
+        nodes = torch.where(batch["mask"].bool(), batch["x"].argmax(-1), self.num_ops)
+        state = {"nodes": nodes}
+        if not self.fixed_topology:
+            state["edges"] = (batch["adj"] > 0.5).long() * self.upper
+        return state
+
+    def _with_edges(self, state: State) -> State:
+        """The network always sees edges: the space's fixed graph where it is not diffused."""
+        if "edges" in state:
+            return state
+        b = state["nodes"].shape[0]
+        return {**state, "edges": self.fixed_adj.expand(b, -1, -1)}
+
+    def condition_values(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The conditions' (already normalised) columns of ``batch["y"]``: ``[B, C]``."""
+        return batch["y"][:, self.condition_columns].float()
+
+    def normalize_conditions(self, conditions: Mapping[str, float | Sequence[float] | torch.Tensor],
+                             num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw benchmark values (e.g. accuracy 94.0, latency 2.1 ms), a scalar or one per
+        sample, to the normalised ``values [S, C]`` and the requested mask ``[C]``, with the
+        training statistics of ``data_spec`` -- the same numbers the datamodule used."""
+        stats = self.hparams.data_spec.get("target_stats", {})
+        unknown = [name for name in conditions if name not in self.condition_names]
+        if unknown:
+            raise UnknownMetric(
+                f"conditions {unknown}: this model was trained with conditions "
+                f"{', '.join(self.condition_names) or 'none'}; use those names"
+            )
+        values = torch.zeros(num_samples, len(self.condition_names), dtype=torch.float64)
+        given = torch.zeros(len(self.condition_names), dtype=torch.bool)
+        for c, name in enumerate(self.condition_names):
+            if name not in conditions:
+                continue
+            raw = torch.as_tensor(conditions[name], dtype=torch.float64).flatten()
+            if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
+                raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
+            values[:, c] = (raw - stats[name]["mean"]) / stats[name]["std"]
+            given[c] = True
+        return values.float(), given
+
+    # --- the denoiser -----------------------------------------------------------------
+    def predict(self, net: nn.Module, state: State, t: torch.Tensor, values: torch.Tensor,
+                keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x_0 logits for the diffused kinds; ``t`` are integer steps ``[B]``."""
+        out = net(self._with_edges(state), t.float() / self.diffusion.T, values, keep)
+        return {kind: out[kind] for kind in self.diffusion.kinds}
+
+    # --- training ---------------------------------------------------------------------
+    def _loss(self, batch: Mapping[str, torch.Tensor], net: nn.Module,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        clean = self.clean_state(batch)
+        b = clean["nodes"].shape[0]
+        t = torch.randint(1, self.diffusion.T + 1, (b,), device=self.device, generator=generator)
+        noisy = self.diffusion.noise(clean, t, generator)
+        keep = self.net.conditions.sample_keep(b, self.device, generator)
+        logits = self.predict(net, noisy, t, self.condition_values(batch), keep)
+        parts = {"nodes": F.cross_entropy(logits["nodes"].float().flatten(0, -2), clean["nodes"].flatten())}
+        if "edges" in logits:
+            upper = self.upper.expand(b, -1, -1)
+            parts["edges"] = F.cross_entropy(logits["edges"][upper].float(), clean["edges"][upper])
+        loss = parts["nodes"] + self.hparams.edge_weight * parts.get("edges", 0.0)
+        return loss, parts
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, parts = self._loss(batch, self.net)
+        loss = ensure_finite(loss, "discrete diffusion loss", self.global_step)
+        b = batch["x"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        self.log_dict({f"train/ce_{k}": v for k, v in parts.items()}, batch_size=b)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.update_parameters(self.net)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        loss, _ = self._loss(batch, self.ema.module, gen)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0], sync_dist=True)
+
+    def setup(self, stage: str) -> None:
+        """Fit the per-position marginals and condition bins on the training split."""
+        if stage != "fit":
+            return
+        dm = self.trainer.datamodule
+        if dm is None:
+            raise ConfigError("DiscreteDiffusionModule needs a datamodule: its training split sets the marginals")
+        states, values = [], []
+        for batch in DataLoader(dm.train_dataloader().dataset, batch_size=1024):  # the whole split, unsharded
+            states.append(self.clean_state({k: v.to(self.device) for k, v in batch.items()}))
+            values.append(self.condition_values(batch))
+        self.diffusion.set_marginals({k: torch.cat([s[k] for s in states]) for k in states[0]})
+        if self.condition_names:
+            for net in (self.net, self.ema.module):
+                net.conditions.fit(torch.cat(values).to(self.device))
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warmup = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- sampling ---------------------------------------------------------------------
+    def guidance_plan(self, conditions: Mapping[str, Any] | None, guidance_scale: float | Mapping[str, float],
+                      mode: GuidanceMode, num_samples: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """The forward passes of classifier-free guidance and their weights.
+
+        Returns ``values [S, C]``, ``keep [P, C]`` (which conditions each pass sees) and
+        weights ``w_p`` with ``logits = sum_p w_p logits_p``: compositional
+        ``l(0) + sum_i w_i (l(c_i) - l(0))``, joint ``l(0) + w (l(c) - l(0))``. A pass
+        whose weight is zero (e.g. the unconditional one at scale 1) is not run."""
+        if mode not in ("compositional", "joint"):
+            raise ConfigError(f"mode={mode!r}; expected 'compositional' or 'joint'")
+        values, given = self.normalize_conditions(conditions or {}, num_samples)
+        names = [n for n, g in zip(self.condition_names, given) if g]
+        if isinstance(guidance_scale, Mapping):
+            extra = [n for n in guidance_scale if n not in names]
+            if extra:
+                raise ConfigError(f"guidance_scale names {extra} that are not among the requested conditions {names}")
+            if mode == "joint":
+                raise ConfigError("guidance_scale: joint mode takes one number, not one per condition")
+            scales = {n: float(guidance_scale.get(n, 1.0)) for n in names}
+        else:
+            scales = {n: float(guidance_scale) for n in names}
+        c = len(self.condition_names)
+        keeps, weights = [torch.zeros(c, dtype=torch.bool)], [1.0]
+        if names and mode == "joint":
+            keeps.append(given)
+            weights = [1.0 - scales[names[0]], scales[names[0]]]
+        elif names:
+            for n in names:
+                keeps.append(torch.arange(c) == self.condition_names.index(n))
+                weights.append(scales[n])
+            weights[0] = 1.0 - sum(scales.values())
+        used = [i for i, w in enumerate(weights) if w != 0.0]
+        return values, torch.stack([keeps[i] for i in used]), [weights[i] for i in used]
+
+    def guided_x0(self, net: nn.Module, state: State, t: int, values: torch.Tensor, keep: torch.Tensor,
+                  weights: Sequence[float]) -> dict[str, torch.Tensor]:
+        """``p(x_0 | z_t)`` from the guided logits; all passes are one batched forward.
+
+        Classes never seen at a position in the training split (its marginal is 0: "input"
+        in the middle of an NB201 cell, any edge below the diagonal) get no mass, so an
+        under-trained network cannot place them."""
+        p, b = keep.shape[0], state["nodes"].shape[0]
+        rep = {k: v.repeat(p, *([1] * (v.dim() - 1))) for k, v in state.items()}
+        keep_rows = keep.to(self.device).repeat_interleave(b, 0)
+        tt = torch.full((p * b,), t, dtype=torch.long, device=self.device)
+        logits = self.predict(net, rep, tt, values.repeat(p, 1), keep_rows)
+        out = {}
+        for kind, lg in logits.items():
+            lg = lg.float().log_softmax(-1).view(p, b, *lg.shape[1:])
+            combined = sum(w * lg[i] for i, w in enumerate(weights))
+            out[kind] = combined.masked_fill(self.diffusion.marginals(kind) <= 0, -math.inf).softmax(-1)
+        return out
+
+    def to_graphs(self, state: State) -> dict[str, torch.Tensor]:
+        """Class ids to the ``{0, 1}`` graph form: ``x [B, N, V]``, ``adj [B, N, N]``, ``mask [B, N]``."""
+        real = state["nodes"] < self.num_ops
+        x = F.one_hot(state["nodes"].clamp_max(self.num_ops - 1), self.num_ops).float() * real.unsqueeze(-1)
+        adj = self._with_edges(state)["edges"].float() * self.upper
+        return {"x": x, "adj": adj * real.unsqueeze(-1) * real.unsqueeze(-2), "mask": real}
+
+    @torch.no_grad()
+    def sample_graphs(self, num_samples: int, sampler: Literal["ancestral"] = "ancestral", steps: int | None = None,
+                      seed: int = 0, batch_size: int = 1000, progress: bool = False,
+                      conditions: Mapping[str, float | Sequence[float]] | None = None,
+                      guidance_scale: float | Mapping[str, float] = 1.0,
+                      mode: GuidanceMode = "compositional") -> dict[str, torch.Tensor]:
+        """Raw samples in the {0, 1} scale: ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``.
+
+        Args:
+            sampler: only ``ancestral`` (``p(z_s | z_t)`` from the predicted ``x_0``).
+            steps: sampling steps (default ``T``); fewer skip steps exactly.
+            conditions: target values in the benchmark's raw units, e.g.
+                ``{"cifar10_test_200ep": 94.3, "hwnb_cifar10_fpga_latency": 2.1}``; one value
+                for all samples or one per sample. Conditions left out are not imposed.
+            guidance_scale: ``w`` of classifier-free guidance; per condition in compositional mode.
+            mode: ``compositional`` (one pass per condition) or ``joint`` (one pass with all).
+        """
+        if sampler != "ancestral":
+            raise ConfigError(f"sampler={sampler!r}: discrete diffusion samples with 'ancestral'")
+        if num_samples < 1 or batch_size < 1:
+            raise ConfigError(f"num_samples={num_samples}, batch_size={batch_size}: both must be at least 1")
+        values, keep, weights = self.guidance_plan(conditions, guidance_scale, mode, num_samples)
+        values = values.to(self.device)
+        times = self.diffusion.timesteps(steps)
+        net = self.ema.module
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        outs = []
+        for start in range(0, num_samples, batch_size):
+            b = min(batch_size, num_samples - start)
+            state = self.diffusion.prior(b, gen)
+            chunk = values[start:start + b]
+            for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):
+                probs = self.guided_x0(net, state, t, chunk, keep, weights)
+                state = self.diffusion.step(state, probs, t, s, gen)
+            outs.append(self.to_graphs(state))
+        return {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}
+

@@ -1,0 +1,159 @@
+"""Categorical diffusion: transition algebra, Bayes posterior, directed-edge round trip, skip-step sampling."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from nag.diffusion.discrete import (
+    CategoricalDiffusion,
+    cosine_alpha_bar,
+    marginal_transition,
+    posterior,
+)
+from nag.spaces import NBGraphSpace
+from nag.spaces.nb101 import NB101Space
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> None:
+    """``torch.testing.assert_close`` costs seconds of lazy imports on first use; this does not."""
+    assert a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0), f"max |a - b| = {(a - b).abs().max()}"
+
+
+def toy(T: int = 6, k: int = 4, positions: int = 3, seed: int = 0) -> CategoricalDiffusion:
+    """Nodes only, random per-position marginals (some classes impossible at some positions)."""
+    g = torch.Generator().manual_seed(seed)
+    d = CategoricalDiffusion(positions, k, None, T)
+    m = torch.rand(positions, k, generator=g) + 0.05
+    m[0, 1] = 0.0
+    d.node_marginals.copy_(m / m.sum(-1, keepdim=True))
+    return d
+
+
+def stepwise(d: CategoricalDiffusion, t: int) -> torch.Tensor:
+    """``Q_t`` of step ``t - 1 -> t`` built independently from abar: ``a_t = abar_t / abar_{t-1}``."""
+    a = cosine_alpha_bar(d.T)
+    return marginal_transition(a[t] / a[t - 1] * torch.ones(d.node_marginals.shape[0]), d.node_marginals)
+
+
+def test_schedule_runs_from_clean_to_pure_noise():
+    a = cosine_alpha_bar(500)
+    assert a[0] == 1.0 and a[-1] < 1e-6
+    assert torch.all(a[1:] <= a[:-1])
+
+
+def test_transition_matrices_are_row_stochastic():
+    d = toy(T=50)
+    t = torch.arange(1, d.T + 1)
+    mats = torch.stack([d.cumulative("nodes", t), d.transition("nodes", t, t - 1),
+                        torch.stack([stepwise(d, int(i)) for i in t])])
+    assert (mats >= 0).all()
+    assert_close(mats.sum(-1), torch.ones(mats.shape[:-1]))
+
+
+def test_cumulative_product_matches_closed_form_and_converges_to_marginals():
+    d = toy(T=40)
+    prod = torch.eye(4).expand(3, 4, 4)
+    for t in range(1, d.T + 1):
+        prod = prod @ stepwise(d, t)
+        assert_close(prod, d.cumulative("nodes", torch.tensor([t]))[0])
+    # at T every row (whatever the clean class) is the position's marginal distribution
+    assert_close(prod, d.node_marginals.unsqueeze(-2).expand(3, 4, 4))
+
+
+def test_posterior_equals_brute_force_bayes():
+    """q(z_s | z_t, x_0) by enumerating every path x_0 -> z_s -> z_t with stepwise matrices."""
+    d = toy(T=6, k=3, positions=1)
+    k = 3
+    for t, s in [(4, 3), (6, 2), (3, 0)]:
+        q_s = torch.eye(k)
+        for r in range(1, s + 1):
+            q_s = q_s @ stepwise(d, r)[0]
+        q_ts = torch.eye(k)
+        for r in range(s + 1, t + 1):
+            q_ts = q_ts @ stepwise(d, r)[0]
+        tt, ss = torch.tensor([t]), torch.tensor([s])
+        for z_t in range(k):
+            onehot = torch.nn.functional.one_hot(torch.tensor([[z_t]]), k).float()
+            got = posterior(onehot, d.transition("nodes", tt, ss), d.cumulative("nodes", ss),
+                            d.cumulative("nodes", tt))[0, 0]
+            for x0 in range(k):
+                joint = torch.tensor([q_s[x0, zs] * q_ts[zs, z_t] for zs in range(k)])
+                if joint.sum() == 0:  # z_t impossible from this x_0 (a zero marginal)
+                    assert torch.all(got[x0] == 0)
+                else:
+                    assert_close(got[x0], joint / joint.sum())
+
+
+def test_posterior_row_is_zero_for_an_impossible_clean_class():
+    d = toy(T=10)  # class 1 has marginal 0 at position 0: z_t = 1 there can only come from x_0 = 1
+    t, s = torch.tensor([5]), torch.tensor([2])
+    z = torch.nn.functional.one_hot(torch.tensor([[1, 0, 0]]), 4).float()
+    post = posterior(z, d.transition("nodes", t, s), d.cumulative("nodes", s), d.cumulative("nodes", t))
+    assert torch.all(post[0, 0, [0, 2, 3]] == 0)
+    assert_close(post[0, 0, 1].sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("space", [NBGraphSpace(), NB101Space()], ids=["nbgraph", "nb101"])
+def test_directed_edges_survive_encode_diffuse_decode(space):
+    archs = space.sample(32, np.random.default_rng(0))
+    x, adj, mask = space.encode_batch(archs)
+    v = space.num_ops
+    nodes = torch.where(mask, x.argmax(-1), v)
+    edges = adj.long().triu(1)
+    assert torch.equal(edges, adj.long()), "encoded adjacency is strictly upper-triangular"
+    d = CategoricalDiffusion(space.max_nodes, v + 1, 2, T=500)
+    d.set_marginals({"nodes": nodes, "edges": edges})
+    noisy = d.noise({"nodes": nodes, "edges": edges}, torch.zeros(32, dtype=torch.long), torch.Generator().manual_seed(0))
+    assert torch.equal(noisy["edges"], edges) and torch.equal(noisy["nodes"], nodes)
+    real = noisy["nodes"] < v
+    x_out = torch.nn.functional.one_hot(noisy["nodes"].clamp_max(v - 1), v).float() * real.unsqueeze(-1)
+    decoded = [space.decode(xo, a.float(), m) for xo, a, m in zip(x_out, noisy["edges"], real)]
+    assert [space.key(a) for a in decoded] == [space.key(a) for a in archs]
+    assert (edges.transpose(-1, -2) * edges).sum() == 0, "no pair is stored in both directions"
+
+
+def test_noise_at_small_t_rarely_changes_a_class_and_at_T_matches_the_marginals():
+    d = toy(T=500, k=4, positions=3)
+    x0 = torch.full((20000, 3), 2)
+    gen = torch.Generator().manual_seed(0)
+    early = d.noise({"nodes": x0}, torch.full((20000,), 1), gen)["nodes"]
+    assert (early != x0).float().mean() < 0.01
+    late = d.noise({"nodes": x0}, torch.full((20000,), 500), gen)["nodes"]
+    freq = torch.nn.functional.one_hot(late, 4).float().mean(0)
+    assert_close(freq, d.node_marginals, atol=0.02)
+
+
+@pytest.mark.parametrize("steps", [50, 7, 1])
+def test_skip_step_ancestral_sampler_recovers_the_data_distribution(steps):
+    """With the exact x_0-posterior of a toy data distribution as the denoiser, ancestral
+    sampling (with or without skipping steps) must reproduce that distribution."""
+    k, n = 4, 20000
+    data = torch.tensor([0.6, 0.05, 0.3, 0.05])
+    d = CategoricalDiffusion(1, k, None, T=50)
+    d.node_marginals.copy_(torch.tensor([[0.25, 0.25, 0.25, 0.25]]))
+    gen = torch.Generator().manual_seed(1)
+    state = d.prior(n, gen)
+    times = d.timesteps(steps)
+    assert times[0] == 50 and times[-1] == 0 and len(times) == steps + 1
+    for t, s in itertools.pairwise(times):
+        likelihood = d.q_probs("nodes", torch.arange(k)[:, None], torch.full((k,), t))[:, 0]  # [x_0, z_t]
+        exact = data[:, None] * likelihood  # p(x_0, z_t)
+        x0_given_zt = (exact / exact.sum(0, keepdim=True)).T[state["nodes"]]  # [n, 1, k]
+        state = d.step(state, {"nodes": x0_given_zt}, t, s, gen)
+    freq = torch.nn.functional.one_hot(state["nodes"][:, 0], k).float().mean(0)
+    assert_close(freq, data, atol=0.015)
+
+
+def test_edge_marginals_keep_the_lower_triangle_empty():
+    space = NBGraphSpace()
+    x, adj, mask = space.encode_batch(space.sample(64, np.random.default_rng(1)))
+    d = CategoricalDiffusion(space.max_nodes, space.num_ops + 1, 2, T=50)
+    d.set_marginals({"nodes": torch.where(mask, x.argmax(-1), space.num_ops), "edges": adj.long()})
+    lower = ~torch.ones(6, 6, dtype=torch.bool).triu(1)
+    assert torch.all(d.edge_marginals[lower][:, 0] == 1.0)
+    state = d.prior(200, torch.Generator().manual_seed(0))
+    assert torch.equal(state["edges"], state["edges"].triu(1))
+    # layer 1 always reads the input in NB-Graph: that pair is never noised away
+    assert d.edge_marginals[0, 1, 1] == 1.0 and torch.all(state["edges"][:, 0, 1] == 1)

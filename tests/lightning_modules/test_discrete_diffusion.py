@@ -1,0 +1,150 @@
+"""DiscreteDiffusionModule: configs fit, guidance steers the true metric, bf16, seeding, CLI errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from nag.benchmarks import NB201Benchmark, NBGraphBenchmark
+from nag.callbacks import GenerationMetricsCallback
+from nag.cli import main
+from nag.datamodules import ArchitectureDataModule
+from nag.errors import ConfigError, UnknownMetric
+from nag.generation import decode_samples
+from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+ROOT = Path(__file__).resolve().parents[2]
+NBGRAPH = str(ROOT / "configs" / "nbgraph" / "discrete_diffusion.yaml")
+TINY = ["--model.init_args.dim=16", "--model.init_args.edge_dim=4", "--model.init_args.layers=1",
+        "--model.init_args.heads=2", "--model.init_args.T=20"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def nbgraph_dm() -> ArchitectureDataModule:
+    return ArchitectureDataModule(NBGraphBenchmark("cora"), targets=["valid_acc", "latency", "params"],
+                                  split=(0.2, 0.05, 0.75), batch_size=64)
+
+
+def tiny(dm: ArchitectureDataModule, **kwargs) -> DiscreteDiffusionModule:
+    pl.seed_everything(0)
+    args = {"conditions": ["valid_acc", "latency"], "T": 20, "dim": 16, "edge_dim": 4, "layers": 1, "heads": 2,
+            "warmup_steps": 1, **kwargs}
+    return DiscreteDiffusionModule(dm.spec(), **args)
+
+
+@pytest.mark.parametrize("space", ["nb201", "nbgraph", "nb101"])
+def test_config_fits_under_fast_dev_run(space, tmp_path, request):
+    data = {"nb201": "nb201/nb201.csv", "nb101": "nb101/nb101_1k.json"}
+    extra = []
+    if space in data:
+        extra = [f"--data.init_args.benchmark.init_args.path={request.getfixturevalue('shared_data') / data[space]}"]
+    main(["fit", "--config", str(ROOT / "configs" / space / "discrete_diffusion.yaml"), "--trainer.fast_dev_run=true",
+          f"--trainer.default_root_dir={tmp_path}", *QUIET, *extra])
+
+
+def test_guided_samples_shift_the_true_metric_in_the_requested_direction(shared_data, tmp_path):
+    bench = NB201Benchmark(str(shared_data / "nb201" / "nb201.csv"))
+    metric = "cifar10_test_200ep"
+    dm = ArchitectureDataModule(bench, targets=[metric], split=(0.8, 0.1, 0.1), batch_size=128)
+    pl.seed_everything(0)
+    model = DiscreteDiffusionModule(dm.spec(), conditions=[metric], T=100, dim=32, edge_dim=8, layers=1, heads=4,
+                                    lr=3e-3, warmup_steps=10, ema_decay=0.99)
+    quiet_trainer(tmp_path, max_steps=30, limit_val_batches=0).fit(model, dm)
+    model.eval()
+
+    def mean_truth(**kwargs) -> float:
+        archs = decode_samples(bench.space, model.sample_graphs(150, steps=10, seed=1, **kwargs)).valid
+        assert len(archs) >= 140
+        return float(np.mean([bench.query(a, metric) for a in archs]))
+
+    unconditional = mean_truth()
+    low, high = np.percentile(bench.column(metric), [5, 99.9])
+    assert mean_truth(conditions={metric: high}, guidance_scale=2.0) > unconditional + 1.0
+    assert mean_truth(conditions={metric: low}, guidance_scale=2.0) < unconditional - 1.0
+
+
+def test_bf16_mixed_training_is_finite_and_the_generation_callback_logs(nbgraph_dm, tmp_path):
+    model = tiny(nbgraph_dm)
+    callback = GenerationMetricsCallback(every_n_epochs=1, num_samples=8, sampler="ancestral", steps=3)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                            precision="bf16-mixed", callbacks=[callback])
+    trainer.fit(model, nbgraph_dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert 0.0 <= float(trainer.callback_metrics["gen/validity"]) <= 1.0
+
+
+def test_samples_are_seeded_dags_with_every_guidance_mode(nbgraph_dm):
+    model = tiny(nbgraph_dm).eval()
+    cond = {"valid_acc": 0.85, "latency": 0.004}
+    a = model.sample_graphs(5, steps=4, seed=3, batch_size=3, conditions=cond, guidance_scale=2.0)
+    b = model.sample_graphs(5, steps=4, seed=3, batch_size=3, conditions=cond, guidance_scale=2.0)
+    c = model.sample_graphs(5, steps=4, seed=4, batch_size=3, conditions=cond, guidance_scale=2.0)
+    assert a["x"].shape == (5, 6, 11) and a["adj"].shape == (5, 6, 6) and a["mask"].shape == (5, 6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert torch.equal(a["adj"], a["adj"].triu(1)), "edges stay directed (upper triangle)"
+    for kwargs in ({"mode": "joint", "guidance_scale": 3.0}, {"guidance_scale": {"latency": 0.5}}, {}):
+        out = model.sample_graphs(4, steps=2, conditions=cond if kwargs else None, **kwargs)
+        assert out["x"].shape == (4, 6, 11)
+    per_sample = model.sample_graphs(4, steps=2, conditions={"latency": [0.002, 0.003, 0.004, 0.005]})
+    assert per_sample["x"].shape == (4, 6, 11)
+
+
+def test_guidance_plan_batches_conditional_and_unconditional_passes(nbgraph_dm):
+    model = tiny(nbgraph_dm)
+    values, keep, weights = model.guidance_plan({"valid_acc": 0.8, "latency": 0.01}, {"valid_acc": 2.0}, "compositional", 3)
+    assert keep.tolist() == [[False, False], [True, False], [False, True]]
+    assert weights == [1.0 - 2.0 - 1.0, 2.0, 1.0]
+    stats = nbgraph_dm.spec()["target_stats"]
+    expected = (0.8 - stats["valid_acc"]["mean"]) / stats["valid_acc"]["std"]
+    assert torch.allclose(values[:, 0], torch.full((3,), expected))
+    _, keep, weights = model.guidance_plan({"latency": 0.01}, 1.0, "joint", 3)
+    assert keep.tolist() == [[False, True]] and weights == [1.0], "scale 1: the conditional pass alone"
+    _, keep, weights = model.guidance_plan(None, 1.0, "compositional", 3)
+    assert keep.tolist() == [[False, False]] and weights == [1.0]
+    with pytest.raises(ConfigError, match="joint mode takes one number"):
+        model.guidance_plan({"latency": 0.01}, {"latency": 2.0}, "joint", 3)
+
+
+def test_unknown_conditions_name_the_valid_ones(nbgraph_dm):
+    with pytest.raises(UnknownMetric, match="valid: valid_acc, latency, params"):
+        tiny(nbgraph_dm, conditions=["flops"])
+    model = tiny(nbgraph_dm).eval()
+    with pytest.raises(UnknownMetric, match="trained with conditions valid_acc, latency; use those names"):
+        model.sample_graphs(2, steps=1, conditions={"params": 0.1})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fit")
+    main(["fit", "--config", NBGRAPH, *TINY, *QUIET, "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+          f"--trainer.default_root_dir={root}"])
+    return next(root.rglob("last.ckpt"))
+
+
+def test_nag_generate_takes_conditions_and_rejects_unknown_ones_in_one_line(checkpoint, tmp_path, capsys):
+    out = tmp_path / "gen.csv"
+    main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=6", "--steps=3",
+          "--conditions", '{"valid_acc": 0.85, "latency": 0.004}', "--guidance_scale=2", f"--output={out}", *QUIET])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("sample,valid,arch,key,error,valid_acc,latency,params")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=2", "--steps=1",
+              "--conditions", '{"accuracy": 0.9}', f"--output={tmp_path / 'x.csv'}", *QUIET])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "conditions ['accuracy']" in errors[0] and "valid_acc, latency, params" in errors[0]
+    assert not (tmp_path / "x.csv").exists()

@@ -1,0 +1,100 @@
+"""`nag fit` under DDP (2 CPU processes, gloo) equals the single-process run on the same global
+batch, and writes exactly the files that run writes, once."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nag.checkpoints import load_checkpoint
+from nag.cli import main
+from nag.datamodules import ArchitectureDataModule
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+GLOBAL_BATCH = 32
+SPLIT = [0.8, 0.01, 0.19]
+
+# The pairwise ranking loss pairs architectures within one process's batch, so it is off
+# here: with plain MSE, the mean of the two ranks' gradients is the global batch's gradient.
+TINY = """
+seed_everything: 0
+test_after_fit: false
+trainer:
+  max_epochs: 2
+  accelerator: cpu
+  deterministic: true
+  num_sanity_val_steps: 0
+  enable_progress_bar: false
+  enable_model_summary: false
+  log_every_n_steps: 1
+  default_root_dir: {root}
+  logger:
+    class_path: pytorch_lightning.loggers.CSVLogger
+    init_args: {{save_dir: {root}}}
+model:
+  init_args: {{hidden: 16, num_layers: 2, rank_weight: 0.0}}
+data:
+  init_args: {{train_size: 128, batch_size: {batch}, split: {split}}}
+"""
+
+
+def config(path: Path, root: Path, batch: int) -> str:
+    path.write_text(TINY.format(root=root, batch=batch, split=SPLIT))
+    return str(path)
+
+
+def val_metrics(root: Path) -> list[dict[str, float]]:
+    with next(root.rglob("metrics.csv")).open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
+    return [{k: float(v) for k, v in r.items() if k.startswith("val/")} for r in rows]
+
+
+def files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "events.out" not in p.name}
+
+
+def test_val_split_divides_evenly_between_two_ranks():
+    """Otherwise DistributedSampler pads the val split with repeats and the metrics differ."""
+    from nag.benchmarks import NBGraphBenchmark
+
+    dm = ArchitectureDataModule(NBGraphBenchmark("cora"), targets=["valid_acc"], split=SPLIT, train_size=128)
+    assert len(dm.archs("val")) % 2 == 0 and 128 % GLOBAL_BATCH == 0
+
+
+def test_ddp_fit_matches_single_process_and_rank_zero_writes(tmp_path):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    main(["fit", "--config", QUICKSTART, "--config", config(tmp_path / "single.yaml", single, GLOBAL_BATCH)])
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        [sys.executable, "-m", "nag.cli", "fit", "--config", QUICKSTART,
+         "--config", config(tmp_path / "ddp.yaml", ddp, GLOBAL_BATCH // 2),
+         "--trainer.devices=2", "--trainer.strategy=ddp"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+
+    # one checkpoint set, one log folder: the same files as the single-process run
+    assert files(ddp) == files(single)
+    ckpts = sorted(p.name for p in ddp.rglob("*.ckpt"))
+    assert ckpts == ["epoch=1-step=8.ckpt", "last.ckpt"]
+
+    got, expected = val_metrics(ddp), val_metrics(single)
+    assert len(got) == len(expected) == 2 and got[0].keys() == expected[0].keys()
+    for g, e in zip(got, expected):
+        for name in e:
+            assert g[name] == pytest.approx(e[name], rel=1e-3, abs=1e-5), name
+    final, reference = (load_checkpoint(next(r.rglob("last.ckpt"))) for r in (ddp, single))
+    assert final["global_step"] == reference["global_step"] == 8
+    for name, value in reference["state_dict"].items():
+        torch.testing.assert_close(final["state_dict"][name], value, rtol=1e-4, atol=1e-5)
