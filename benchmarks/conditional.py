@@ -22,6 +22,7 @@ Writes benchmarks/results/conditional.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -47,6 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "nb201" / "discrete_diffusion.yaml"
 ACC, LAT = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 CONDITIONS = [ACC, LAT]
+#: What a reused checkpoint must have been trained with: the config and the model's code.
+MODEL_SOURCES = [CONFIG, *(ROOT / "nag" / f for f in ("lightning_modules/discrete_diffusion.py",
+                                                    "nn/graph_transformer.py", "nn/conditions.py",
+                                                    "diffusion/discrete.py"))]
 
 
 class UniformSampler:
@@ -72,8 +77,9 @@ class Unconditional:
 
 def fit(args: argparse.Namespace) -> tuple[Path, float]:
     """``nag fit`` on the repository config with the two conditions, and its wall-clock seconds;
-    reused (with the seconds it took then) when present."""
-    root = Path(args.run_dir) / f"epochs{args.epochs}_seed{args.seed}"
+    reused (with the seconds it took then) when trained with the same epochs, seed, config and code."""
+    fingerprint = hashlib.sha1(b"".join(p.read_bytes() for p in MODEL_SOURCES)).hexdigest()[:10]
+    root = Path(args.run_dir) / f"epochs{args.epochs}_seed{args.seed}_{fingerprint}"
     found = sorted(root.glob("**/last.ckpt"))
     timing = root / "train_seconds.json"
     if not found or not timing.is_file() or args.retrain:

@@ -27,7 +27,7 @@ from nag.metrics.pareto import (
     reference_point,
     true_front,
 )
-from nag.spaces.base import Arch
+from nag.spaces.base import Arch, SearchSpace
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ParetoSweep:
         """Generated over true hypervolume: 1 when the samples reach the whole true front."""
         return self.hypervolume / self.true_hypervolume if self.true_hypervolume > 0 else math.nan
 
-    def rows(self, space: Any) -> list[dict[str, Any]]:
+    def rows(self, space: SearchSpace) -> list[dict[str, Any]]:
         """One dict per sample (for CSV/JSON): requested targets, arch string and true values."""
         out = []
         for arch, g, vals in zip(self.archs, self.target_index, self.values):

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
 DIFFUSION = str(ROOT / "configs" / "nbgraph" / "diffusion.yaml")
-DISCRETE = str(ROOT / "configs" / "nbgraph" / "discrete_diffusion.yaml")
 NB201 = str(ROOT / "configs" / "nb201" / "predictor.yaml")
+NB201_SCORE = str(ROOT / "configs" / "nb201" / "diffusion.yaml")
+NB201_DISCRETE = str(ROOT / "configs" / "nb201" / "discrete_diffusion.yaml")
 NB101 = str(ROOT / "configs" / "nb101" / "predictor.yaml")
 MBV3 = str(ROOT / "configs" / "mbv3" / "predictor.yaml")
 SEARCH = str(ROOT / "configs" / "nbgraph" / "search_rea.yaml")
@@ -79,33 +80,39 @@ def files(tmp_path_factory) -> dict[str, str]:
     (d / "nb201_latin1.csv").write_bytes(good.encode() + "caf\xe9".encode("latin-1"))
     (d / "bad_utf8.yaml").write_bytes(b"trainer:\n  max_epochs: \xff\xfe\n")
     (d / "a_folder").mkdir()
-    (d / "nb201_space.yaml").write_text(
-        "data:\n  class_path: nag.datamodules.ArchitectureDataModule\n  init_args:\n"
-        "    benchmark: null\n    targets: []\n    space:\n      class_path: nag.spaces.NB201Space\n")
+    (d / "nbgraph_space.yaml").write_text(
+        "data:\n  class_path: nag.datamodules.ArchitectureDataModule\n  init_args:\n    benchmark: null\n"
+        "    targets: []\n    num_archs: 40\n    space:\n      class_path: nag.spaces.NBGraphSpace\n")
+    # the 40-cell table: configs that get this far instantiate in a fraction of a second
+    (d / "tiny.yaml").write_text(
+        f"data:\n  init_args:\n    benchmark:\n      init_args:\n        path: {d / 'nb201_ok.csv'}\n"
+        "    split: [0.5, 0.25, 0.25]\n    train_size: null\n    batch_size: 8\n")
+    (d / "tiny_discrete.yaml").write_text(
+        "model:\n  init_args:\n    conditions: [cifar10_test_200ep]\n    T: 10\n    dim: 8\n    edge_dim: 4\n"
+        "    layers: 1\n    heads: 2\ndata:\n  init_args:\n    targets: [cifar10_test_200ep]\n")
     (d / "empty.ckpt").write_bytes(b"")
     (d / "garbage.ckpt").write_bytes(b"\x00not a checkpoint" * 64)
     torch.save({"weights": torch.ones(3)}, d / "foreign.ckpt")
     return {name: str(d / name) for name in [*texts, "nb201_latin1.csv", "bad_utf8.yaml", "a_folder",
-                                             "nb201_space.yaml", "empty.ckpt", "garbage.ckpt", "foreign.ckpt"]}
+                                             "nbgraph_space.yaml", "tiny.yaml", "tiny_discrete.yaml", "empty.ckpt", "garbage.ckpt", "foreign.ckpt"]}
 
 
 def fit_tiny(config: str, root: Path, *extra: str) -> str:
-    main(["fit", "--config", config, "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
-          "--test_after_fit=false", f"--trainer.default_root_dir={root}", *QUIET, *extra])
+    main(["fit", "--config", config, *extra, "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
+          "--test_after_fit=false", f"--trainer.default_root_dir={root}", *QUIET])
     return str(next(root.rglob("last.ckpt")))
 
 
 @pytest.fixture(scope="module")
-def score_ckpt(tmp_path_factory) -> str:
-    return fit_tiny(DIFFUSION, tmp_path_factory.mktemp("score"), "--model.init_args.dim=8",
-                    "--model.init_args.layers=1", "--model.init_args.heads=2")
+def score_ckpt(files, tmp_path_factory) -> str:
+    return fit_tiny(NB201_SCORE, tmp_path_factory.mktemp("score"), "--config", files["tiny.yaml"],
+                    "--model.init_args.dim=8", "--model.init_args.layers=1", "--model.init_args.heads=2")
 
 
 @pytest.fixture(scope="module")
-def discrete_ckpt(tmp_path_factory) -> str:
-    return fit_tiny(DISCRETE, tmp_path_factory.mktemp("discrete"), "--model.init_args.dim=8",
-                    "--model.init_args.edge_dim=4", "--model.init_args.layers=1", "--model.init_args.heads=2",
-                    "--model.init_args.T=10", "--data.init_args.batch_size=32")
+def discrete_ckpt(files, tmp_path_factory) -> str:
+    return fit_tiny(NB201_DISCRETE, tmp_path_factory.mktemp("discrete"), "--config", files["tiny.yaml"],
+                    "--config", files["tiny_discrete.yaml"])
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +137,12 @@ def expect_error(args: list[str], fragment: str, capsys, workdir: Path) -> None:
 Case = Callable[[dict[str, str], Path], list[str]]
 FIT = ["fit", "--config", QUICKSTART]
 
+
+def tiny_fit(f: dict[str, str]) -> list[str]:
+    """`fit` on the 40-cell table: configs that get as far as instantiation do so at once."""
+    return ["fit", "--config", NB201, "--config", f["tiny.yaml"]]
+
+
 # id -> (arguments given the input files and a fresh work folder, fragment of the error line)
 CLI_CASES: dict[str, tuple[Case, str]] = {
     # command line
@@ -141,13 +154,13 @@ CLI_CASES: dict[str, tuple[Case, str]] = {
     "flag_wrong_type": (lambda f, w: [*FIT, "--trainer.max_epochs=abc"], '"trainer.max_epochs": Expected a <class \'int\'> (got abc)'),
     "seed_wrong_type": (lambda f, w: [*FIT, "--seed_everything=abc"], '"seed_everything"'),
     "unknown_precision": (lambda f, w: [*FIT, "--trainer.precision=fp8"], "(got fp8)"),
-    "unknown_strategy": (lambda f, w: [*FIT, "--trainer.strategy=nonsense", f"--trainer.default_root_dir={w}"],
+    "unknown_strategy": (lambda f, w: [*tiny_fit(f), "--trainer.strategy=nonsense", f"--trainer.default_root_dir={w}"],
                          "trainer: You selected an invalid strategy name: `strategy='nonsense'`"),
     "unknown_sde": (lambda f, w: ["fit", "--config", DIFFUSION, "--model.init_args.sde=xyz"],
                     "Expected a typing.Literal['ve', 'vp']. Got value: xyz"),
     "split_of_two": (lambda f, w: [*FIT, "--data.init_args.split=[0.5,0.5]"], '"data"'),
-    "negative_train_size": (lambda f, w: [*FIT, "--data.init_args.train_size=-5", f"--trainer.default_root_dir={w}"],
-                            "data.train_size=-5 must be between 1 and"),
+    "negative_train_size": (lambda f, w: [*tiny_fit(f), "--data.init_args.train_size=-5", f"--trainer.default_root_dir={w}"],
+                            "data.train_size=-5 must be between 1 and the 20 training architectures"),
     "unknown_model_class": (lambda f, w: [*FIT, "--model.class_path=nag.NoSuchModel"],
                             "module 'nag' has no attribute 'NoSuchModel'"),
     "unknown_data_class": (lambda f, w: [*FIT, "--data.class_path=nag.datamodules.NoSuchData"],
@@ -229,9 +242,9 @@ def test_cli_case(case, files, capsys, tmp_path, monkeypatch):
     expect_error(build(files, tmp_path), fragment, capsys, tmp_path)
 
 
-def generate_args(config: str, ckpt: str, out: Path, *extra: str) -> list[str]:
-    return ["generate", "--config", config, "--ckpt_path", ckpt, "--num_samples=4", "--steps=2",
-            f"--output={out}", *QUIET, *extra]
+def generate_args(configs: list[str], ckpt: str, out: Path, *extra: str) -> list[str]:
+    return ["generate", *(a for c in configs for a in ("--config", c)), "--ckpt_path", ckpt, "--num_samples=4",
+            "--steps=2", f"--output={out}", *QUIET, *extra]
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -240,32 +253,33 @@ def generate_args(config: str, ckpt: str, out: Path, *extra: str) -> list[str]:
     (["--batch_size=0"], "--batch_size=0"),
     (["--sampler=euler"], '"sampler"'),
     (["--metrics=[no_such_metric]"], "unknown metric 'no_such_metric'"),
-    (['--conditions={"valid_acc": 0.9}'], "is not a conditional generator"),
+    (['--conditions={"cifar10_test_200ep": 90}'], "is not a conditional generator"),
 ], ids=["zero_samples", "zero_steps", "zero_batch", "unknown_sampler", "unknown_metric", "conditions_unconditional"])
-def test_generate_case(extra, fragment, score_ckpt, capsys, tmp_path):
-    expect_error(generate_args(DIFFUSION, score_ckpt, tmp_path / "out.csv", *extra), fragment, capsys, tmp_path)
+def test_generate_case(extra, fragment, score_ckpt, files, capsys, tmp_path):
+    args = generate_args([NB201_SCORE, files["tiny.yaml"]], score_ckpt, tmp_path / "out.csv", *extra)
+    expect_error(args, fragment, capsys, tmp_path)
 
 
-def test_generate_to_an_unwritable_suffix_fails_before_sampling(score_ckpt, capsys, tmp_path):
-    expect_error(generate_args(DIFFUSION, score_ckpt, tmp_path / "out.txt"), "expected a .csv or .json file name",
-                 capsys, tmp_path)
+def test_generate_to_an_unwritable_suffix_fails_before_sampling(score_ckpt, files, capsys, tmp_path):
+    args = generate_args([NB201_SCORE, files["tiny.yaml"]], score_ckpt, tmp_path / "out.txt")
+    expect_error(args, "expected a .csv or .json file name", capsys, tmp_path)
 
 
 @pytest.mark.parametrize("conditions, fragment", [
     ('{"no_such_condition": 1.0}', "this model was trained with conditions"),
-    ('{"valid_acc": .nan}', "give one finite value"),
-    ('{"valid_acc": .inf}', "give one finite value"),
+    ('{"cifar10_test_200ep": .nan}', "give one finite value"),
+    ('{"cifar10_test_200ep": .inf}', "give one finite value"),
 ], ids=["unknown_condition", "nan_condition", "infinite_condition"])
-def test_condition_case(conditions, fragment, discrete_ckpt, capsys, tmp_path):
-    args = generate_args(DISCRETE, discrete_ckpt, tmp_path / "out.csv", f"--conditions={conditions}",
-                         "--model.init_args.T=10")
+def test_condition_case(conditions, fragment, discrete_ckpt, files, capsys, tmp_path):
+    args = generate_args([NB201_DISCRETE, files["tiny.yaml"], files["tiny_discrete.yaml"]], discrete_ckpt,
+                         tmp_path / "out.csv", f"--conditions={conditions}")
     expect_error(args, fragment, capsys, tmp_path)
 
 
 def test_checkpoint_of_another_space_fails_before_loading_weights(score_ckpt, files, capsys, tmp_path):
-    expect_error(["validate", "--config", DIFFUSION, "--config", files["nb201_space.yaml"], "--ckpt_path", score_ckpt,
+    expect_error(["validate", "--config", DIFFUSION, "--config", files["nbgraph_space.yaml"], "--ckpt_path", score_ckpt,
                   f"--trainer.default_root_dir={tmp_path}", *QUIET],
-                 "was trained on search space 'nbgraph' but the config's data uses 'nb201'", capsys, tmp_path)
+                 "was trained on search space 'nb201' but the config's data uses 'nbgraph'", capsys, tmp_path)
 
 
 def test_truncated_checkpoint_for_test(truncated_ckpt, capsys, tmp_path):
@@ -273,21 +287,20 @@ def test_truncated_checkpoint_for_test(truncated_ckpt, capsys, tmp_path):
                  capsys, tmp_path)
 
 
-def test_resume_from_a_corrupt_last_checkpoint(truncated_ckpt, capsys, tmp_path):
+def test_resume_from_a_corrupt_last_checkpoint(truncated_ckpt, files, capsys, tmp_path):
     folder = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / "last.ckpt").write_bytes(Path(truncated_ckpt).read_bytes())
     with pytest.raises(SystemExit) as exit_info:
-        main([*FIT, f"--trainer.default_root_dir={tmp_path / 'run'}", "--ckpt_path", "last", *QUIET])
+        main([*tiny_fit(files), f"--trainer.default_root_dir={tmp_path / 'run'}", "--ckpt_path", "last", *QUIET])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "last.ckpt': not a readable checkpoint" in line
 
 
-def test_nan_loss_stops_training_naming_the_step(capsys, tmp_path):
-    expect_error([*FIT, "--model.init_args.lr=1e30", "--data.init_args.train_size=64", "--data.init_args.batch_size=16",
-                  f"--trainer.default_root_dir={tmp_path}", *QUIET],
+def test_nan_loss_stops_training_naming_the_step(files, capsys, tmp_path):
+    expect_error([*tiny_fit(files), "--model.init_args.lr=1e30", f"--trainer.default_root_dir={tmp_path}", *QUIET],
                  "at global step 1; lower model.lr", capsys, tmp_path)
 
 
