@@ -58,9 +58,15 @@ def test_fit_then_generate_through_the_cli(tmp_path, capsys):
     ckpt = next(tmp_path.rglob("last.ckpt"))
     out = tmp_path / "chain.csv"
     main(["generate", "--config", CONFIG, "--ckpt_path", str(ckpt), "--num_samples=24", "--steps=3",
-          f"--output={out}", "--trainer.enable_progress_bar=false"])
-    assert "validity=" in capsys.readouterr().out
+          f"--output={out}", "--trainer.enable_progress_bar=false", "--verbose"])
+    printed = capsys.readouterr().out
+    assert "validity=" in printed
     rows = list(csv.DictReader(out.open()))
+    if not all(row["valid"] == "True" for row in rows):
+        assert "invalid samples, by reason:" in printed
+    main(["generate", "--config", CONFIG, "--ckpt_path", str(ckpt), "--num_samples=4", "--steps=2",
+          f"--output={tmp_path / 'quiet.json'}", "--quiet"])
+    assert capsys.readouterr().out == "" and (tmp_path / "quiet.json").is_file()
     assert len(rows) == 24 and {"receptive_field", "params"} <= set(rows[0])
     space = ChainSpace()
     for row in rows:
