@@ -143,15 +143,25 @@ def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_a_damaged_checkpoint_fails_in_one_line(tmp_path, capsys, damage):
-    good = tmp_path / "good.ckpt"
-    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}, "hyper_parameters": {}}, good)
-    bad = tmp_path / "bad.ckpt"
-    bad.write_bytes({"truncated": good.read_bytes()[:2000], "garbage": b"\x00not a zip" * 50, "empty": b""}[damage])
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", CONFIG, "--ckpt_path", str(bad)])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in err
-    [line] = err.strip().splitlines()
-    assert line.startswith(f"error: --ckpt_path {str(bad)!r}: not a readable checkpoint (truncated or corrupt")
+
+def test_trainer_defaults_add_to_the_users_callbacks_and_plugins(tmp_path):
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    from nag.callbacks import RNGStateCheckpoint
+    from nag.trainer import NagTrainer
+
+    def checkpoints(trainer):
+        return [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+
+    plain = NagTrainer(default_root_dir=tmp_path, logger=False)
+    [default] = checkpoints(plain)
+    assert default.save_last is True
+    assert isinstance(plain.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert sum(isinstance(c, RNGStateCheckpoint) for c in plain.callbacks) == 1
+
+    mine, stop, io = ModelCheckpoint(monitor="val/loss"), EarlyStopping(monitor="val/loss"), TorchCheckpointIO()
+    custom = NagTrainer(default_root_dir=tmp_path, logger=False, callbacks=[mine, stop], plugins=[io])
+    assert checkpoints(custom) == [mine] and stop in custom.callbacks
+    assert custom.strategy.checkpoint_io is io
+    assert checkpoints(NagTrainer(default_root_dir=tmp_path, logger=False, enable_checkpointing=False)) == []

@@ -189,7 +189,10 @@ class DiscreteDiffusionModule(pl.LightningModule):
         self.log_dict({f"train/ce_{k}": v for k, v in parts.items()}, batch_size=b)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The EMA follows each optimiser step at once, so a checkpoint saved when a callback
+        sees the batch end (``every_n_train_steps``) holds the EMA of the weights it holds."""
+        super().optimizer_step(*args, **kwargs)
         self.ema.update_parameters(self.net)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -59,6 +59,8 @@ from nag.spaces.hierarchical import (
 from nag.zc import PROXIES, compute_proxies, image_batch
 
 MNIST = "../shared/data/images/mnist_5k.csv.gz"
+#: A cell that costs nothing: a slot's own cost is the network's cost with it minus with this.
+SKIP_CELL = "input,skip,output|010,001,000"
 #: Trainer settings of a model's YAML that the fit here keeps (the rest: logging, callbacks).
 _TRAINER_KEYS = ("gradient_clip_val", "check_val_every_n_epoch", "accelerator", "precision", "deterministic")
 
@@ -116,13 +118,20 @@ class Generation:
     asked for (rank-normalised ZC units, so quantile ``q`` is the normal quantile of ``q``).
     ``match``: proxies conditioned on the value of the slot's vocabulary cell instead (cost
     proxies keep a slot as expensive as the macro transformer planned it).
-    ``cell_rounds``: draws per slot before a network is given up for undecodable cells.
+    ``cell_candidates``: cells drawn per slot; a network takes, slot by slot, the candidate
+    of best predicted ZC (the encoder's head, mean over ``condition``'s proxies) that still
+    lets the network meet both budgets with the cheapest candidates in the remaining slots
+    (closed-form costs), or the cheapest one when none does. With 1, every slot takes its
+    one draw as it comes.
+    ``cell_rounds``: draws for a slot whose candidates all failed to decode, before its
+    network is given up.
     """
 
     num_samples: int = 64
     temperature: float = 1.0
     condition: dict[str, float] = field(default_factory=lambda: {"synflow": 0.9, "nwot": 0.9})
     match: list[str] = field(default_factory=lambda: ["params", "flops"])
+    cell_candidates: int = 4
     cell_rounds: int = 4
 
 
@@ -357,8 +366,12 @@ class HierarchicalGenerator:
         bad = {k: q for k, q in generation.condition.items() if not 0 < q < 1}
         if bad:
             raise ConfigError(f"generation.condition {bad}: quantiles must lie strictly between 0 and 1")
+        if generation.cell_candidates < 1 or generation.cell_rounds < 1:
+            raise ConfigError(f"generation.cell_candidates={generation.cell_candidates}, cell_rounds="
+                              f"{generation.cell_rounds}: both must be at least 1")
         self.macro, self.flow, self.cell_proxies, self.generation = macro, flow, cell_proxies, generation
         self.space, self.cell_space = free_space(macro), CellSpace()
+        self._skip = self.cell_space.from_string(SKIP_CELL)
 
     def _conditions(self, slots: Sequence[Cell]) -> torch.Tensor:
         """Normalised condition rows ``[len(slots), P]`` (NaN: left to the flow)."""
@@ -373,23 +386,61 @@ class HierarchicalGenerator:
             rows[:, columns] = self.flow.normalizer.normalize(raw)[:, columns].float()
         return rows
 
-    def _cells(self, conditions: torch.Tensor, seed: int) -> tuple[list[Cell | None], int, int]:
-        """One decoded cell per condition row, re-drawing undecodable ones; (cells, draws, invalid)."""
-        cells: list[Cell | None] = [None] * conditions.shape[0]
-        pending, draws, invalid = list(range(len(cells))), 0, 0
+    def _candidates(self, conditions: torch.Tensor, seed: int) -> tuple[list[list[Cell]], int, int]:
+        """Decoded cells for every condition row (``cell_candidates`` draws; rows left with
+        none are drawn again, up to ``cell_rounds`` times): (cells per row, draws, invalid)."""
+        m = self.generation.cell_candidates
+        found: list[list[Cell]] = [[] for _ in range(conditions.shape[0])]
+        pending, draws, invalid = list(range(len(found))), 0, 0
         for r in range(self.generation.cell_rounds):
             if not pending:
                 break
+            rows = [i for i in pending for _ in range(m)]
             round_seed = int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
             with torch.no_grad():
-                graphs = self.flow.sample(conditions[pending], seed=round_seed)
+                graphs = self.flow.sample(conditions[rows], seed=round_seed)
             decoded = decode_samples(self.cell_space, graphs)
-            draws += len(pending)
+            draws += len(rows)
             invalid += sum(a is None for a in decoded.archs)
-            for i, cell in zip(pending, decoded.archs):
-                cells[i] = cell
-            pending = [i for i in pending if cells[i] is None]
-        return cells, draws, invalid
+            for i, cell in zip(rows, decoded.archs):
+                if cell is not None:
+                    found[i].append(cell)
+            pending = [i for i in pending if not found[i]]
+        return found, draws, invalid
+
+    @torch.no_grad()
+    def _predicted_zc(self, cells: Sequence[Cell]) -> np.ndarray:
+        """The encoder's ZC prediction for each cell, mean over the conditioned proxies."""
+        names = [self.flow.proxies.index(n) for n in self.generation.condition]
+        if not cells or not names:
+            return np.zeros(len(cells))
+        encoder = self.flow.encoder
+        x, adj, mask = (t.to(encoder.device) for t in self.cell_space.encode_batch(cells))
+        return encoder.predict_zc(encoder.embed(x, adj, mask))[:, names].mean(-1).cpu().numpy()
+
+    def _fill(self, arch: MacroArch, options: Sequence[Sequence[Cell]], scores: Sequence[np.ndarray],
+              constraints: MacroConstraints) -> MacroArch:
+        """``arch`` with one of ``options[i]`` (predicted ZC ``scores[i]``) in stage ``i``
+        (the rule is :class:`Generation`'s)."""
+        def with_cell(i: int, cell: Cell) -> MacroArch:
+            return MacroArch(empty.stem, (*empty.stages[:i], empty.stages[i]._replace(cell=cell), *empty.stages[i + 1:]))
+
+        empty = MacroArch(arch.stem, tuple(s._replace(cell=self._skip) for s in arch.stages))
+        spent = np.array(self.space.cost(empty, constraints), dtype=np.int64)
+        extra = [np.array([self.space.cost(with_cell(i, c), constraints) for c in cells], dtype=np.int64) - spent
+                 for i, cells in enumerate(options)]
+        budget = np.array([constraints.max_params, constraints.max_flops], dtype=np.int64)
+        chosen = []
+        for i, cells in enumerate(options):
+            rest = sum((e.min(0) for e in extra[i + 1:]), np.zeros(2, dtype=np.int64))
+            fits = np.flatnonzero((spent + extra[i] + rest <= budget).all(1))
+            if len(fits):
+                j = int(fits[np.argmax(scores[i][fits])])
+            else:
+                j = int(np.argmin((extra[i] / budget).sum(1)))
+            chosen.append(cells[j])
+            spent = spent + extra[i][j]
+        return MacroArch(arch.stem, tuple(s._replace(cell=c) for s, c in zip(arch.stages, chosen)))
 
     def generate(self, constraints: MacroConstraints, seed: int = 0) -> Generated:
         """``generation.num_samples`` macro samples with CCNF cells in their slots, built,
@@ -398,16 +449,18 @@ class HierarchicalGenerator:
         macros = self.macro.sample(constraints, g.num_samples, g.temperature, seed)
         macro_share = self.macro.constraint_share(macros, constraints)
         slots = [stage.cell for arch in macros for stage in arch.stages]
-        cells, draws, invalid = self._cells(self._conditions(slots), seed)
+        options, draws, invalid = self._candidates(self._conditions(slots), seed)
+        flat = self._predicted_zc([c for cells in options for c in cells])
+        ends = np.cumsum([len(cells) for cells in options])
+        scores = np.split(flat, ends[:-1]) if len(options) else []
         built, seen, incomplete, k = [], set(), 0, 0
         for arch in macros:
-            filled = cells[k:k + len(arch.stages)]
-            k += len(arch.stages)
-            if any(c is None for c in filled):
+            n = len(arch.stages)
+            filled, k = options[k:k + n], k + n
+            if not all(filled):
                 incomplete += 1
                 continue
-            network = MacroArch(arch.stem, tuple(Stage(c, s.channels, s.stride, s.repeats)
-                                                 for c, s in zip(filled, arch.stages)))
+            network = self._fill(arch, filled, scores[k - n:k], constraints)
             if (key := self.space.key(network)) not in seen:
                 seen.add(key)
                 built.append(network)
