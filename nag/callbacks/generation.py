@@ -22,7 +22,7 @@ class GenerationMetricsCallback(pl.Callback):
     ``num_drawn`` generated DAGs and a histogram of their true metrics against the benchmark's.
     """
 
-    def __init__(self, every_n_epochs: int = 5, num_samples: int = 256, sampler: str = "ode",
+    def __init__(self, every_n_epochs: int = 5, num_samples: int = 256, sampler: str | None = None,
                  steps: int | None = None, seed: int = 0, log_images: bool = True, num_drawn: int = 8) -> None:
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.sampler, self.steps, self.seed = sampler, steps, seed
@@ -34,8 +34,8 @@ class GenerationMetricsCallback(pl.Callback):
         dm = trainer.datamodule
         benchmark = getattr(dm, "benchmark", None)
         per_rank = max(1, self.num_samples // trainer.world_size)
-        graphs = pl_module.sample_graphs(per_rank, sampler=self.sampler, steps=self.steps,
-                                         seed=self.seed + trainer.global_rank)
+        extra = {} if self.sampler is None else {"sampler": self.sampler}  # else the generator's own default
+        graphs = pl_module.sample_graphs(per_rank, steps=self.steps, seed=self.seed + trainer.global_rank, **extra)
         result = decode_samples(dm.space, graphs)
         summary = score_samples(result, dm.space, dm.train_keys(), benchmark,
                                 dm.targets if benchmark is not None else [], device=pl_module.device)
