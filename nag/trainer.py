@@ -106,6 +106,8 @@ class NagTrainer(pl.Trainer):
         result = decode_samples(space, graphs)
         benchmark = getattr(datamodule, "benchmark", None)
         metrics = list(metrics if metrics is not None else (datamodule.targets or (benchmark.metrics[:1] if benchmark else [])))
+        if metrics and benchmark is None:
+            raise ConfigError(f"--metrics {metrics}: the config's data has no benchmark to look them up in")
         metrics += [m for m in [latency_metric(benchmark, metrics)] if m is not None]
         summary = score_samples(result, space, datamodule.train_keys(), benchmark, metrics)
         rows = rows_for(result, space, benchmark, metrics)

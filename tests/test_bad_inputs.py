@@ -22,7 +22,6 @@ import nag.spaces
 from nag.cli import main
 from nag.errors import InvalidArchitecture
 from nag.spaces.base import SearchSpace
-from nag.spaces.nb201 import NB201Space
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -40,23 +39,21 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 OUTPUTS = (".ckpt", ".csv", ".json", ".tmp")
 
 
-def nb201_csv(rows: int = 40, **change: str) -> str:
-    """A small nb201.csv of real cells with made-up numbers; ``change`` overrides cells of row 0."""
-    archs = NB201Space().sample(rows, np.random.default_rng(0))
+def edit_first_row(text: str, **change: str) -> str:
+    """``text`` (a CSV table) with cells of its first data row replaced."""
+    rows = list(csv.DictReader(io.StringIO(text)))
     out = io.StringIO()
-    writer = csv.DictWriter(out, ["index", "arch_str", "cifar10_test_200ep", "empty_metric"])
+    writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    for i, arch in enumerate(dict.fromkeys(archs)):
-        writer.writerow({"index": i, "arch_str": NB201Space().to_string(arch), "cifar10_test_200ep": 80 + i % 7,
-                         "empty_metric": ""} | (change if i == 0 else {}))
+    writer.writerows([rows[0] | change, *rows[1:]])
     return out.getvalue()
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, str]:
+def files(tmp_path_factory, nb201_table) -> dict[str, str]:
     """Broken inputs, written once; each case names the one it needs."""
     d = tmp_path_factory.mktemp("inputs")
-    good = nb201_csv()
+    good = nb201_table.read_text()
     texts = {
         "syntax.yaml": "trainer:\n  max_epochs: [\n",
         "empty.yaml": "",
@@ -68,8 +65,8 @@ def files(tmp_path_factory) -> dict[str, str]:
         "nb201_empty.csv": "",
         "nb201_header_only.csv": good.splitlines()[0] + "\n",
         "nb201_wrong_columns.csv": good.replace("arch_str", "architecture"),
-        "nb201_not_a_number.csv": nb201_csv(cifar10_test_200ep="ninety"),
-        "nb201_bad_arch.csv": nb201_csv(arch_str="|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
+        "nb201_not_a_number.csv": edit_first_row(good, cifar10_test_200ep="ninety"),
+        "nb201_bad_arch.csv": edit_first_row(good, arch_str="|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
         "nb201_duplicate.csv": good + good.splitlines()[1] + "\n",
         "nb101_not_json.json": "{ this is not json",
         "mbv3_empty.csv": "",
@@ -80,13 +77,16 @@ def files(tmp_path_factory) -> dict[str, str]:
     (d / "nb201_latin1.csv").write_bytes(good.encode() + "caf\xe9".encode("latin-1"))
     (d / "bad_utf8.yaml").write_bytes(b"trainer:\n  max_epochs: \xff\xfe\n")
     (d / "a_folder").mkdir()
+    (d / "nb201_space.yaml").write_text(
+        "data:\n  init_args:\n    benchmark: null\n    targets: []\n    num_archs: 40\n"
+        "    space:\n      class_path: nag.spaces.NB201Space\n")
     (d / "nbgraph_space.yaml").write_text(
         "data:\n  class_path: nag.datamodules.ArchitectureDataModule\n  init_args:\n    benchmark: null\n"
         "    targets: []\n    num_archs: 40\n    space:\n      class_path: nag.spaces.NBGraphSpace\n")
-    # the 40-cell table: configs that get this far instantiate in a fraction of a second
+    # the made-up table: configs that get this far instantiate in a fraction of a second
     (d / "tiny.yaml").write_text(
         f"data:\n  init_args:\n    benchmark:\n      init_args:\n        path: {d / 'nb201_ok.csv'}\n"
-        "    split: [0.5, 0.25, 0.25]\n    train_size: null\n    batch_size: 8\n")
+        "    split: [0.6, 0.2, 0.2]\n    train_size: null\n    batch_size: 8\n")
     (d / "tiny_discrete.yaml").write_text(
         "model:\n  init_args:\n    conditions: [cifar10_test_200ep]\n    T: 10\n    dim: 8\n    edge_dim: 4\n"
         "    layers: 1\n    heads: 2\ndata:\n  init_args:\n    targets: [cifar10_test_200ep]\n")
@@ -94,7 +94,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     (d / "garbage.ckpt").write_bytes(b"\x00not a checkpoint" * 64)
     torch.save({"weights": torch.ones(3)}, d / "foreign.ckpt")
     return {name: str(d / name) for name in [*texts, "nb201_latin1.csv", "bad_utf8.yaml", "a_folder",
-                                             "nbgraph_space.yaml", "tiny.yaml", "tiny_discrete.yaml", "empty.ckpt", "garbage.ckpt", "foreign.ckpt"]}
+                                             "nbgraph_space.yaml", "nb201_space.yaml", "tiny.yaml", "tiny_discrete.yaml", "empty.ckpt", "garbage.ckpt", "foreign.ckpt"]}
 
 
 def fit_tiny(config: str, root: Path, *extra: str) -> str:
@@ -139,7 +139,7 @@ FIT = ["fit", "--config", QUICKSTART]
 
 
 def tiny_fit(f: dict[str, str]) -> list[str]:
-    """`fit` on the 40-cell table: configs that get as far as instantiation do so at once."""
+    """`fit` on the made-up table: configs that get as far as instantiation do so at once."""
     return ["fit", "--config", NB201, "--config", f["tiny.yaml"]]
 
 
@@ -160,7 +160,7 @@ CLI_CASES: dict[str, tuple[Case, str]] = {
                     "Expected a typing.Literal['ve', 'vp']. Got value: xyz"),
     "split_of_two": (lambda f, w: [*FIT, "--data.init_args.split=[0.5,0.5]"], '"data"'),
     "negative_train_size": (lambda f, w: [*tiny_fit(f), "--data.init_args.train_size=-5", f"--trainer.default_root_dir={w}"],
-                            "data.train_size=-5 must be between 1 and the 20 training architectures"),
+                            "data.train_size=-5 must be between 1 and the 188 training architectures"),
     "unknown_model_class": (lambda f, w: [*FIT, "--model.class_path=nag.NoSuchModel"],
                             "module 'nag' has no attribute 'NoSuchModel'"),
     "unknown_data_class": (lambda f, w: [*FIT, "--data.class_path=nag.datamodules.NoSuchData"],
@@ -258,6 +258,12 @@ def generate_args(configs: list[str], ckpt: str, out: Path, *extra: str) -> list
 def test_generate_case(extra, fragment, score_ckpt, files, capsys, tmp_path):
     args = generate_args([NB201_SCORE, files["tiny.yaml"]], score_ckpt, tmp_path / "out.csv", *extra)
     expect_error(args, fragment, capsys, tmp_path)
+
+
+def test_generate_metrics_without_a_benchmark(score_ckpt, files, capsys, tmp_path):
+    args = generate_args([NB201_SCORE, files["tiny.yaml"], files["nb201_space.yaml"]], score_ckpt, tmp_path / "out.csv",
+                         "--metrics=[cifar10_test_200ep]")
+    expect_error(args, "the config's data has no benchmark to look them up in", capsys, tmp_path)
 
 
 def test_generate_to_an_unwritable_suffix_fails_before_sampling(score_ckpt, files, capsys, tmp_path):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from nag.checkpoints import load_checkpoint
 from nag.cli import main
-from nag.spaces.nb201 import NB201Space
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -22,21 +18,14 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    """A config overlay over a 60-cell table with made-up accuracies (no shared data needed)."""
-    d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["arch_str", "cifar10_test_200ep"])
-    for arch in dict.fromkeys(NB201Space().sample(60, rng)):
-        writer.writerow([NB201Space().to_string(arch), round(float(rng.uniform(80, 94)), 2)])
-    (d / "nb201.csv").write_text(out.getvalue())
-    (d / "tiny.yaml").write_text(
-        f"data:\n  init_args:\n    benchmark:\n      init_args:\n        path: {d / 'nb201.csv'}\n"
-        "    split: [0.5, 0.25, 0.25]\n    batch_size: 8\n"
+def tiny(nb201_table, tmp_path_factory) -> str:
+    """A tiny generator over the made-up table (no shared data needed)."""
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(
+        f"data:\n  init_args:\n    benchmark:\n      init_args:\n        path: {nb201_table}\n"
+        "    split: [0.6, 0.2, 0.2]\n    batch_size: 8\n"
         "model:\n  init_args:\n    dim: 16\n    layers: 1\n    heads: 2\n    warmup_steps: 2\n")
-    return str(d / "tiny.yaml")
+    return str(path)
 
 
 def fit_and_generate(tiny: str, root: Path, seed: int = 0) -> tuple[dict, bytes]:

@@ -22,7 +22,7 @@ from nag.plugins import AtomicCheckpointIO
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = str(ROOT / "configs" / "nbgraph" / "diffusion.yaml")
+CONFIG = str(ROOT / "configs" / "nb201" / "diffusion.yaml")
 EPOCH_STEPS = 8  # train_size / batch_size below
 MAX_STEPS = 15  # crosses the epoch boundary after the resume; a checkpoint step, so last.ckpt is final
 STALL_STEP = 5  # the killed run hangs here: mid-epoch, after its step-3 checkpoint
@@ -47,7 +47,11 @@ trainer:
 model:
   init_args: {{dim: 16, layers: 1, heads: 2, warmup_steps: 5}}
 data:
-  init_args: {{train_size: 64, batch_size: 8}}
+  init_args:
+    benchmark: {{init_args: {{path: {table}}}}}
+    split: [0.6, 0.2, 0.2]
+    train_size: 64
+    batch_size: 8
 """
 
 
@@ -65,8 +69,8 @@ class StallAt(pl.Callback):
                 time.sleep(1)
 
 
-def write_config(path: Path, root: Path, extra: str = "") -> str:
-    path.write_text(TINY.format(max_steps=MAX_STEPS, root=root, extra=extra))
+def write_config(path: Path, root: Path, table: Path, extra: str = "") -> str:
+    path.write_text(TINY.format(max_steps=MAX_STEPS, root=root, table=table, extra=extra))
     return str(path)
 
 
@@ -74,11 +78,11 @@ def steps_in(folder: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.glob("*.ckpt") if (m := re.search(r"step=(\d+)", p.name)))
 
 
-def run_killed(tmp_path: Path, run: Path) -> None:
+def run_killed(tmp_path: Path, run: Path, table: Path) -> None:
     marker = tmp_path / "stalled"
     stall = (f"    - class_path: test_resume.StallAt\n"
              f"      init_args: {{step: {STALL_STEP}, marker: {marker}}}")
-    config = write_config(tmp_path / "killed.yaml", run, stall)
+    config = write_config(tmp_path / "killed.yaml", run, table, stall)
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "nag.cli", "fit", "--config", CONFIG, "--config", config],
@@ -96,16 +100,17 @@ def run_killed(tmp_path: Path, run: Path) -> None:
         proc.stderr.close()
 
 
-def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
+def test_killed_fit_resumes_to_the_uninterrupted_weights(nb201_table, tmp_path):
     run, reference = tmp_path / "run", tmp_path / "reference"
-    run_killed(tmp_path, run)
+    run_killed(tmp_path, run, nb201_table)
     ckpts = list(run.rglob("*.ckpt"))
     assert {p.name for p in ckpts} == {"epoch=0-step=3.ckpt", "last.ckpt"}
     for p in ckpts:  # complete files only: each one loads
         assert load_checkpoint(p)["global_step"] == 3
 
-    main(["fit", "--config", CONFIG, "--config", write_config(tmp_path / "ref.yaml", reference)])
-    main(["fit", "--config", CONFIG, "--config", write_config(tmp_path / "run.yaml", run), "--ckpt_path", "last"])
+    main(["fit", "--config", CONFIG, "--config", write_config(tmp_path / "ref.yaml", reference, nb201_table)])
+    main(["fit", "--config", CONFIG, "--config", write_config(tmp_path / "run.yaml", run, nb201_table),
+          "--ckpt_path", "last"])
 
     resumed = run / "lightning_logs" / "version_1" / "checkpoints"
     assert steps_in(resumed) == [6, 9, 12, 15]  # counting went on from step 3
@@ -120,8 +125,8 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in b)
 
 
-def test_last_without_an_earlier_run_starts_afresh(tmp_path, capsys):
-    config = write_config(tmp_path / "c.yaml", tmp_path / "run")
+def test_last_without_an_earlier_run_starts_afresh(nb201_table, tmp_path):
+    config = write_config(tmp_path / "c.yaml", tmp_path / "run", nb201_table)
     main(["fit", "--config", CONFIG, "--config", config, "--trainer.max_steps=3", "--ckpt_path", "last"])
     assert steps_in(tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints") == [3]
 
