@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nag.datamodules.architecture import SPLITS, split_by_key
 from nag.datamodules.macro_evolution import ZCFitness, generate_records
+from nag.datamodules.resumable_loader import seeded_loader
 from nag.errors import ConfigError, DataFileError
 from nag.spaces.hierarchical import MacroConstraints
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer
@@ -147,8 +148,7 @@ class MacroDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if len(self.datasets[split]) == 0:
             raise ConfigError(f"data.split {self.split} leaves the {split} split empty; raise its fraction")
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+        return seeded_loader(self.datasets[split], self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
