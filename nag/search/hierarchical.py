@@ -7,7 +7,9 @@ For a task (classes, input size) and params/FLOPs budgets:
 2. the CCNF fills every cell slot with a new cell, sampled for a target ZC vector: chosen
    proxies at high quantiles of the training cells (``generation.condition``), optionally
    with the slot's vocabulary cell's own cost proxies (``generation.match``) so the macro's
-   budget reasoning still holds; undecodable cells are counted and re-drawn;
+   budget reasoning still holds; undecodable cells are counted and re-drawn; of a slot's
+   ``generation.cell_candidates`` cells the one of best predicted ZC that keeps the network
+   completable within budget (closed-form costs) is kept;
 3. the networks are built and checked exactly (closed-form params/FLOPs): the share within
    both budgets *before* the check is reported, only satisfiers go on;
 4. satisfiers are ranked by zero-cost proxies of the whole network on a task image batch;
@@ -137,10 +139,17 @@ class Generation:
 
 @dataclass
 class Training:
-    """Ranking and brief training of the networks that are kept."""
+    """Ranking and brief training of the networks that are kept.
+
+    ``rank_by``: proxies of the whole network, combined by mean rank. NASWOT by default: the
+    generator already pushes synflow up (CCNF condition, the macro transformer's evolution
+    fitness), and among its networks synflow no longer tracked 2-epoch accuracy in a one-off
+    check on seeds 10 and 11, kept apart from the benchmark's (Spearman -0.04 vs 0.57 for
+    nwot, 12 networks).
+    """
 
     top_k: int = 3
-    rank_by: list[str] = field(default_factory=lambda: ["synflow", "nwot"])
+    rank_by: list[str] = field(default_factory=lambda: ["nwot"])
     proxy_batch_size: int = 32
     epochs: int = 2
     batch_size: int = 64
@@ -254,6 +263,8 @@ def fit_model(name: str, fit: ModelFit, cache_dir: str | Path, overrides: Mappin
     if not source.is_file():
         raise ConfigError(f"{name}.config {str(source)!r}: no such YAML; give the model's `nag fit` config")
     config = yaml.safe_load(source.read_text())
+    if not isinstance(config, dict) or not {"model", "data"} <= set(config):
+        raise ConfigError(f"{name}.config {str(source)!r}: expected a `nag fit` YAML with model and data sections")
     for key, value in (overrides or {}).items():
         _set(config, key, value)
     trainer_config = config.get("trainer") or {}
@@ -282,7 +293,8 @@ def fit_model(name: str, fit: ModelFit, cache_dir: str | Path, overrides: Mappin
 def prepare_models(table: CellTable, macro: ModelFit, cell_encoder: ModelFit, cell_flow: ModelFit,
                    cache_dir: str | Path, quiet: bool = False) -> tuple[MacroTransformerModule, CellFlowModule]:
     """The macro transformer and the CCNF (with its encoder), fitted where needed; the cell
-    models read ``table.path``, which is computed first when missing."""
+    models read ``table.path``, which is computed first when missing. A given flow checkpoint
+    carries its encoder, so ``cell_encoder`` is then unused."""
     if cell_flow.ckpt is None:
         build_cell_table(table, None if quiet else _progress("cell ZC table"))
         table_settings = json.loads(Path(table.path).with_suffix(".json").read_text())
@@ -515,18 +527,23 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
             "n": len(v)}
 
 
+def shown_proxies(training: Training) -> list[str]:
+    """Proxies reported for every trained network: the ranking ones, synflow and nwot."""
+    return list(dict.fromkeys([*training.rank_by, "synflow", "nwot"]))
+
+
 def evaluate(space: MacroSpace, archs: Sequence[MacroArch], task: Task, data: ImageTask, training: Training,
              images: str, seed: int) -> list[dict[str, Any]]:
     """Each network's cost, ranking proxies and test accuracy after brief training."""
-    constraints = task.constraints
-    zc = network_proxies(space, archs, task, training.rank_by, images, training.proxy_batch_size, seed)
+    constraints, names = task.constraints, shown_proxies(training)
+    zc = network_proxies(space, archs, task, names, images, training.proxy_batch_size, seed)
     rows = []
     for arch, values in zip(archs, zc):
         params, flops = space.cost(arch, constraints)
         accuracy = train_briefly(build(space, arch, task, seed), data, training.epochs, training.batch_size,
                                  training.lr, seed, training.accelerator)
         rows.append({"arch": space.to_string(arch), "params": params, "flops": flops,
-                     **dict(zip(training.rank_by, values.tolist())), "accuracy": accuracy})
+                     **dict(zip(names, values.tolist())), "accuracy": accuracy})
     return rows
 
 
@@ -542,8 +559,6 @@ def search(generator: HierarchicalGenerator, task: Task, training: Training, see
     for seed in seeds:
         start = time.perf_counter()
         generated = generator.generate(constraints, seed)
-        if not all(space.satisfies(a, constraints) for a in generated.satisfiers):
-            raise AssertionError("a kept network exceeds the budgets")  # the exact check is the contract
         ranked = []
         if generated.satisfiers:
             zc = network_proxies(space, generated.satisfiers, task, training.rank_by, images,
@@ -570,6 +585,9 @@ def search(generator: HierarchicalGenerator, task: Task, training: Training, see
     summary["share_after_check"] = 1.0 if all(run["satisfiers"] for run in runs) else math.nan
     gen, rnd = summary["generated_accuracy"]["mean"], summary["random_accuracy"]["mean"]
     summary["accuracy_ratio"] = gen / rnd if rnd else math.nan
+    gains = [g - r for g, r in zip(per_seed["generated"], per_seed["random"]) if not math.isnan(g)]
+    summary["accuracy_gain"] = _mean_std(gains)  # paired by seed: same split, seed and budgets
+    summary["seeds_won"] = sum(g > 0 for g in gains)
     return {"task": asdict(task), "training": asdict(training), "generation": asdict(generator.generation),
             "seeds": list(seeds), "summary": summary, "runs": runs}
 
@@ -584,9 +602,12 @@ def format_report(report: dict[str, Any]) -> str:
              ("  with the transformer's own cells", "macro_share"), ("  random draws", "random_share"),
              ("invalid cell decodes", "invalid_share")]
     summary = [{"": name, "mean": s[key]["mean"], "std": s[key]["std"]} for name, key in lines]
-    summary += [{"": "generated / random accuracy", "mean": s["accuracy_ratio"]},
+    summary += [{"": "generated - random accuracy, per seed", "mean": s["accuracy_gain"]["mean"],
+                 "std": s["accuracy_gain"]["std"]},
+                {"": f"seeds where generated wins (of {len(report['seeds'])})", "mean": s["seeds_won"]},
+                {"": "generated / random accuracy", "mean": s["accuracy_ratio"]},
                 {"": "within budget after check", "mean": s["share_after_check"]}]
-    proxies = report["training"]["rank_by"]
+    proxies = shown_proxies(Training(**report["training"]))
     networks = [{"seed": run["seed"], "source": kind, **r} for run in report["runs"] for kind in ("generated", "random")
                 for r in run[kind]]
     return "\n\n".join([head, tables.format_table(summary, ["", "mean", "std"]),
@@ -608,7 +629,7 @@ def run_hierarchical_search(
     cell_flow: ModelFit = DEFAULT_FLOW,
     generation: Generation = DEFAULT_GENERATION,
     training: Training = DEFAULT_TRAINING,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
     images: str = MNIST,
     cache_dir: str = "runs/hierarchical/models",
     output: str = "runs/hierarchical/search.json",

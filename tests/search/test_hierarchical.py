@@ -45,7 +45,7 @@ from nag.search.hierarchical import (
     search,
 )
 from nag.search.short_training import ImageTask, train_briefly
-from nag.spaces.hierarchical import CellSpace, MacroSpace
+from nag.spaces.hierarchical import Cell, CellSpace, MacroArch, MacroSpace, Stage
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -160,6 +160,35 @@ def test_conditions_hold_quantiles_and_the_slot_cells_cost(generator, table):
     assert rows[:, names.index("params")].tolist() == pytest.approx(expected.tolist())
 
 
+def test_each_slot_keeps_the_best_candidate_that_still_lets_the_network_fit(generator):
+    cells = {op: CellSpace().from_string(f"input,{op},output|010,001,000") for op in ("conv5x5", "conv1x1", "skip")}
+    big, small, free = cells["conv5x5"], cells["conv1x1"], cells["skip"]
+    arch = MacroArch(16, (Stage(free, 16, 1, 1), Stage(free, 16, 1, 1)))
+    options, scores = [[big, free], [big, small]], [np.array([1.0, 0.0]), np.array([1.0, 0.0])]
+
+    def fill(max_params: int) -> tuple:
+        c = replace(TASK, max_params=max_params, max_flops=10**9).constraints
+        return tuple(s.cell for s in generator._fill(arch, options, scores, c).stages)
+
+    def params(a: Cell, b: Cell) -> int:
+        return generator.space.cost(MacroArch(16, (Stage(a, 16, 1, 1), Stage(b, 16, 1, 1))), TASK.constraints)[0]
+
+    # slot 0 takes the preferred big cell while slot 1's cheapest option still fits, then slot 1 must be small
+    assert fill(params(big, small)) == (big, small)
+    # one parameter less: the big cell in slot 0 can no longer be completed, so slot 1 gets it
+    assert fill(params(big, small) - 1) == (free, big)
+    assert fill(10**9) == (big, big)
+    # nothing fits: the cheapest cells, left for the exact check to drop
+    assert fill(params(free, small) - 1) == (free, small)
+
+
+def test_more_cell_candidates_keep_more_networks_within_budget(generator):
+    single = HierarchicalGenerator(generator.macro, generator.flow, generator.cell_proxies,
+                                   replace(GENERATION, cell_candidates=1))
+    kept = [sum(len(g.generate(TASK.constraints, seed).satisfiers) for seed in range(3)) for g in (single, generator)]
+    assert kept[1] >= kept[0]
+
+
 def test_generator_refuses_conditions_the_flow_does_not_know(generator):
     with pytest.raises(ConfigError, match="jacov"):
         HierarchicalGenerator(generator.macro, generator.flow, generator.cell_proxies,
@@ -215,7 +244,10 @@ def test_search_reports_top_k_and_random_networks_within_budget_and_is_determini
     assert [r["synflow"] for r in run["generated"]] == pytest.approx(zc[best, 0].tolist())
     summary = reports[0]["summary"]
     assert summary["share_after_check"] == 1.0
-    assert summary["generated_accuracy"]["mean"] == pytest.approx(np.mean([r["accuracy"] for r in run["generated"]]))
+    generated, random = (np.mean([r["accuracy"] for r in run[kind]]) for kind in ("generated", "random"))
+    assert summary["generated_accuracy"]["mean"] == pytest.approx(generated)
+    assert summary["accuracy_gain"]["mean"] == pytest.approx(generated - random)
+    assert summary["seeds_won"] == int(generated > random)
 
 
 # --- cached fits and the command line ------------------------------------------------------------
