@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +37,21 @@ class ImageTask:
         num_classes: labels are folded onto ``label % num_classes``.
         test_size: images held out for testing; ``train_size`` (default: all the rest) for training.
         split_seed: fixes which images land in which part.
+        classes: keep only images of these labels, renumbered ``0..len(classes)-1`` in this
+            order (a class-subset task such as MNIST digits 0-4); ``num_classes`` must then
+            be ``len(classes)``.
     """
 
     def __init__(self, path: str | Path, size: int = 16, channels: int = 1, num_classes: int = 10,
-                 test_size: int = 1000, train_size: int | None = None, split_seed: int = 0) -> None:
+                 test_size: int = 1000, train_size: int | None = None, split_seed: int = 0,
+                 classes: Sequence[int] | None = None) -> None:
         pixels, labels = load_images(str(path))
+        if classes is not None:
+            if len(classes) != num_classes or len(set(classes)) != len(classes):
+                raise ConfigError(f"classes={list(classes)}: expected num_classes={num_classes} distinct labels")
+            keep = np.isin(labels, classes)
+            position = {c: i for i, c in enumerate(classes)}
+            pixels, labels = pixels[keep], np.array([position[c] for c in labels[keep].tolist()], dtype=np.int64)
         n = len(labels)
         train_size = n - test_size if train_size is None else train_size
         if test_size < 1 or train_size < 1 or test_size + train_size > n:
