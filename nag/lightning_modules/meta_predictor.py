@@ -1,15 +1,22 @@
 """Meta-predictor: f(architecture, task) -> score, transferable to a task it never trained on.
 
-DiffusionNAG's meta-predictor reads a task encoding; here a task is encoded by the archs
-already measured on it (a context set of (arch, score) pairs), which exists for every
-benchmark and grows as a transfer search measures more.
+DiffusionNAG's meta-predictor reads a task encoding. The task encoder is pluggable
+(``task_encoder``): ``"context"`` encodes the archs already measured on the task (a context
+set of (arch, score) pairs), which exists for every benchmark and grows as a transfer search
+measures more; ``"dataset"`` encodes a sample of the task's images per class (image tasks of
+:class:`~nag.datamodules.image_task.ImageTaskDataModule`), known before anything is
+measured; ``"none"`` gives every task the zero vector (a plain predictor on the pooled
+tasks, the baseline either encoder has to beat).
 
 Public API for search loops (predictions are in per-task normalised units; only their
 order means anything on an unseen task):
 
 * ``encode_context(ctx_x, ctx_adj, ctx_mask, ctx_y, valid)`` -> task vector ``[B, hidden]``;
   ``ctx_y`` may be raw or normalised (it is z-scored within the context); a context with no
-  valid item gives the learned "unknown task" vector.
+  valid item gives the learned "unknown task" vector (``task_encoder="context"``).
+* ``encode_images(images, class_mask)`` -> task vector ``[B, hidden]`` from
+  ``[B, M, n, C, H, W]`` images of each task's classes (``task_encoder="dataset"``).
+* ``encode_task(batch)`` -> task vectors of a batch of episodes through the configured encoder.
 * ``predict_state(state, t, task_vec)`` -> ``[B]`` for a signed diffusion state at time
   ``t`` (guidance).
 * ``predict_graphs(x, adj, mask, task_vec)`` -> ``[B]`` for clean encoded archs (ranking).
@@ -40,6 +47,7 @@ from nag.lightning_modules.finite_loss import ensure_finite
 from nag.lightning_modules.predictor import pairwise_ranking_loss
 from nag.nn.context_encoder import ContextSetEncoder
 from nag.nn.dag_gnn import BiDirectionalDenseGNN
+from nag.nn.dataset_encoder import DatasetEncoder
 from nag.nn.embeddings import TimeEmbedding
 
 _RANK_METRICS = {"spearman": spearman_corrcoef, "kendall": kendall_rank_corrcoef}
@@ -60,6 +68,11 @@ class MetaPredictorModule(pl.LightningModule):
     features multiplicatively (a per-task ranking direction). With concatenation alone the
     head would have to learn that product; in short meta-training runs it instead learned
     to ignore the context (its task vectors collapsed to a constant).
+
+    With ``task_encoder="dataset"`` the task vector comes from the episode's images instead
+    (:class:`~nag.nn.dataset_encoder.DatasetEncoder`, ``cnn_channels`` wide, its CNN frozen
+    at a seeded random init unless ``train_cnn``), on episodes of
+    :class:`~nag.datamodules.image_task.ImageTaskDataModule`; ``"none"`` zeroes it.
     """
 
     def __init__(
@@ -79,6 +92,9 @@ class MetaPredictorModule(pl.LightningModule):
         beta_min: float = 0.1,
         beta_max: float = 20.0,
         eps: float = 1e-5,
+        task_encoder: Literal["context", "dataset", "none"] = "context",
+        cnn_channels: int = 16,
+        train_cnn: bool = True,
     ) -> None:
         super().__init__()
         tasks, held_out = data_spec.get("tasks"), data_spec.get("held_out")
@@ -87,6 +103,11 @@ class MetaPredictorModule(pl.LightningModule):
                            "whose spec names its tasks and held_out task")
         if min_context < 0:
             raise ConfigError(f"model.min_context={min_context} must be >= 0")
+        if task_encoder not in ("context", "dataset", "none"):
+            raise ConfigError(f"model.task_encoder={task_encoder!r}: expected context, dataset or none")
+        if task_encoder == "dataset" and "image_channels" not in data_spec:
+            raise ConfigError("model.task_encoder=dataset reads each task's images: use "
+                              "data: nag.datamodules.image_task.ImageTaskDataModule, or task_encoder: context")
         self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
         self.save_hyperparameters()
         self.held_out_id = list(tasks).index(held_out)
@@ -94,7 +115,10 @@ class MetaPredictorModule(pl.LightningModule):
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
         self.encoder = BiDirectionalDenseGNN(data_spec["num_ops"], hidden, num_layers, dropout)
-        self.context = ContextSetEncoder(self.encoder.out_dim, hidden)
+        if task_encoder == "context":
+            self.context = ContextSetEncoder(self.encoder.out_dim, hidden)
+        elif task_encoder == "dataset":
+            self.dataset_encoder = DatasetEncoder(data_spec["image_channels"], hidden, cnn_channels, train_cnn)
         self.time_embed = TimeEmbedding(hidden) if noise_aware else None
         self.task_gate = nn.Linear(hidden, self.encoder.out_dim)
         head_in = 2 * self.encoder.out_dim + hidden + (hidden if noise_aware else 0)
@@ -109,6 +133,7 @@ class MetaPredictorModule(pl.LightningModule):
                        ctx_y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Task vectors ``[B, hidden]`` from ``[B, K, ...]`` measured archs; ``valid [B, K]``
         (default: all) marks the items that count. Only valid archs are encoded."""
+        self._require_encoder("context", "encode_context")
         b, k = ctx_y.shape
         valid = torch.ones(b, k, dtype=torch.bool, device=ctx_y.device) if valid is None else valid.bool()
         emb = ctx_x.new_zeros(b, k, self.encoder.out_dim)
@@ -116,6 +141,23 @@ class MetaPredictorModule(pl.LightningModule):
             emb = emb.index_put(valid.nonzero(as_tuple=True),
                                 self._embed_clean(ctx_x[valid], ctx_adj[valid], ctx_mask[valid]).to(emb.dtype))
         return self.context(emb, ctx_y, valid)
+
+    def encode_images(self, images: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+        """Task vectors ``[B, hidden]`` from ``images [B, M, n, C, H, W]`` (``n`` images of each
+        of ``M`` class slots, standardised as the datamodule does) and ``class_mask [B, M]``."""
+        self._require_encoder("dataset", "encode_images")
+        return self.dataset_encoder(images, class_mask)
+
+    def encode_task(self, batch: dict[str, torch.Tensor], training: bool = False) -> torch.Tensor:
+        """Task vectors ``[B, hidden]`` of a batch of episodes through the configured encoder;
+        ``training`` drops context items at random (context encoder only)."""
+        encoder = self.hparams.task_encoder
+        if encoder == "context":
+            valid = self._context_valid(batch) if training else None
+            return self.encode_context(batch["ctx_x"], batch["ctx_adj"], batch["ctx_mask"], batch["ctx_y"], valid)
+        if encoder == "dataset":
+            return self.encode_images(batch["images"], batch["class_mask"])
+        return batch["y"].new_zeros(batch["y"].shape[0], self.hparams.hidden)
 
     def predict_state(self, state: State, t: torch.Tensor, task_vec: torch.Tensor) -> torch.Tensor:
         """Scores ``[B]`` of a signed diffusion state at time ``t`` (``[B]``) for guidance."""
@@ -145,6 +187,11 @@ class MetaPredictorModule(pl.LightningModule):
         """Scores ``[B]``; ``task_vec`` is ``[B or 1, hidden]``; ``t`` is read only when noise-aware."""
         return self.score_embeddings(self.encoder(x, adj, mask), task_vec, t)
 
+    def _require_encoder(self, kind: str, method: str) -> None:
+        if self.hparams.task_encoder != kind:
+            raise NagError(f"{method} needs model.task_encoder={kind}; this model's is "
+                           f"{self.hparams.task_encoder!r} (use encode_task)")
+
     def _eps_times(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.hparams.eps, device=self.device)
 
@@ -168,8 +215,7 @@ class MetaPredictorModule(pl.LightningModule):
     def _predict_episodes(self, batch: dict[str, torch.Tensor], training: bool) -> torch.Tensor:
         """Scores ``[B, Q]`` of every episode's queries; training drops context items and,
         when noise-aware, noises the queries at random times."""
-        valid = self._context_valid(batch) if training else None
-        task_vec = self.encode_context(batch["ctx_x"], batch["ctx_adj"], batch["ctx_mask"], batch["ctx_y"], valid)
+        task_vec = self.encode_task(batch, training)
         b, q = batch["y"].shape
         x, adj, mask = (batch[k].flatten(0, 1) for k in ("x", "adj", "mask"))
         task_vec = task_vec.repeat_interleave(q, dim=0)
