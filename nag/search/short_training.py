@@ -94,7 +94,7 @@ class ImageClassifier(pl.LightningModule):
 
 
 @contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
+def quiet_lightning() -> Iterator[None]:
     """Many short fits: no start-up banners ("GPU available ...") or per-fit warnings."""
     loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
     levels = [log.level for log in loggers]
@@ -120,7 +120,7 @@ def train_briefly(network: nn.Module, task: ImageTask, epochs: int = 2, batch_si
         raise ConfigError(f"training.epochs={epochs}: expected at least 1")
     model = ImageClassifier(network, task.num_classes, lr)
     loader = DataLoader(task.train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    with _quiet_lightning(), torch.random.fork_rng():
+    with quiet_lightning(), torch.random.fork_rng():
         torch.manual_seed(seed)
         trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

@@ -1,0 +1,284 @@
+"""Image tasks with measured NB201 scores, and a meta-predictor that reads the task's images.
+
+    python benchmarks/image_tasks.py measure --out runs/image_tasks/scores.csv
+    python benchmarks/image_tasks.py meta --scores runs/image_tasks/scores.csv
+
+No benchmark scores architectures on the offline image sets, so ``measure`` trains them:
+the same seeded NB201 cells (tiny networks, seeded initialisation per cell) are trained
+briefly on each of several class subsets of MNIST-5k and UCI digits (``TASKS``) and their
+test accuracies written to one CSV (``arch_str`` + one column per task). The summary holds
+the cross-task Spearman matrix: a task encoder can only help where the rankings differ.
+
+``meta`` meta-trains ``configs/images/meta_predictor.yaml`` (dataset encoder: the task is
+read from a sample of its images) leaving each task out in turn and tests on the held-out
+task's test cells; the baseline in the same run is the same model with the task vector
+zeroed (``task_encoder: none``, a plain predictor trained on the pooled other tasks).
+Both write ``results/image_tasks.{json,md}`` (the Markdown is re-rendered from the JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torchmetrics.functional import spearman_corrcoef
+
+from nag.datamodules.image_task import ImageTaskDataModule
+from nag.lightning_modules import MetaPredictorModule
+from nag.search.short_training import ImageTask, quiet_lightning, train_briefly
+from nag.spaces import NB201Space
+from nag.zc import load_images
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+#: task name -> (image file, classes); the same names are the columns of the scores CSV
+TASKS = {
+    f"{file}_{part}": (file, classes)
+    for file in ("mnist", "digits")
+    for part, classes in (("0to4", [0, 1, 2, 3, 4]), ("5to9", [5, 6, 7, 8, 9]), ("even", [0, 2, 4, 6, 8]),
+                          ("odd", [1, 3, 5, 7, 9]), ("all", list(range(10))))
+}
+FILES = {"mnist": "mnist_5k.csv.gz", "digits": "digits.csv.gz"}
+
+
+def spearman_matrix(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    names = list(table)
+    return {a: {b: float(spearman_corrcoef(torch.from_numpy(table[a]), torch.from_numpy(table[b])))
+                for b in names} for a in names}
+
+
+def sample_cells(space: NB201Space, n: int, seed: int) -> list[tuple[str, ...]]:
+    """``n`` cells of distinct isomorphism classes, so no two rows measure the same function."""
+    rng, cells, keys = np.random.default_rng(seed), [], set()
+    while len(cells) < n:
+        for cell in space.sample(n, rng):
+            if len(cells) < n and space.key(cell) not in keys:
+                keys.add(space.key(cell))
+                cells.append(cell)
+    return cells
+
+
+PROTOCOL = ("width", "size", "images_seen", "batch_size", "lr", "max_train", "test_share")
+
+
+def measure_task(space: NB201Space, cells: list[tuple[str, ...]], name: str, args: argparse.Namespace,
+                 train_seed: int) -> tuple[np.ndarray, int]:
+    """Test accuracies of ``cells`` briefly trained on task ``name``, and the epochs used. The
+    split is fixed by ``args.seed``; ``train_seed`` sets the initial weights and batch order."""
+    file, classes = TASKS[name]
+    path = Path(args.images) / FILES[file]
+    n = int(np.isin(load_images(str(path))[1], classes).sum())
+    test = round(n * args.test_share)
+    task = ImageTask(path, args.size, 1, len(classes), test_size=test, train_size=min(n - test, args.max_train),
+                     split_seed=args.seed, classes=classes)
+    epochs = math.ceil(args.images_seen / len(task.train))  # small tasks: as many steps as large ones
+    accs = []
+    for i, cell in enumerate(cells):
+        torch.manual_seed(train_seed * 100_003 + i)  # cell i starts from the same weights on every task
+        net = space.to_module(cell, num_classes=len(classes), in_channels=1, C=args.width, N=1)
+        accs.append(train_briefly(net, task, epochs, args.batch_size, args.lr, seed=train_seed, accelerator="cpu"))
+    print(f"{name}: {len(task.train)} train / {len(task.test)} test images x {epochs} epochs, "
+          f"mean acc {np.mean(accs):.3f}", flush=True)
+    return np.asarray(accs), epochs
+
+
+def measure(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(1)
+    space = NB201Space()
+    cells = sample_cells(space, args.cells, args.seed)
+    start, columns, task_cpu, task_epochs = time.process_time(), {}, {}, {}
+    for name in TASKS:
+        t0 = time.process_time()
+        columns[name], task_epochs[name] = measure_task(space, cells, name, args, args.seed)
+        task_cpu[name] = time.process_time() - t0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch_str", *columns])
+        for i, cell in enumerate(cells):
+            writer.writerow([space.to_string(cell), *(f"{columns[t][i]:.4f}" for t in columns)])
+    return {
+        "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
+        "cells": args.cells, "width_C": args.width, "cells_per_stage_N": 1, "input_size": args.size,
+        "images_seen": args.images_seen, "batch_size": args.batch_size, "lr": args.lr, "max_train": args.max_train,
+        "test_share": args.test_share, "seed": args.seed, "protocol": {k: getattr(args, k) for k in PROTOCOL},
+        "tasks": {t: {"images": FILES[f], "classes": c, "epochs": task_epochs[t]} for t, (f, c) in TASKS.items()},
+        "accuracy": {t: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+                         "max": float(v.max())} for t, v in columns.items()},
+        "spearman": spearman_matrix(columns),
+        "cpu_s": time.process_time() - start, "cpu_s_per_task": task_cpu,
+    }
+
+
+def retest(args: argparse.Namespace) -> dict:
+    """The noise floor of the cross-task matrix: the same cells, task and split, trained again
+    from another seed. Cross-task correlations near this value are noise, not task differences."""
+    torch.set_num_threads(1)
+    done = json.loads((RESULTS / "image_tasks.json").read_text())["measure"]
+    if done["protocol"] != {k: getattr(args, k) for k in PROTOCOL} or done["seed"] == args.train_seed:
+        raise SystemExit(f"retest: use the protocol of the measurement ({done['protocol']}) and a --train-seed "
+                         f"other than its seed {done['seed']}")
+    args.seed = done["seed"]
+    space = NB201Space()
+    with open(args.scores, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells = [space.from_string(r["arch_str"]) for r in rows]
+    start, result = time.process_time(), {}
+    for name in args.tasks:
+        again, _ = measure_task(space, cells, name, args, args.train_seed)
+        first = np.array([float(r[name]) for r in rows])
+        result[name] = {"spearman": float(spearman_corrcoef(torch.from_numpy(first), torch.from_numpy(again))),
+                        "mean_abs_diff": float(np.abs(first - again).mean())}
+    return {"command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]), "train_seed": args.train_seed,
+            "tasks": result, "cpu_s": time.process_time() - start}
+
+
+def meta_run(config: dict, scores: str, held_out: str, encoder: str, seed: int, root: Path) -> dict:
+    """One leave-one-task-out meta-training as ``nag fit --config`` runs it: the checkpoint
+    with the best validation Spearman (other tasks' val cells) is tested on the held-out task."""
+    pl.seed_everything(seed, verbose=False)
+    dm = ImageTaskDataModule(**(config["data"]["init_args"] | {"scores": scores, "held_out": held_out, "seed": seed}))
+    model = MetaPredictorModule(dm.spec(), **(config["model"]["init_args"] | {"task_encoder": encoder}))
+    best = ModelCheckpoint(dirpath=root / held_out / encoder / str(seed), monitor="val/spearman", mode="max")
+    t0 = time.process_time()
+    with quiet_lightning():
+        trainer = pl.Trainer(max_epochs=config["trainer"]["max_epochs"], accelerator="cpu", deterministic=True,
+                             logger=False, callbacks=[best], enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(model, dm)
+        test = trainer.test(model, dm, ckpt_path="best", verbose=False)[0]
+    return {"test_spearman": test["test/spearman"], "test_kendall": test["test/kendall"],
+            "val_spearman": float(best.best_model_score), "cpu_s": time.process_time() - t0}
+
+
+def meta(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(1)
+    config = yaml.safe_load(Path(args.config).read_text())
+    held_outs = args.held_out or list(config["data"]["init_args"]["tasks"])
+    start, runs = time.process_time(), {}
+    for held in held_outs:
+        runs[held] = {}
+        for encoder in ("dataset", "none"):
+            rhos = [meta_run(config, args.scores, held, encoder, seed, Path(args.runs)) for seed in args.seeds]
+            runs[held][encoder] = {"seeds": rhos, "test_spearman_mean": float(np.mean([r["test_spearman"]
+                                                                                      for r in rhos]))}
+            print(f"held out {held}, task encoder {encoder}: test Spearman "
+                  f"{[round(r['test_spearman'], 3) for r in rhos]}", flush=True)
+    return {
+        "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
+        "config": str(Path(args.config).resolve().relative_to(ROOT)),
+        "seeds": args.seeds, "runs": runs, "cpu_s": time.process_time() - start,
+    }
+
+
+def render(result: dict) -> str:
+    """The Markdown summary of whatever sections the JSON holds."""
+    lines = ["# Image tasks: measured NB201 scores and a dataset-encoder meta-predictor", ""]
+    m = result.get("measure")
+    if m:
+        lines += [
+            "## Measured scores", "",
+            f"`{m['command']}`", "",
+            f"{m['cells']} seeded NB201 cells (distinct isomorphism classes), network C={m['width_C']}, "
+            f"N={m['cells_per_stage_N']}, {m['input_size']}x{m['input_size']} grey input, trained with Adam "
+            f"(lr {m['lr']}, batch {m['batch_size']}) on at most {m['max_train']} images for "
+            f"ceil({m['images_seen']} / training images) epochs (so every task gets about as many steps); "
+            f"test accuracy on {m['test_share']:.0%} of the task's images. "
+            f"Total {m['cpu_s'] / 60:.1f} min CPU (1 thread).", "",
+            "| task | images | classes | epochs | mean acc | std | min | max |", "|---|---|---|---|---|---|---|---|",
+        ]
+        for t, a in m["accuracy"].items():
+            spec = m["tasks"][t]
+            lines.append(f"| {t} | {spec['images']} | {spec['classes']} | {spec['epochs']} | {a['mean']:.3f} | {a['std']:.3f} | "
+                         f"{a['min']:.3f} | {a['max']:.3f} |")
+        names = list(m["spearman"])
+        lines += ["", "Cross-task Spearman of the cells' accuracies:", "",
+                  "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {a} | " + " | ".join(f"{m['spearman'][a][b]:.2f}" for b in names) + " |" for a in names]
+        off = [m["spearman"][a][b] for a in names for b in names if a != b]
+        lines += ["", f"Off-diagonal mean {np.mean(off):.2f}, min {min(off):.2f}, max {max(off):.2f}.", ""]
+    r = result.get("retest")
+    if r:
+        lines += [
+            "## Test-retest: the noise floor", "",
+            f"`{r['command']}`", "",
+            f"The same cells, task and split trained again with initial weights and batch order from seed "
+            f"{r['train_seed']} ({r['cpu_s'] / 60:.1f} min CPU). Cross-task correlations at or above this level "
+            "cannot be told from measurement noise.", "",
+            "| task | Spearman (seed 0 vs retest) | mean abs. accuracy change |", "|---|---|---|",
+        ]
+        lines += [f"| {t} | {v['spearman']:.2f} | {v['mean_abs_diff']:.3f} |" for t, v in r["tasks"].items()]
+        lines.append("")
+    r = result.get("meta")
+    if r:
+        lines += [
+            "## Meta-predictor on a held-out image task", "",
+            f"`{r['command']}`", "",
+            f"Config `{r['config']}`; seeds {r['seeds']}; {r['cpu_s'] / 60:.1f} min CPU. For each held-out task "
+            "the meta-predictor is meta-trained on the other tasks' train cells, the checkpoint with the best "
+            "validation Spearman (other tasks, val cells) is kept, and its Spearman is averaged over the "
+            "held-out task's test episodes (test cells only: no cell of the test split is trained on, for any "
+            "task). *dataset*: the task vector comes from images of the task (DatasetEncoder); *none*: the same "
+            "model with the task vector zeroed, i.e. a predictor trained on the pooled other tasks.", "",
+            "| held-out task | dataset encoder | no task vector | difference |", "|---|---|---|---|",
+        ]
+        for held, by in r["runs"].items():
+            d, z = by["dataset"]["test_spearman_mean"], by["none"]["test_spearman_mean"]
+            lines.append(f"| {held} | {d:.3f} | {z:.3f} | {d - z:+.3f} |")
+        d = np.mean([by["dataset"]["test_spearman_mean"] for by in r["runs"].values()])
+        z = np.mean([by["none"]["test_spearman_mean"] for by in r["runs"].values()])
+        lines += [f"| **mean** | **{d:.3f}** | **{z:.3f}** | **{d - z:+.3f}** |", ""]
+    return "\n".join(lines) + "\n"
+
+
+def save(section: str, value: dict) -> None:
+    path = RESULTS / "image_tasks.json"
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    result[section] = value
+    path.write_text(json.dumps(result, indent=1, allow_nan=False))
+    (RESULTS / "image_tasks.md").write_text(render(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+    protocol = argparse.ArgumentParser(add_help=False)
+    protocol.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "images"))
+    protocol.add_argument("--width", type=int, default=8, help="NB201 channel width C")
+    protocol.add_argument("--size", type=int, default=16, help="input side")
+    protocol.add_argument("--images-seen", type=int, default=2000,
+                          help="training images per cell and task: epochs = ceil(this / the task's training images)")
+    protocol.add_argument("--batch-size", type=int, default=64)
+    protocol.add_argument("--lr", type=float, default=3e-3)
+    protocol.add_argument("--max-train", type=int, default=2000, help="training images per task at most")
+    protocol.add_argument("--test-share", type=float, default=0.2)
+    m = sub.add_parser("measure", parents=[protocol], help="train the seeded cells on every task; write the scores CSV")
+    m.add_argument("--out", default=str(ROOT / "runs" / "image_tasks" / "scores.csv"))
+    m.add_argument("--cells", type=int, default=100)
+    m.add_argument("--seed", type=int, default=0, help="cells, splits, initial weights and batch order")
+    r = sub.add_parser("retest", parents=[protocol], help="train the measured cells again from another seed")
+    r.add_argument("--scores", default=str(ROOT / "runs" / "image_tasks" / "scores.csv"))
+    r.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["mnist_0to4", "digits_all"])
+    r.add_argument("--train-seed", type=int, default=1)
+    t = sub.add_parser("meta", help="leave each task out: meta-train with and without the dataset encoder")
+    t.add_argument("--scores", default=str(ROOT / "runs" / "image_tasks" / "scores.csv"))
+    t.add_argument("--config", default=str(ROOT / "configs" / "images" / "meta_predictor.yaml"))
+    t.add_argument("--held-out", nargs="*", help="tasks to hold out in turn (default: every task of the config)")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0])
+    t.add_argument("--runs", default=str(ROOT / "runs" / "image_tasks" / "meta"), help="checkpoints go here")
+    args = parser.parse_args()
+    save(args.stage, {"measure": measure, "retest": retest, "meta": meta}[args.stage](args))
+
+
+if __name__ == "__main__":
+    main()
