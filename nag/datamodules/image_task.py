@@ -90,8 +90,9 @@ class ImageTaskDataModule(TaskDataModule):
         if missing:
             raise ConfigError(f"data.init_args.tasks: {', '.join(missing)} not columns of {scores}; "
                               f"columns: {', '.join(bench.metrics)}")
-        super().__init__([bench], list(tasks), held_out, context_size, query_size, train_episodes, eval_episodes,
-                         split, seed, batch_size, num_workers)
+        super().__init__([bench], list(tasks), held_out, context_size=context_size, query_size=query_size,
+                         train_episodes=train_episodes, eval_episodes=eval_episodes, split=split, seed=seed,
+                         batch_size=batch_size, num_workers=num_workers)
         self.image_sets = {name: ImageSet(**t) if isinstance(t, Mapping) else t for name, t in tasks.items()}
         self.images_per_class, self.image_size = images_per_class, image_size
         self.max_classes = max(len(t.classes) for t in self.image_sets.values())
