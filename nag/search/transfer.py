@@ -29,11 +29,17 @@ from nag.search.proposals import (
     top_k,
     unqueried,
 )
+from nag.search.residual_gp import ResidualGP
 from nag.search.strategy import SearchStrategy
 
 
 class TransferSearch(SearchStrategy):
-    """Meta-predictor-ranked search; ``generator_ckpt`` makes proposals guided samples."""
+    """Meta-predictor-ranked search; ``generator_ckpt`` makes proposals guided samples.
+
+    With ``adapt`` the ranking is the posterior mean (``+ adapt_beta`` x std, UCB) of a
+    :class:`~nag.search.residual_gp.ResidualGP` over the meta-predictor's scores, fitted
+    to what this task's measurements say it got wrong.
+    """
 
     name = "transfer"
 
@@ -47,13 +53,19 @@ class TransferSearch(SearchStrategy):
         guidance_scale: float = 1.0,
         schedule: Schedule = "constant",
         regenerate_every: int = 10,
+        adapt: bool = True,
+        adapt_noise: float = 0.1,
+        adapt_beta: float = 0.0,
         device: str = "cpu",
     ) -> None:
         if batch_size < 1 or regenerate_every < 1:
             raise ConfigError("strategy.init_args: batch_size and regenerate_every must be at least 1")
+        if adapt_noise <= 0 or adapt_beta < 0:
+            raise ConfigError("strategy.init_args: adapt_noise must be > 0 and adapt_beta >= 0")
         self.predictor_ckpt, self.generator_ckpt = predictor_ckpt, generator_ckpt
         self.batch_size, self.num_samples, self.steps = batch_size, num_samples, steps
         self.guidance_scale, self.schedule, self.regenerate_every = guidance_scale, schedule, regenerate_every
+        self.adapt, self.adapt_noise, self.adapt_beta = adapt, adapt_noise, adapt_beta
         self.device = torch.device(device)
         self.name = "transfer+generator" if generator_ckpt else "transfer"
         self.stats = ProposalStats()
@@ -72,9 +84,9 @@ class TransferSearch(SearchStrategy):
                 if pool is None:  # embeddings do not depend on the task: computed once per run
                     pool = CandidatePool(oracle)
                     embeddings = pool.score(np.arange(len(pool.archs)), meta.embed_graphs, self.device)
+                    gp = ResidualGP(embeddings, self.adapt_noise) if self.adapt else None
                 index = pool.available(oracle)
-                with torch.no_grad():
-                    scores = meta.score_embeddings(embeddings[index].to(self.device), task_vec).cpu().numpy()
+                scores = self._score(meta, task_vec, embeddings[index], oracle, gp)
                 picks = [pool.archs[i] for i in index[top_k(scores, need)]]
             else:
                 if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
@@ -85,8 +97,11 @@ class TransferSearch(SearchStrategy):
                     since_generation = 0
                 proposals = unqueried(oracle, proposals)
                 proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short
-                scores = score_archs(oracle.space, proposals,
-                                     lambda x, a, m, v=task_vec: meta.predict_graphs(x, a, m, v), self.device)
+                if not proposals:
+                    break
+                h = torch.from_numpy(score_archs(oracle.space, proposals, meta.embed_graphs, self.device))
+                gp = ResidualGP(h, self.adapt_noise) if self.adapt and len(proposals) > 1 else None
+                scores = self._score(meta, task_vec, h, oracle, gp)
                 picks = [proposals[i] for i in top_k(scores, need)]
             if not picks:
                 break
@@ -95,6 +110,20 @@ class TransferSearch(SearchStrategy):
             since_generation += need
             rounds += 1
         return SearchResult.from_oracle(self.name, seed, oracle)
+
+    @torch.no_grad()
+    def _score(self, meta: MetaPredictorModule, task_vec: torch.Tensor, h: torch.Tensor, oracle: QueryOracle[Any],
+               gp: ResidualGP | None) -> np.ndarray:
+        """Candidates' scores (higher is better) from their embeddings ``h``: the
+        meta-predictor's, corrected by ``gp`` once three measured archs can fit it."""
+        prior = meta.score_embeddings(h.to(self.device), task_vec).cpu()
+        history = [(a, oracle.score(v)) for a, v in oracle.history if np.isfinite(oracle.score(v))]
+        if gp is None or len(history) < 3 or len(h) == 0:
+            return prior.numpy()
+        seen_h = meta.embed_graphs(*(t.to(self.device) for t in oracle.space.encode_batch([a for a, _ in history])))
+        seen_prior = meta.score_embeddings(seen_h, task_vec).cpu()
+        mean, std = gp.posterior(prior, h, seen_prior, seen_h.cpu(), torch.tensor([v for _, v in history]))
+        return (mean + self.adapt_beta * std).numpy()
 
     @torch.no_grad()
     def _task_vector(self, meta: MetaPredictorModule, oracle: QueryOracle[Any]) -> torch.Tensor:
