@@ -6,7 +6,8 @@
 Per task (NB201: each dataset's test accuracy with the meta-predictor trained on the other
 two; NB-Graph: leave-one-dataset-out), every method runs under the same budget and seeds
 through a counting QueryOracle. Meta-predictors (and the generator) are trained first by
-``nag fit`` from the repository's configs (reused when their checkpoints exist). Random
+``nag fit`` from the repository's configs (reused when their checkpoints exist), ``--meta-seeds``
+of them per task, so transfer's seeds measure meta-training variance too. Random
 search is the baseline every other method is compared to, as a ratio of queries.
 Writes ``results/search_<space>.{json,md,png}``.
 """
@@ -60,16 +61,19 @@ def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
 METHODS = ("random", "rea", "local", "transfer", "transfer+generator", "bo")
 
 
-def strategies(args: argparse.Namespace, meta: Path | None, generator: Path | None) -> list[tuple[object, int, int]]:
-    """``(strategy, seeds, budget)``: model-free methods get every seed; costly ones fewer."""
+def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | None) -> list[tuple[list, int, int]]:
+    """``(strategies, seeds, budget)``: search seed ``s`` runs ``strategies[s % len]``, so
+    transfer's seeds spread over independently meta-trained predictors. Model-free methods
+    get every seed; costly ones fewer."""
     make = {
-        "random": lambda: (RandomSearch(), args.seeds, args.budget),
-        "rea": lambda: (RegularizedEvolution(), args.seeds, args.budget),
-        "local": lambda: (LocalSearch(), args.seeds, args.budget),
-        "transfer": lambda: (TransferSearch(str(meta), batch_size=1), args.seeds, args.budget),
-        "transfer+generator": lambda: (TransferSearch(str(meta), str(generator), batch_size=1, num_samples=args.samples,
-                                                      regenerate_every=args.regenerate), args.model_seeds, args.model_budget),
-        "bo": lambda: (BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32),
+        "random": lambda: ([RandomSearch()], args.seeds, args.budget),
+        "rea": lambda: ([RegularizedEvolution()], args.seeds, args.budget),
+        "local": lambda: ([LocalSearch()], args.seeds, args.budget),
+        "transfer": lambda: ([TransferSearch(str(m), batch_size=1) for m in metas], args.seeds, args.budget),
+        "transfer+generator": lambda: ([TransferSearch(str(m), str(generator), batch_size=1, num_samples=args.samples,
+                                                       regenerate_every=args.regenerate) for m in metas],
+                                       args.model_seeds, args.model_budget),
+        "bo": lambda: ([BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32)],
                        args.model_seeds, args.model_budget),
     }
     return [make[m]() for m in args.methods]
@@ -109,6 +113,7 @@ def main() -> None:
     parser.add_argument("--model-seeds", type=int, default=3, help="seeds for transfer+generator and BO")
     parser.add_argument("--model-budget", type=int, default=50)
     parser.add_argument("--meta-epochs", type=int, default=10)
+    parser.add_argument("--meta-seeds", type=int, default=3, help="independently meta-trained predictors per task")
     parser.add_argument("--methods", nargs="*", choices=METHODS, default=["random", "rea", "local", "transfer"])
     parser.add_argument("--generator-epochs", type=int, default=30)
     parser.add_argument("--samples", type=int, default=500)
@@ -128,15 +133,18 @@ def main() -> None:
 
     results = {}
     for name, bench, metric, overrides in tasks(args):
-        meta = None
+        metas = []
         if any(m.startswith("transfer") for m in args.methods):
-            meta = fit(f"configs/{args.space}/meta_predictor.yaml", work / f"{args.space}_meta_{name}",
-                       "--trainer.max_epochs", str(args.meta_epochs), *overrides)
+            metas = [fit(f"configs/{args.space}/meta_predictor.yaml",
+                         work / (f"{args.space}_meta_{name}" + (f"_s{k}" if k else "")),
+                         "--trainer.max_epochs", str(args.meta_epochs), "--seed_everything", str(k), *overrides)
+                     for k in range(args.meta_seeds)]
         _, optimum = bench.best(metric)
         task = results[name] = {"metric": metric, "optimum": optimum, "methods": {}, "curves": {}}
-        for strategy, seeds, budget in strategies(args, meta, generator):
-            start = time.perf_counter()
-            runs = [strategy.run(QueryOracle(bench, metric, budget=budget), budget, s) for s in range(seeds)]
+        for options, seeds, budget in strategies(args, metas, generator):
+            start, strategy = time.perf_counter(), options[0]
+            runs = [options[s % len(options)].run(QueryOracle(bench, metric, budget=budget), budget, s)
+                    for s in range(seeds)]
             summary = summarize(runs, optimum) | {"task": name, "seconds_per_run": (time.perf_counter() - start) / seeds}
             task["methods"][strategy.name] = summary
             task["curves"][strategy.name] = [r.best_curve for r in runs]
