@@ -304,3 +304,28 @@ def test_configs_parse(space: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "MetaPredictorModule" in out and "TaskDataModule" in out and "noise_aware: true" in out
+
+
+@NO_TRAINER
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_noise_aware_training_keeps_a_clean_share_of_queries(dm: TaskDataModule, fraction: float) -> None:
+    """Pool ranking reads clean archs: ``clean_fraction`` of the training queries are scored at t = eps."""
+    model = make_model(dm, noise_aware=True, clean_fraction=fraction)
+    times: list[torch.Tensor] = []
+    predict = model.predict_state
+
+    def spy(state, t, task_vec):
+        times.append(t)
+        return predict(state, t, task_vec)
+
+    model.predict_state = spy
+    torch.manual_seed(0)
+    for i, batch in enumerate(dm.train_dataloader()):
+        model.training_step(batch, i)
+    share = float((torch.cat(times) == model.hparams.eps).float().mean())
+    assert share == pytest.approx(fraction, abs=0.1)
+
+
+def test_clean_fraction_outside_0_1(dm: TaskDataModule) -> None:
+    with pytest.raises(ConfigError, match="clean_fraction=1.5"):
+        make_model(dm, noise_aware=True, clean_fraction=1.5)
