@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -37,13 +38,15 @@ NB201_TASKS = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep
 
 def fit(config: str, root: Path, *overrides: str) -> Path:
     """``nag fit`` with the repository's config under ``root`` (one per task); later runs
-    reuse its ``last.ckpt``."""
-    found = sorted(root.glob("**/last.ckpt"))
-    if not found:
+    reuse its ``last.ckpt`` only if that fit finished (``last.ckpt`` is rewritten every
+    epoch, so an interrupted run's would be a half-trained model)."""
+    done = root / "fit_finished"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
         nag_main(["fit", "--config", str(ROOT / config), "--trainer.default_root_dir", str(root),
                   "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", *overrides])
-        found = sorted(root.glob("**/last.ckpt"))
-    return found[-1]
+        done.touch()
+    return sorted(root.glob("**/last.ckpt"))[-1]
 
 
 def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
@@ -154,7 +157,10 @@ def main() -> None:
         for summary in task["methods"].values():
             q = summary["median_queries_to_optimum"]
             summary["queries_vs_random"] = q / base if q is not None and base is not None else None
+        write(results, args, out)  # after every task: a long run stopped midway keeps what it measured
 
+
+def write(results: dict, args: argparse.Namespace, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"search_{args.space}"
     write_rows({"args": vars(args), "results": results}, stem.with_suffix(".json"))
@@ -164,7 +170,7 @@ def main() -> None:
                   format_summary(list(task["methods"].values())), ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
     plot(results, stem.with_suffix(".png"))
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
