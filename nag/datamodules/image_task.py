@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from nag.benchmarks.nb201 import NB201Benchmark
-from nag.datamodules.resumable_loader import seeded_loader
 from nag.datamodules.task import EpisodeDataset, TaskDataModule
 from nag.errors import ConfigError, DataFileError
 from nag.zc import load_images
@@ -126,8 +124,7 @@ class ImageTaskDataModule(TaskDataModule):
         return super().spec() | {"image_channels": 1, "image_size": self.image_size, "max_classes": self.max_classes,
                                  "images_per_class": self.images_per_class}
 
-    def _loader(self, task_ids: list[int], split: str, length: int, shuffle: bool, seed: int) -> DataLoader:
-        ds = ImageEpisodeDataset(self.tasks, task_ids, split, self.context_size, self.query_size, length, seed,
-                                 class_images=self.class_images, max_classes=self.max_classes,
-                                 per_class=self.images_per_class)
-        return seeded_loader(ds, self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
+    def _episodes(self, task_ids: list[int], split: str, length: int, seed: int) -> ImageEpisodeDataset:
+        return ImageEpisodeDataset(self.tasks, task_ids, split, self.context_size, self.query_size, length, seed,
+                                   class_images=self.class_images, max_classes=self.max_classes,
+                                   per_class=self.images_per_class)

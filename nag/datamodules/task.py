@@ -156,8 +156,12 @@ class TaskDataModule(pl.LightningDataModule):
     def train_task_ids(self) -> list[int]:
         return [i for i, n in enumerate(self.task_names) if n != self.held_out]
 
+    def _episodes(self, task_ids: list[int], split: str, length: int, seed: int) -> EpisodeDataset:
+        """The episodes of one loader; subclasses add to what an episode holds."""
+        return EpisodeDataset(self.tasks, task_ids, split, self.context_size, self.query_size, length, seed)
+
     def _loader(self, task_ids: list[int], split: str, length: int, shuffle: bool, seed: int) -> DataLoader:
-        ds = EpisodeDataset(self.tasks, task_ids, split, self.context_size, self.query_size, length, seed)
+        ds = self._episodes(task_ids, split, length, seed)
         return seeded_loader(ds, self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
