@@ -33,6 +33,7 @@ import torch
 from torchmetrics.functional import spearman_corrcoef
 
 from nag.benchmarks import NB201Benchmark
+from nag.checkpoints import load_module
 from nag.datamodules.zc_cells import ZCCellDataModule
 from nag.generation import decode_samples
 from nag.lightning_modules.cell_encoder import CellEncoderModule
@@ -110,8 +111,8 @@ def main() -> None:
     space = NB201Space()
     dm = ZCCellDataModule(space, path=args.zc, arch_column="net_str", proxies=PROXIES)
     bench = NB201Benchmark(args.nb201)
-    enc = CellEncoderModule.load_from_checkpoint(args.encoder).eval()
-    flow = CellFlowModule.load_from_checkpoint(args.flow).eval()
+    enc = load_module(CellEncoderModule, args.encoder, None, "--encoder")
+    flow = load_module(CellFlowModule, args.flow, None, "--flow")
     all_acc = bench.column(METRIC)
     top = float(np.quantile(all_acc, 0.95))
     level = float(np.sqrt(2) * torch.erfinv(torch.tensor(2 * args.quantile - 1)))

@@ -13,7 +13,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from nag.callbacks.rng_state import RNGStateCheckpoint
-from nag.checkpoints import check_space, load_checkpoint, load_module
+from nag.checkpoints import load_module
 from nag.errors import ConfigError
 from nag.generation import (
     add_predictions,
@@ -90,11 +90,9 @@ class NagTrainer(pl.Trainer):
         if batch_size < 1 or (steps is not None and steps < 1):
             raise ConfigError(f"--batch_size={batch_size}, --steps={steps}: both must be at least 1 (steps may be unset)")
         space = datamodule.space
-        check_space(load_checkpoint(ckpt_path), space, ckpt_path)
         if not hasattr(model, "sample_graphs"):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
-        generator = type(model).load_from_checkpoint(ckpt_path, map_location=self.strategy.root_device)
-        generator.eval()
+        generator = load_module(type(model), ckpt_path, space, "--ckpt_path", self.strategy.root_device)
         extra = {} if sampler is None else {"sampler": sampler}
         if conditions:
             if "conditions" not in inspect.signature(generator.sample_graphs).parameters:

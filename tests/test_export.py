@@ -1,6 +1,7 @@
 """``nag export``: the written network runs without nag and computes what ``to_module`` builds."""
 
 import ast
+import os
 import runpy
 import subprocess
 import sys
@@ -48,8 +49,10 @@ def test_exported_files_load_and_run_without_nag(tmp_path):
     with torch.no_grad():
         torch.save(x, tmp_path / "x.pt")
         torch.save(net(x), tmp_path / "y.pt")
+    # every torch.load inside, torch.export.load's own included, is forced weights-only
+    env = {**os.environ, "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
     out = subprocess.run([sys.executable, "-c", WITHOUT_NAG, str(pt), str(py), str(tmp_path / "x.pt"),
-                          str(tmp_path / "y.pt")], capture_output=True, text=True, timeout=300, check=False)
+                          str(tmp_path / "y.pt")], capture_output=True, text=True, timeout=300, check=False, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     max_diff, summary = out.stdout.splitlines()
     assert float(max_diff) < 1e-5  # the .pt program carries the seeded weights of to_module

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
+import nas_bench_graph
 import numpy as np
-from nas_bench_graph import light_read
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
@@ -18,6 +21,27 @@ from nag.spaces.nbgraph import (
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
 #: Our metric names for the package's record fields.
 _FIELDS = {"valid_acc": "valid_perf", "test_acc": "perf", "latency": "latency", "params": "para"}
+
+
+#: The only globals the package's table pickles refer to: numpy scalars of the ``para`` column.
+_TABLE_GLOBALS = {("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+
+class _TableUnpickler(pickle.Unpickler):
+    """Reads the package's ``.bench`` pickles (dicts of numbers) and refuses every other
+    global, so a replaced table file cannot run code; ``light_read`` unpickles without limits."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _TABLE_GLOBALS:
+            raise pickle.UnpicklingError(f"nbgraph table refers to {module}.{name}, which nag does not load")
+        return super().find_class(module, name)
+
+
+def read_table(dataset: str) -> dict[int, dict[str, float]]:
+    """The package's table of ``dataset``: architecture hash -> record."""
+    path = Path(nas_bench_graph.__file__).parent / "light" / f"{dataset}.bench"
+    with path.open("rb") as f:
+        return _TableUnpickler(f).load()
 
 
 class NBGraphBenchmark(Benchmark[ArchGraph]):
@@ -42,7 +66,7 @@ class NBGraphBenchmark(Benchmark[ArchGraph]):
                 f"nbgraph: dataset {dataset!r} benchmarks ops {list(bench_ops)}, none of which "
                 f"(but skip) the space allows ({list(self.space.layer_ops)}); widen the space's ops"
             )
-        table = light_read(dataset)
+        table = read_table(dataset)
         rows = representatives(tuple(shared))
         records = [table[int(k)] for k in rows]
         columns = {name: np.array([r[field] for r in records], dtype=np.float64) for name, field in _FIELDS.items()}

@@ -1,4 +1,5 @@
-"""Checkpoint files that are either complete or absent, whenever the job dies."""
+"""Checkpoint files that are either complete or absent, whenever the job dies, and read back
+without running code."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
+from nag.checkpoints import SAFE_GLOBALS, read_checkpoint
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a local checkpoint to a temporary file beside it, fsyncs it and renames it over
@@ -23,6 +26,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the system temp folder; where that is another file system the final move is a copy, so a
     SIGKILL during it leaves a truncated ``last.ckpt`` that ``--ckpt_path last`` then picks.
     A rename within one folder is atomic. Remote paths keep Lightning's behaviour.
+
+    Reading (``--ckpt_path`` of fit/validate/test/predict, resume) is always weights-only,
+    whatever Lightning asks for: a local file goes through :func:`nag.checkpoints.read_checkpoint`,
+    a remote one through Lightning's reader with the same allow-list.
     """
 
     @override
@@ -42,3 +49,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    @override
+    def load_checkpoint(self, path: _PATH, map_location: Any = "cpu",
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if isinstance(get_filesystem(path), LocalFileSystem):
+            return read_checkpoint(path, "--ckpt_path", map_location)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)

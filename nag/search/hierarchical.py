@@ -44,7 +44,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from nag import tables
-from nag.checkpoints import load_checkpoint
+from nag.checkpoints import load_checkpoint, load_module
 from nag.errors import ConfigError, DataFileError
 from nag.generation import decode_samples, write_rows
 from nag.lightning_modules.cell_flow import CellFlowModule
@@ -305,8 +305,8 @@ def prepare_models(table: CellTable, macro: ModelFit, cell_encoder: ModelFit, ce
     else:
         flow_path = fit_model("cell_flow", cell_flow, cache_dir)
     macro_path = fit_model("macro", macro, cache_dir, quiet=quiet)
-    return (MacroTransformerModule.load_from_checkpoint(macro_path, map_location="cpu").eval(),
-            CellFlowModule.load_from_checkpoint(flow_path, map_location="cpu").eval())
+    return (load_module(MacroTransformerModule, macro_path, None, "macro.ckpt"),
+            load_module(CellFlowModule, flow_path, None, "cell_flow.ckpt"))
 
 
 def _progress(what: str) -> Callable[[int, int], None]:

@@ -83,5 +83,5 @@ def test_the_space_alone_is_enough_to_train(tmp_path):
     main(["fit", "--config", CONFIG, *TINY, "--data.init_args.benchmark=null", "--data.init_args.targets=[]",
           "--data.init_args.space=chain_space.ChainSpace", "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
           f"--trainer.default_root_dir={tmp_path}"])
-    ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=False)
+    ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["data_spec"]["space"]["name"] == "chain"
