@@ -35,14 +35,15 @@ import torch
 import yaml
 
 from nag.benchmarks import NB201Benchmark
-from nag.budget_generation import true_values, within_budget
 from nag.checkpoints import load_module
 from nag.cli import main as nag_main
 from nag.datamodules import ArchitectureDataModule
-from nag.generation import GeneratedSet, decode_samples, score_samples
+from nag.generation import GeneratedSet, Generator, ModelGenerator, score_samples
+from nag.generation.baseline import UniformRandom
+from nag.generation.budget import true_values, within_budget
+from nag.generation.pareto import ParetoSweep, pareto_sweep
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.metrics.pareto import hypervolume
-from nag.pareto_generation import ParetoSweep, pareto_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "nb201" / "discrete_diffusion.yaml"
@@ -52,27 +53,6 @@ CONDITIONS = [ACC, LAT]
 MODEL_SOURCES = [CONFIG, *(ROOT / "nag" / f for f in ("lightning_modules/discrete_diffusion.py",
                                                     "nn/graph_transformer.py", "nn/conditions.py",
                                                     "diffusion/discrete.py"))]
-
-
-class UniformSampler:
-    """The baseline: uniform cells of the space, whatever the conditions asked."""
-
-    def __init__(self, space: Any) -> None:
-        self.space = space
-
-    def sample_graphs(self, num_samples: int, seed: int = 0, **_: Any) -> dict[str, torch.Tensor]:
-        x, adj, mask = self.space.encode_batch(self.space.sample(num_samples, np.random.default_rng(seed)))
-        return {"x": x, "adj": adj, "mask": mask}
-
-
-class Unconditional:
-    """The trained model with guidance scale 0: every pass sees only null tokens."""
-
-    def __init__(self, model: DiscreteDiffusionModule) -> None:
-        self.model = model
-
-    def sample_graphs(self, num_samples: int, **kwargs: Any) -> dict[str, torch.Tensor]:
-        return self.model.sample_graphs(num_samples, **{**kwargs, "guidance_scale": 0.0})
 
 
 def fit(args: argparse.Namespace) -> tuple[Path, float]:
@@ -102,10 +82,10 @@ def data_module(bench: NB201Benchmark, seed: int) -> ArchitectureDataModule:
     return ArchitectureDataModule(bench, targets=CONDITIONS, split=tuple(init["split"]), seed=seed)
 
 
-def timed(sampler: Any, space: Any, n: int, **kwargs: Any) -> tuple[list, float]:
+def timed(generator: Generator, n: int, **kwargs: Any) -> tuple[list, float]:
     """Decoded samples and seconds per sample (sampling + decoding)."""
     start = time.perf_counter()
-    archs = decode_samples(space, sampler.sample_graphs(n, **kwargs)).archs
+    archs = generator.sample(n, **kwargs).archs
     return archs, (time.perf_counter() - start) / n
 
 
@@ -223,24 +203,25 @@ def main() -> None:
     lat_target = float(np.quantile(lat, target_q))
     best_in_budget = float(acc[lat <= budget].max())
     acc_top5 = float(np.quantile(acc, 0.95))
-    sample = {"steps": args.steps, "batch_size": args.batch_size}
     w = args.guidance
+    conditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=w, mode=args.mode)
+    unconditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=0.0)  # null tokens only
 
-    def methods(conditions: dict[str, float] | None, random_name: str) -> list[tuple[str, Any, dict[str, Any]]]:
+    def methods(conditions: dict[str, float] | None, random_name: str) -> list[tuple[str, Generator, dict[str, Any]]]:
         """The same question to the three generators (random ignores it)."""
-        cond = {**sample, "guidance_scale": w, "mode": args.mode, **({"conditions": conditions} if conditions else {})}
-        return [("conditional", model, cond), ("unconditional (w=0)", Unconditional(model), sample),
-                (random_name, UniformSampler(space), {})]
+        asked = {"steps": args.steps, **({"conditions": conditions} if conditions else {})}
+        return [("conditional", conditional, asked), ("unconditional (w=0)", unconditional, asked),
+                (random_name, UniformRandom(space), asked)]
 
-    top_rows = [top_scenario(name, timed(sampler, space, args.top_samples, seed=args.seed, **kw)[0], bench, optimum)
-                for name, sampler, kw in methods({ACC: top_target}, "random")]
+    top_rows = [top_scenario(name, timed(gen, args.top_samples, seed=args.seed, **kw)[0], bench, optimum)
+                for name, gen, kw in methods({ACC: top_target}, "random")]
     budget_rows = []
-    for name, sampler, kw in methods({ACC: top_target, LAT: lat_target}, "random + filter"):
-        archs, secs = timed(sampler, space, args.samples, seed=args.seed + 1, **kw)
+    for name, gen, kw in methods({ACC: top_target, LAT: lat_target}, "random + filter"):
+        archs, secs = timed(gen, args.samples, seed=args.seed + 1, **kw)
         budget_rows.append(budget_scenario(name, archs, secs, bench, dm, budget, acc_top5, best_in_budget))
     for steps in args.speed_steps:
         kw = {**methods({ACC: top_target, LAT: lat_target}, "")[0][2], "steps": steps}
-        archs, secs = timed(model, space, args.samples, seed=args.seed + 1, **kw)
+        archs, secs = timed(conditional, args.samples, seed=args.seed + 1, **kw)
         row = budget_scenario(f"conditional, {steps} steps", archs, secs, bench, dm, budget, acc_top5, best_in_budget)
         budget_rows.insert(len(budget_rows) - 2, row)
     base = budget_rows[-1]["latency_satisfied"]
@@ -248,9 +229,9 @@ def main() -> None:
         r["satisfaction_vs_random"] = r["latency_satisfied"] / base if base else math.nan
 
     # Pareto mode
-    sweeps = {name: pareto_sweep(sampler, bench, (ACC, LAT), points=tuple(args.pareto_grid),
-                                 samples_per_target=args.pareto_per_target, seed=args.seed + 2, **kw)
-              for name, sampler, kw in methods(None, "random")}
+    sweeps = {name: pareto_sweep(gen, bench, (ACC, LAT), points=tuple(args.pareto_grid),
+                                 samples_per_target=args.pareto_per_target, seed=args.seed + 2, steps=args.steps)
+              for name, gen, _ in methods(None, "random")}
     median_ref = np.array([np.median(acc), np.median(lat)])
     pareto_rows = [pareto_row(n, s, median_ref) for n, s in sweeps.items()]
 

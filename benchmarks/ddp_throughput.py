@@ -61,7 +61,7 @@ def run(devices: int, threads: int, batch: int, steps: int, warmup: int, work: P
                                                                       os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nag.cli", "fit", "--config", str(ROOT / "configs" / "quickstart.yaml"),
+    subprocess.run([sys.executable, "-m", "nag.cli", "fit", "--config", str(ROOT / "configs" / "quickstart_predictor.yaml"),
                     "--config", str(overlay)], check=True, env=env, cwd=work, capture_output=True, text=True)
     total = time.perf_counter() - start
     t = json.loads(timing.read_text())

@@ -1,12 +1,18 @@
-"""Generation benchmark (DiffusionNAG on NAS-Bench-201 with 50% of cells held out).
+"""Generation benchmark: every shipped generator config, through the one Generator interface,
+beside uniform random sampling in the same run.
 
-Trains the score model on the train split, then samples ``--samples`` architectures with the
-probability-flow ODE and the predictor-corrector sampler, and reports validity, uniqueness,
-novelty (vs. the training split), KL of op marginals to the training split, true CIFAR-10
-accuracy, and valid-unique architectures per second. Uniform random sampling from the space
-runs in the same process as the baseline, so speed is reported as ratios.
+For each space (NB-Graph Cora from the embedded data; NB201 and NB101 from ``../shared/data``)
+it fits the shipped score-diffusion and discrete-diffusion configs with ``nag fit`` (their own
+epochs unless ``--max-epochs``), loads each with ``nag.load_generator`` and samples
+``--samples`` architectures: score diffusion with the ODE and the PC sampler, discrete
+diffusion unconditioned and conditioned on the space's accuracy at the table's 95th
+percentile. Reported per row: validity before the space's projection (raw) and after it,
+uniqueness by isomorphism class and by string, novelty against the training split, KL of op
+marginals to the training split, true accuracy (mean, best, share in the table's top 5 %),
+distinct architectures and samples per second. Speed is a ratio to uniform random in the
+same run.
 
-    python benchmarks/generation.py --data ../shared/data/nb201/nb201.csv --epochs 30
+    python benchmarks/generation.py --spaces nbgraph nb201 nb101
 Writes benchmarks/results/generation.json and .md.
 """
 
@@ -17,86 +23,144 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
+import yaml
 
-from nag.benchmarks import NB201Benchmark
-from nag.datamodules import ArchitectureDataModule
-from nag.generation import decode_samples, score_samples
-from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
+import nag
+from nag.cli import main as nag_main
+from nag.generation import GeneratedSet, Generator, score_samples
+from nag.generation.baseline import UniformRandom
 from nag.metrics.generation import op_kl_divergence
 
-METRIC = "cifar10_test_200ep"
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = {"nbgraph": "valid_acc", "nb201": "cifar10_test_200ep", "nb101": "test_acc"}
+DATA = {"nb201": "../shared/data/nb201/nb201.csv", "nb101": "../shared/data/nb101/nb101_1k.json"}
 
 
-def evaluate(name: str, make_graphs, dm: ArchitectureDataModule, bench: NB201Benchmark, train_x: torch.Tensor) -> dict:
+def fit(config: Path, run_dir: Path, max_epochs: int | None) -> tuple[Path, float]:
+    """``nag fit`` on a shipped config; the last checkpoint and the seconds it took."""
+    args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir), "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--test_after_fit=false",
+            "--generate_after_fit=0", "--trainer.callbacks=[]", "--trainer.accelerator=cpu"]
+    if max_epochs is not None:
+        args.append(f"--trainer.max_epochs={max_epochs}")
     start = time.perf_counter()
-    graphs = make_graphs()
-    result = decode_samples(dm.space, graphs)
+    nag_main(args)
+    return max(run_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), time.perf_counter() - start
+
+
+def row(name: str, generator: Generator, n: int, seed: int, train: dict[str, Any], metric: str,
+        **sample: Any) -> dict[str, Any]:
+    """One setting: samples, their scores and the seconds they took."""
+    start = time.perf_counter()
+    result: GeneratedSet = generator.sample(n, seed=seed, **sample)
     seconds = time.perf_counter() - start
-    summary = score_samples(result, dm.space, dm.train_keys(), bench, [METRIC])
-    unique_valid = len({dm.space.key(a) for a in result.valid})
-    return {"method": name, "seconds": seconds, "valid_unique_per_s": unique_valid / seconds,
-            "op_kl": op_kl_divergence(graphs["x"], train_x), **summary}
+    space = generator.space
+    summary = score_samples(result, space, train["keys"], train["bench"], [metric])
+    valid = result.valid
+    x, _, mask = space.encode_batch(valid) if valid else (torch.zeros(0, space.max_nodes, space.num_ops), None, None)
+    return {"method": name, "samples": n, "distinct": len({space.key(a) for a in valid}),
+            "op_kl": op_kl_divergence(x, train["x"], mask, train["mask"]) if valid else float("nan"),
+            "samples_per_s": n / seconds, **summary}
+
+
+def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
+    metric = SPACES[label]
+    configs = {"score": ROOT / "configs" / label / "diffusion.yaml", "discrete": ROOT / "configs" / label / "discrete_diffusion.yaml"}
+    fits, rows = {}, []
+    for kind, config in configs.items():
+        ckpt, seconds = fit(config, Path(args.run_dir) / label / kind, args.max_epochs)
+        fits[kind] = {"checkpoint": str(ckpt), "train_seconds": seconds,
+                      "epochs": args.max_epochs or yaml.safe_load(config.read_text())["trainer"]["max_epochs"]}
+    score = nag.load_generator(fits["score"]["checkpoint"])
+    discrete = nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=args.guidance)
+    space = score.space
+    dm = _datamodule(configs["score"], space)
+    bench = dm.benchmark
+    train = {"keys": dm.train_keys(), "bench": bench, "x": dm.datasets["train"].x, "mask": dm.datasets["train"].mask}
+    column = bench.column(metric)
+    top = float(np.quantile(column, 0.95))
+    n, seed = args.samples, args.seed
+    rows.append(row("uniform random", UniformRandom(space), n, seed, train, metric))
+    rows.append(row("score, ode (50 Heun steps)", score, n, seed, train, metric))
+    pc = nag.load_generator(fits["score"]["checkpoint"], sampler="pc")
+    rows.append(row(f"score, pc ({args.pc_steps} steps)", pc, n, seed, train, metric, steps=args.pc_steps))
+    rows.append(row("discrete (50 steps)", discrete, n, seed, train, metric))
+    if metric in discrete.condition_names:
+        rows.append(row(f"discrete | {metric}={top:.4g}, w={args.guidance:g} (100 samples)", discrete, 100, seed,
+                        train, metric, conditions={metric: top}))
+    base = rows[0]["samples_per_s"]
+    for r in rows:
+        r["speed_vs_random"] = r["samples_per_s"] / base
+    train_values = bench.column(metric)[[bench.index(a) for a in dm.archs("train")]]
+    return {"space": label, "metric": metric, "table_mean": float(column.mean()), "table_p95": top,
+            "train_mean": float(np.mean(train_values)), "fits": fits, "rows": rows}
+
+
+def _datamodule(config: Path, space: Any) -> Any:
+    """The config's datamodule (its split and seed), set up: novelty and op marginals are
+    measured against the generator's own training split."""
+    from jsonargparse import ArgumentParser
+
+    from nag.datamodules import ArchitectureDataModule
+
+    parser = ArgumentParser()
+    parser.add_argument("--data", type=ArchitectureDataModule)
+    data = yaml.safe_load(config.read_text())["data"]
+    dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
+    assert dm.space.identity == space.identity
+    dm.setup()
+    return dm
+
+
+COLUMNS = ["method", "raw_validity", "validity", "uniqueness", "uniqueness_string", "novelty", "op_kl", "distinct",
+           "{m}/mean", "{m}/best", "{m}/top_share", "speed_vs_random"]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"<!-- {report['command']} -->", "# Generation: shipped configs through `nag.load_generator`", "",
+             f"{report['samples']} samples per row (100 for the conditioned row), seed {report['seed']}, torch threads "
+             f"{report['torch_threads']}; speed as a ratio to uniform random in the same run.", ""]
+    for space in report["spaces"]:
+        m = space["metric"]
+        fits = ", ".join(f"{k}: {v['epochs']} epochs, {v['train_seconds']:.0f} s" for k, v in space["fits"].items())
+        lines += [f"## {space['space']} ({m}; table mean {space['table_mean']:.4g}, training-split mean "
+                  f"{space['train_mean']:.4g}, 95th percentile {space['table_p95']:.4g})", "", f"Fits: {fits}.", ""]
+        cols = [c.format(m=m) for c in COLUMNS]
+        lines += ["| " + " | ".join(c.replace(f"{m}/", "") for c in cols) + " |", "|" + "---|" * len(cols)]
+        for r in space["rows"]:
+            lines.append("| " + " | ".join(r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/nb201/nb201.csv")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--spaces", nargs="+", default=["nbgraph", "nb201", "nb101"], choices=list(SPACES))
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--ode-steps", type=int, default=50)
-    parser.add_argument("--pc-steps", type=int, default=200)
+    parser.add_argument("--pc-steps", type=int, default=100)
+    parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale of the conditioned row")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the configs' epochs (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", default="runs/benchmarks/generation")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    if not Path(args.data).is_file():
-        sys.exit(f"skipped: NB201 table not found at {args.data} (pass --data)")
-
-    pl.seed_everything(args.seed)
-    bench = NB201Benchmark(args.data)
-    dm = ArchitectureDataModule(bench, split=(0.5, 0.1, 0.4), seed=args.seed, batch_size=256)
-    model = ScoreDiffusionModule(dm.spec(), dim=64, layers=3, heads=4, attention="adjacency",
-                                 lr=2e-3, warmup_steps=50, ema_decay=0.995)
-    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)
-    start = time.perf_counter()
-    trainer.fit(model, dm)
-    train_seconds = time.perf_counter() - start
-    model.eval()
-    dm.setup()
-    train_x = dm.datasets["train"].x
-
-    space = dm.space
-    rng = np.random.default_rng(args.seed)
-    rows = [
-        evaluate("random (baseline)", lambda: dict(zip(("x", "adj", "mask"), space.encode_batch(space.sample(args.samples, rng)))),
-                 dm, bench, train_x),
-        evaluate(f"ode ({args.ode_steps} Heun steps)",
-                 lambda: model.sample_graphs(args.samples, "ode", args.ode_steps, args.seed), dm, bench, train_x),
-        evaluate(f"pc ({args.pc_steps} steps)",
-                 lambda: model.sample_graphs(args.samples, "pc", args.pc_steps, args.seed), dm, bench, train_x),
-    ]
-    base = rows[0]["valid_unique_per_s"]
-    for r in rows:
-        r["speed_vs_random"] = r["valid_unique_per_s"] / base
-    _, best = bench.best(METRIC)
-    report = {"benchmark": "nb201 generation, 50% held out", "epochs": args.epochs, "train_seconds": train_seconds,
-              "samples": args.samples, "table_best": best, "torch_threads": torch.get_num_threads(), "rows": rows}
+    missing = [s for s in args.spaces if s in DATA and not Path(DATA[s]).is_file()]
+    if missing:
+        print(f"skipped {missing}: their tables are not under ../shared/data", file=sys.stderr)
+    torch.set_num_threads(1)
+    report = {"command": "python benchmarks/generation.py " + " ".join(sys.argv[1:]), "samples": args.samples,
+              "seed": args.seed, "torch_threads": torch.get_num_threads(),
+              "spaces": [evaluate_space(s, args) for s in args.spaces if s not in missing]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "generation.json").write_text(json.dumps(report, indent=1))
-    cols = ["method", "validity", "uniqueness", "novelty", "op_kl", f"{METRIC}/mean", f"{METRIC}/best",
-            f"{METRIC}/top_share", "valid_unique_per_s", "speed_vs_random"]
-    lines = [f"NB201, 50% of cells held out; {args.epochs} epochs ({train_seconds:.0f} s) on CPU; "
-             f"{args.samples} samples; table best {best:.2f}", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in cols) + " |")
-    (out / "generation.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(report)
+    (out / "generation.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from torch import nn
 
 from nag.benchmarks import Benchmark
 from nag.errors import InvalidArchitecture
-from nag.spaces import SearchSpace
+from nag.spaces import SearchSpace, register_space
+from nag.spaces.base import argmax_unless_all
 
 LAYER_OPS = ("conv3x3", "conv1x1", "maxpool3x3", "avgpool3x3", "skip")
 #: Ops that look at a 3x3 window, so each widens the receptive field by 2 pixels.
@@ -26,6 +27,7 @@ WIDENING = ("conv3x3", "maxpool3x3", "avgpool3x3")
 Chain = tuple[str, ...]
 
 
+@register_space  # so nag.load_generator rebuilds it from a checkpoint
 class ChainSpace(SearchSpace[Chain]):
     """``depth`` layers in a row after a 3x3 stem, each one of :data:`LAYER_OPS`, at a fixed
     width of ``channels``; a global pool and a linear classifier close the network.
@@ -64,6 +66,14 @@ class ChainSpace(SearchSpace[Chain]):
         if not np.array_equal(np.asarray(adjacency) != 0, np.eye(self.max_nodes, k=1, dtype=bool)):
             raise InvalidArchitecture("chain: every node must feed exactly the next one")
         return self.validate(tuple(labels[1:-1]))
+
+    def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> Chain:
+        """The nearest chain to a generated soft graph: each layer's best op, except that when
+        all are skip the layer that loses least computes instead; the topology is fixed, so
+        edge scores are not read. (``allowed_ops`` is the base default: a sample shows every
+        layer op at every layer.)"""
+        ops, _, _ = self.soft_scores(x, a, node_mask)
+        return self.validate(tuple(self.ops[i] for i in argmax_unless_all(ops[1:-1], self.op_index("skip"))))
 
     # --- identity ---------------------------------------------------------------------
     def validate(self, arch: Chain) -> Chain:

@@ -21,6 +21,8 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from nag.checkpoints import check_space, last_checkpoint, load_checkpoint
 from nag.errors import ConfigError, NagError
+from nag.generation import ModelGenerator
+from nag.generation.baseline import compare_with_random
 from nag.search.runner import run_search
 from nag.trainer import NagTrainer
 
@@ -36,6 +38,20 @@ class NagCLI(LightningCLI):
             type=bool,
             default=True,
             help="After `fit`, score the best checkpoint on the held-out test split.",
+        )
+        parser.add_argument(
+            "--generate_after_fit",
+            type=int,
+            default=0,
+            help="After `fit` of a generator, sample this many architectures and print their true metrics "
+                 "beside as many uniform random ones (same seed); 0: off.",
+        )
+        parser.add_argument(
+            "--generate_conditions",
+            type=dict[str, float] | None,
+            default=None,
+            help="Raw condition values (e.g. '{\"valid_acc\": 0.85}') for a second, conditioned row of "
+                 "--generate_after_fit.",
         )
 
     @staticmethod
@@ -65,13 +81,29 @@ class NagCLI(LightningCLI):
     before_validate = before_test = before_predict = _check_checkpoint
 
     def after_fit(self) -> None:
-        if not self.config.fit.get("test_after_fit") or self.trainer.fast_dev_run:
+        if self.trainer.fast_dev_run or self.trainer.interrupted:
+            return
+        if self.config.fit.get("generate_after_fit") and hasattr(self.model, "sample_graphs"):
+            self._generate_after_fit(self.config.fit.generate_after_fit, self.config.fit.get("generate_conditions"))
+        if not self.config.fit.get("test_after_fit"):
             return
         if self.trainer.interrupted or not is_overridden("test_step", self.model):
             return  # generators have no held-out test metric to report
         rank_zero_info("Scoring the best checkpoint on the held-out test split:")
         ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+
+    def _generate_after_fit(self, n: int, conditions: dict[str, float] | None) -> None:
+        """The trained generator's samples beside uniform random ones, scored on the benchmark."""
+        if not self.trainer.is_global_zero:
+            return
+        dm = self.datamodule
+        benchmark = getattr(dm, "benchmark", None)
+        metrics = list(dm.targets[:1]) if benchmark is not None else []
+        _, table = compare_with_random(ModelGenerator(self.model, dm.space), dm.train_keys(), benchmark, metrics,
+                                       n, seed=0, conditions=conditions)
+        print(f"{n} generated architectures beside {n} uniform random ones (true {', '.join(metrics) or 'no'} "
+              f"metrics from the benchmark):\n{table}")
 
 
 def main(argv: list[str] | None = None) -> None:

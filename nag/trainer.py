@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -14,11 +13,12 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from nag.callbacks.rng_state import RNGStateCheckpoint
 from nag.checkpoints import load_module
+from nag.diffusion.guidance import GuidanceTerm, check_same_sde, parse_objective, predictor_term
 from nag.errors import ConfigError
 from nag.generation import (
+    ModelGenerator,
     add_predictions,
     check_output,
-    decode_samples,
     format_table,
     invalid_reasons,
     rows_for,
@@ -66,7 +66,11 @@ class NagTrainer(pl.Trainer):
         metrics: Sequence[str] | None = None,
         show: int = 10,
         conditions: dict[str, float] | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | dict[str, float] = 1.0,
+        mode: Literal["compositional", "joint"] = "compositional",
+        guide: Sequence[str] = (),
+        guide_scale: float = 1.0,
+        guide_normalize: bool = True,
         predictor_ckpt: str | None = None,
         quiet: bool = False,
         verbose: bool = False,
@@ -77,7 +81,14 @@ class NagTrainer(pl.Trainer):
 
         ``sampler`` defaults to the generator's own (``ode`` for score diffusion, ``ancestral``
         for discrete diffusion). ``conditions`` (raw target values, e.g.
-        ``{"cifar10_test_200ep": 94.3}``) and ``guidance_scale`` steer a conditional generator.
+        ``{"cifar10_test_200ep": 94.3}``) steer a conditional generator by classifier-free
+        guidance of strength ``guidance_scale`` (one number, or one per condition in
+        ``compositional`` mode; ``joint`` conditions one pass on all of them).
+
+        ``guide`` steers a score-diffusion generator with the gradients of ``predictor_ckpt``
+        (a noise-aware ``PredictorModule`` trained on the generator's SDE): objectives such as
+        ``"max valid_acc"`` and budgets such as ``"latency<=0.004"`` (hinge terms), each of
+        strength ``guide_scale`` (a ratio to the score's norm with ``guide_normalize``).
 
         The terminal shows the ``show`` best distinct architectures (all with ``verbose``, which
         also lists why invalid samples failed; nothing with ``quiet``), with the predictions of
@@ -92,16 +103,22 @@ class NagTrainer(pl.Trainer):
         space = datamodule.space
         if not hasattr(model, "sample_graphs"):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
-        generator = load_module(type(model), ckpt_path, space, "--ckpt_path", self.strategy.root_device)
-        extra = {} if sampler is None else {"sampler": sampler}
+        module = load_module(type(model), ckpt_path, space, "--ckpt_path", self.strategy.root_device)
+        options: dict[str, Any] = {} if sampler is None else {"sampler": sampler}
         if conditions:
-            if "conditions" not in inspect.signature(generator.sample_graphs).parameters:
-                raise ConfigError(f"--conditions: {type(model).__name__} is not a conditional generator; drop --conditions")
-            extra.update(conditions=conditions, guidance_scale=guidance_scale)
+            options.update(guidance_scale=guidance_scale, mode=mode)
+        predictor = None
+        if predictor_ckpt is not None:
+            predictor = load_module(PredictorModule, predictor_ckpt, space, "--predictor_ckpt", self.strategy.root_device)
+        terms = self._guidance_terms(guide, guide_scale, predictor, module)
+        if terms:
+            options["normalize_guidance"] = guide_normalize
+        generator = ModelGenerator(module, space, batch_size=batch_size, **options)
+        if conditions and not generator.condition_names:
+            raise ConfigError(f"--conditions: {type(model).__name__} is not a conditional generator; drop --conditions")
         with self.precision_plugin.forward_context():  # --trainer.precision bf16-mixed samples in bf16 too
-            graphs = generator.sample_graphs(num_samples, steps=steps, seed=seed, batch_size=batch_size,
-                                             progress=not quiet and self.progress_bar_callback is not None, **extra)
-        result = decode_samples(space, graphs)
+            result = generator.sample(num_samples, seed=seed, steps=steps, conditions=conditions, guidance=terms,
+                                      progress=not quiet and self.progress_bar_callback is not None)
         benchmark = getattr(datamodule, "benchmark", None)
         metrics = list(metrics if metrics is not None else (datamodule.targets or (benchmark.metrics[:1] if benchmark else [])))
         if metrics and benchmark is None:
@@ -109,8 +126,7 @@ class NagTrainer(pl.Trainer):
         metrics += [m for m in [latency_metric(benchmark, metrics)] if m is not None]
         summary = score_samples(result, space, datamodule.train_keys(), benchmark, metrics)
         rows = rows_for(result, space, benchmark, metrics)
-        if predictor_ckpt is not None:
-            predictor = load_module(PredictorModule, predictor_ckpt, space, "--predictor_ckpt", self.strategy.root_device)
+        if predictor is not None:
             add_predictions(rows, result, space, predictor)
         if self.is_global_zero:
             write_rows(rows, output)
@@ -122,3 +138,21 @@ class NagTrainer(pl.Trainer):
                 print("  ".join(f"{k}={v:.4g}" for k, v in summary.items()))
                 print(f"wrote {len(rows)} rows to {output}")
         return summary
+
+    @staticmethod
+    def _guidance_terms(guide: Sequence[str], scale: float, predictor: PredictorModule | None,
+                        generator: pl.LightningModule) -> list[GuidanceTerm]:
+        """``--guide`` objectives as guidance terms on ``--predictor_ckpt``'s targets."""
+        if not guide:
+            return []
+        if predictor is None:
+            raise ConfigError("--guide needs --predictor_ckpt: a PredictorModule trained with "
+                              "model.init_args.noise_aware: true on the generator's SDE")
+        if not getattr(generator, "supports_guidance", False):
+            raise ConfigError(f"--guide: {type(generator).__name__} takes no predictor guidance; use a "
+                              "score-diffusion generator, or --conditions with a conditional one")
+        if not predictor.hparams.noise_aware:
+            raise ConfigError("--predictor_ckpt: guidance reads noisy graphs; train the predictor with "
+                              "model.init_args.noise_aware: true")
+        check_same_sde(generator.sde, predictor.sde)
+        return [predictor_term(predictor, *parse_objective(text), scale=scale) for text in guide]

@@ -26,7 +26,7 @@ from nag.spaces.base import SearchSpace
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+QUICKSTART = str(ROOT / "configs" / "quickstart_predictor.yaml")
 DIFFUSION = str(ROOT / "configs" / "nbgraph" / "diffusion.yaml")
 NB201 = str(ROOT / "configs" / "nb201" / "predictor.yaml")
 NB201_SCORE = str(ROOT / "configs" / "nb201" / "diffusion.yaml")
@@ -272,7 +272,7 @@ def test_generate_to_an_unwritable_suffix_fails_before_sampling(score_ckpt, file
 
 
 @pytest.mark.parametrize("conditions, fragment", [
-    ('{"no_such_condition": 1.0}', "this model was trained with conditions"),
+    ('{"no_such_condition": 1.0}', "was trained with conditions"),
     ('{"cifar10_test_200ep": .nan}', "give one finite value"),
     ('{"cifar10_test_200ep": .inf}', "give one finite value"),
 ], ids=["unknown_condition", "nan_condition", "infinite_condition"])

@@ -26,7 +26,7 @@ from nag.spaces import NBGraphSpace
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+QUICKSTART = str(ROOT / "configs" / "quickstart_predictor.yaml")
 DIFFUSION = str(ROOT / "configs" / "nbgraph" / "diffusion.yaml")
 TRANSFER = str(ROOT / "configs" / "nbgraph" / "search_transfer.yaml")
 REFUSED = "holds objects nag does not load"
@@ -138,7 +138,7 @@ def test_trainer_refuses_without_the_cli(evil, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("config", ["quickstart.yaml", "nbgraph/diffusion.yaml", "nbgraph/discrete_diffusion.yaml",
+@pytest.mark.parametrize("config", ["quickstart_predictor.yaml", "nbgraph/diffusion.yaml", "nbgraph/discrete_diffusion.yaml",
                                     "nbgraph/meta_predictor.yaml"])
 def test_checkpoints_nag_writes_are_weights_only(config, tmp_path):
     """What `nag fit` writes (model, optimizer, loops, callbacks, RNG states) needs no type

@@ -11,7 +11,7 @@ import pytest
 from nag.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+QUICKSTART = str(ROOT / "configs" / "quickstart_predictor.yaml")
 
 
 def nag_command() -> list[str]:

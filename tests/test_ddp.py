@@ -20,7 +20,7 @@ from nag.datamodules import ArchitectureDataModule
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+QUICKSTART = str(ROOT / "configs" / "quickstart_predictor.yaml")
 PREDICTOR = str(ROOT / "configs" / "nb201" / "predictor.yaml")
 GLOBAL_BATCH = 32
 SPLIT = [0.6, 0.2, 0.2]

@@ -30,7 +30,7 @@ def test_generate_writes_every_sample_and_is_deterministic(checkpoint, tmp_path,
     a = (tmp_path / "a.csv").read_bytes()
     assert a == (tmp_path / "b.csv").read_bytes()
     lines = a.decode().splitlines()
-    assert lines[0].startswith("sample,valid,arch,key,error,valid_acc") and len(lines) == 13
+    assert lines[0].startswith("sample,valid,raw_valid,arch,key,error,valid_acc") and len(lines) == 13
     assert "validity=" in capsys.readouterr().out
     generate(checkpoint, tmp_path / "c.json", "--seed=1")
     assert (tmp_path / "c.json").read_text().startswith("[")

@@ -12,7 +12,8 @@ import torch
 from nag.benchmarks import NBGraphBenchmark
 from nag.errors import ConfigError
 from nag.metrics.pareto import hypervolume
-from nag.pareto_generation import pareto_sweep, target_grid
+from nag.generation import ModelGenerator
+from nag.generation.pareto import pareto_sweep, target_grid
 from nag.spaces.nbgraph import PROTEINS_OPS, NBGraphSpace
 
 METRICS = ("test_acc", "latency")
@@ -24,7 +25,10 @@ def bench() -> NBGraphBenchmark:
 
 
 class Fixed:
-    """A stand-in generator returning the given archs in turn, whatever it is asked; records calls."""
+    """A stand-in generator model returning the given archs in turn, whatever it is asked;
+    records calls."""
+
+    condition_names = list(METRICS)
 
     def __init__(self, space: Any, archs: list) -> None:
         self.space, self.archs, self.calls = space, archs, []
@@ -52,8 +56,9 @@ def test_reaching_the_true_front_gives_ratio_one(bench: NBGraphBenchmark) -> Non
     front = [a for a, x, y in zip(bench.archs(), acc, lat)
              if not (((acc >= x) & (lat <= y) & ((acc > x) | (lat < y))).any())]
     model = Fixed(bench.space, [bench.archs()[0]] * 3 + front)
-    sweep = pareto_sweep(model, bench, METRICS, points=(2, 3), samples_per_target=4,
-                         guidance_scale={"test_acc": 2.0, "latency": 1.0}, seed=5, sampler="ancestral")
+    generator = ModelGenerator(model, bench.space, guidance_scale={"test_acc": 2.0, "latency": 1.0},
+                               sampler="ancestral")
+    sweep = pareto_sweep(generator, bench, METRICS, points=(2, 3), samples_per_target=4, seed=5)
     assert 24 >= len(front) + 3
     assert sweep.hypervolume_ratio == pytest.approx(1.0)
     assert {bench.space.key(a) for a in sweep.front.archs} == {bench.space.key(a) for a in front}
@@ -69,8 +74,8 @@ def test_reaching_the_true_front_gives_ratio_one(bench: NBGraphBenchmark) -> Non
 
 def test_random_samples_score_their_own_hypervolume(bench: NBGraphBenchmark) -> None:
     archs = bench.space.sample(60, np.random.default_rng(0))
-    sweep = pareto_sweep(Fixed(bench.space, archs), bench, METRICS, targets=np.array([[0.7, 0.01], [0.8, 0.02]]),
-                         samples_per_target=30)
+    sweep = pareto_sweep(ModelGenerator(Fixed(bench.space, archs), bench.space), bench, METRICS,
+                         targets=np.array([[0.7, 0.01], [0.8, 0.02]]), samples_per_target=30)
     points = np.array([[bench.query(a, m) for m in METRICS] for a in archs])
     ref = np.array([bench.column("test_acc").min(), bench.column("latency").max()])
     np.testing.assert_allclose(sweep.reference, ref)

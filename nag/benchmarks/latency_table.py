@@ -6,7 +6,7 @@ measured on the device, typically tens to a few hundred architectures, far too f
 generator a new condition. So generation runs with the conditions the model was trained on
 (accuracy, optionally a HW-NAS-Bench device latency as a proxy), and only samples whose
 measured latency in this table is within the budget are kept
-(:func:`nag.budget_generation.generate_within_budget`); samples the table does not cover are
+(:func:`nag.generation.budget.generate_within_budget`); samples the table does not cover are
 dropped, since their latency is unknown. When a table covers enough of the space to train on,
 the wrapper is an ordinary :class:`Benchmark`, so its metric can be made a condition by naming
 it in ``data.init_args.targets`` (the datamodule drops unmeasured rows).

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from nag.benchmarks.base import Benchmark
-from nag.generation import decode_samples, score_samples
+from nag.generation import ModelGenerator, score_samples
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -35,8 +35,8 @@ class GenerationMetricsCallback(pl.Callback):
         benchmark = getattr(dm, "benchmark", None)
         per_rank = max(1, self.num_samples // trainer.world_size)
         extra = {} if self.sampler is None else {"sampler": self.sampler}  # else the generator's own default
-        graphs = pl_module.sample_graphs(per_rank, steps=self.steps, seed=self.seed + trainer.global_rank, **extra)
-        result = decode_samples(dm.space, graphs)
+        generator = ModelGenerator(pl_module, dm.space, **extra)
+        result = generator.sample(per_rank, seed=self.seed + trainer.global_rank, steps=self.steps)
         summary = score_samples(result, dm.space, dm.train_keys(), benchmark,
                                 dm.targets if benchmark is not None else [], device=pl_module.device)
         summary.pop("samples")

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nag.benchmarks.base import Benchmark
 from nag.datamodules.resumable_loader import seeded_loader
-from nag.errors import ConfigError, UnknownMetric
+from nag.errors import ConfigError, NagError, UnknownMetric
 from nag.spaces.base import Arch, SearchSpace
 
 SPLITS = ("train", "val", "test")
@@ -35,8 +35,13 @@ class GraphDataset(Dataset):
 def space_spec(space: SearchSpace) -> dict:
     """The search-space part of a datamodule's ``spec()``: identity, sizes and fixed graph."""
     fixed = space.fixed_adjacency()
+    try:
+        config = space.build_config
+    except NagError:  # a space built from non-plain values: loading its models needs space=
+        config = None
     return {
         "space": space.identity,
+        "space_config": config,
         "num_ops": space.num_ops,
         "max_nodes": space.max_nodes,
         "fixed_topology": space.fixed_topology,

@@ -11,7 +11,6 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric, SpearmanCorrCoef
 
 from nag.errors import ConfigError
-from nag.generation import decode_samples
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.graph_vae import GraphVAE, kl_to_standard_normal
 
@@ -186,8 +185,9 @@ class CellEncoderModule(pl.LightningModule):
         self._log_epoch_end("val")
         space = getattr(self.trainer.datamodule, "space", None)
         if space is not None and self.hparams.prior_samples > 0:
-            decoded = decode_samples(space, self.sample_prior(self.hparams.prior_samples, self.hparams.seed))
-            self.log("val/prior_validity", len(decoded.valid) / len(decoded.archs))
+            graphs = self.sample_prior(self.hparams.prior_samples, self.hparams.seed)
+            decoded = [space.decodes(x, a, m) for x, a, m in zip(graphs["x"], graphs["adj"], graphs["mask"])]
+            self.log("val/prior_validity", sum(decoded) / len(decoded))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_end("test")

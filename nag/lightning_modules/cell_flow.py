@@ -14,7 +14,6 @@ from torchmetrics.functional import spearman_corrcoef
 from nag.checkpoints import load_checkpoint
 from nag.datamodules.zc_cells import ProxyNormalizer
 from nag.errors import ConfigError
-from nag.generation import decode_samples
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.cnf import ConditionalFlowMatching
@@ -142,6 +141,21 @@ class CellFlowModule(pl.LightningModule):
         z = self.flow.sample(noise, self._field_input(c)) * self.latent_std + self.latent_mean
         return {**self.encoder.decode(z), "latent": z}
 
+    @property
+    def condition_names(self) -> list[str]:
+        """What :mod:`nag.generation` may condition on: the proxies, in their own units."""
+        return list(self.proxies)
+
+    @torch.no_grad()
+    def sample_graphs(self, num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int = 1000,
+                      progress: bool = False, conditions: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """The generators' sampling call (:class:`nag.generation.Generator`): ``conditions`` in
+        the proxies' raw units. The ODE solver's steps are the ``steps`` hyper-parameter."""
+        if steps is not None:
+            raise ConfigError(f"steps={steps}: the cell flow's ODE steps are its model.init_args.steps; drop steps")
+        graphs = self.sample(conditions, num_samples, seed=seed, raw=True)
+        return {k: graphs[k].cpu() for k in ("x", "adj", "mask")}
+
     def log_prob(self, latents: torch.Tensor, conditions: Conditions = None, exact: bool = True,
                  seed: int = 0) -> torch.Tensor:
         """``log p(z | c)`` of encoder latents ``[B, D]`` (the standardisation's Jacobian included)."""
@@ -202,8 +216,8 @@ class CellFlowModule(pl.LightningModule):
             return
         c = self._val_conditions
         graphs = self.sample(c, seed=self.hparams.seed)
-        decoded = decode_samples(space, graphs)
-        valid = torch.tensor([a is not None for a in decoded.archs], device=self.device)
+        valid = torch.tensor([space.decodes(x, a, m) for x, a, m in zip(graphs["x"], graphs["adj"], graphs["mask"])],
+                             device=self.device)
         self.log("val/invalid_share", 1.0 - valid.float().mean())
         if int(valid.sum()) > 2:
             zc = self.encoder.predict_zc(self.encoder.embed(graphs["x"], graphs["adj"], graphs["mask"].bool()))

@@ -51,9 +51,9 @@ class DagTransformerLayer(nn.Module):
         self.edge_bias = nn.Linear(2, heads)
         self.heads = heads
 
-    def forward(self, h: torch.Tensor, temb: torch.Tensor, allowed: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, temb: torch.Tensor, allowed: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         s1, b1, s2, b2 = self.modulation(temb).unsqueeze(1).chunk(4, dim=-1)
-        bias = self.edge_bias(torch.stack([adj, adj.transpose(-1, -2)], dim=-1)).permute(0, 3, 1, 2)
+        bias = self.edge_bias(pair).permute(0, 3, 1, 2)
         bias = bias.masked_fill(~allowed.unsqueeze(1), float("-inf")).flatten(0, 1)
         x = self.norm1(h) * (1 + s1) + b1
         h = h + self.attn(x, x, x, attn_mask=bias.to(x.dtype), need_weights=False)[0]
@@ -64,10 +64,12 @@ class DagTransformer(nn.Module):
     """Noise prediction for graph diffusion over ``(X, A)``.
 
     Nodes are embedded from their (noisy) op vector plus a sinusoidal encoding of their
-    index, which is their place in topological order. Attention is masked by
-    :func:`dag_attention_mask` and biased by the adjacency in both directions, so edge
-    direction is kept. With ``predict_edges`` an edge head scores every ordered pair
-    ``(i, j)``; callers keep only ``i < j``, so samples are DAGs by construction.
+    index, which is their place in topological order. ``edges`` are the (noisy, continuous)
+    edge values ``A_t[i, j]``: every layer's attention is biased by them in both directions,
+    so edge direction is kept, and the edge head reads them too, so its score for ``(i, j)``
+    knows where ``A_t[i, j]`` stands (a thresholded mask alone would hide it). Attention is
+    masked by :func:`dag_attention_mask`. With ``predict_edges`` the edge head scores every
+    ordered pair ``(i, j)``; callers keep only ``i < j``, so samples are DAGs by construction.
     """
 
     def __init__(self, num_ops: int, max_nodes: int, dim: int = 128, layers: int = 4, heads: int = 4,
@@ -81,17 +83,19 @@ class DagTransformer(nn.Module):
         self.op_out = nn.Linear(dim, num_ops)
         self.edge_src = nn.Linear(dim, dim) if predict_edges else None
         self.edge_dst = nn.Linear(dim, dim) if predict_edges else None
+        self.edge_in = nn.Linear(2, dim) if predict_edges else None
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 1)) if predict_edges else None
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor, node_mask: torch.Tensor, t: torch.Tensor,
+    def forward(self, x: torch.Tensor, edges: torch.Tensor, node_mask: torch.Tensor, t: torch.Tensor,
                 allowed: torch.Tensor) -> dict[str, torch.Tensor]:
         temb = self.time(t)
         h = self.op_in(x) + self.position + temb.unsqueeze(1)
+        pair = torch.stack([edges, edges.transpose(-1, -2)], dim=-1).to(h.dtype)
         for layer in self.layers:
-            h = layer(h, temb, allowed, adj)
+            h = layer(h, temb, allowed, pair)
         h = self.norm(h)
         out = {"x": self.op_out(h)}
         if self.edge_out is not None:
-            pair = self.edge_src(h).unsqueeze(2) + self.edge_dst(h).unsqueeze(1)
-            out["adj"] = self.edge_out(pair).squeeze(-1)
+            feats = self.edge_src(h).unsqueeze(2) + self.edge_dst(h).unsqueeze(1) + self.edge_in(pair)
+            out["adj"] = self.edge_out(feats).squeeze(-1)
         return out

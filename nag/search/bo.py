@@ -17,12 +17,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from nag.checkpoints import load_module
 from nag.datamodules.architecture import space_spec
 from nag.diffusion.guidance import GuidanceTerm, Schedule
 from nag.errors import ConfigError
+from nag.generation import Generator, load_generator
 from nag.lightning_modules.predictor import PredictorModule
-from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import (
     CandidatePool,
@@ -101,7 +100,7 @@ class BayesianOptimization(SearchStrategy):
         self.guidance_scale, self.schedule, self.device = guidance_scale, schedule, torch.device(device)
         self.name = "bo+generator" if generator_ckpt else "bo"
         self.stats = ProposalStats()
-        self._generator: ScoreDiffusionModule | None = None
+        self._generator: Generator | None = None
 
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
         rng = np.random.default_rng(seed)
@@ -134,14 +133,14 @@ class BayesianOptimization(SearchStrategy):
             rounds += 1
         return SearchResult.from_oracle(self.name, seed, oracle)
 
-    def _load_generator(self, oracle: QueryOracle[Any]) -> ScoreDiffusionModule | None:
+    def _load_generator(self, oracle: QueryOracle[Any]) -> Generator | None:
         """Loaded once per strategy (seeds reuse it), checked against the oracle's space."""
         if self.generator_ckpt and self._generator is None:
-            self._generator = load_module(ScoreDiffusionModule, self.generator_ckpt, oracle.space,
-                                          "strategy.init_args.generator_ckpt", self.device)
+            self._generator = load_generator(self.generator_ckpt, oracle.space, self.device,
+                                             "strategy.init_args.generator_ckpt")
         return self._generator
 
-    def _fit_surrogate(self, oracle: QueryOracle[Any], generator: ScoreDiffusionModule | None,
+    def _fit_surrogate(self, oracle: QueryOracle[Any], generator: Generator | None,
                        seed: int) -> Surrogate:
         """Members differ in initialisation and data order; noise-aware on the generator's SDE
         when there is one, so the acquisition's gradient is meaningful along sampling."""
@@ -154,12 +153,13 @@ class BayesianOptimization(SearchStrategy):
         data = _DictBatches(x, adj, mask, torch.tensor(y, dtype=torch.float32).unsqueeze(-1))
         spec = {**space_spec(oracle.space), "targets": ["objective"],
                 "target_stats": {"objective": {"mean": 0.0, "std": 1.0}}}
-        sde = {k: generator.hparams[k] for k in _SDE_KEYS} if generator is not None else {}
+        guided = generator is not None and generator.supports_guidance
+        sde = {k: generator.model.hparams[k] for k in _SDE_KEYS} if guided else {}
         members = []
         for m in range(self.ensemble_size):
             torch.manual_seed(seed * 100 + m)
             member = PredictorModule(spec, hidden=self.hidden, num_layers=self.num_layers, lr=self.lr,
-                                     rank_weight=0.5, noise_aware=generator is not None, **sde)
+                                     rank_weight=0.5, noise_aware=guided, **sde)
             # one epoch of train_steps batches drawn with replacement: Lightning's per-epoch
             # overhead would otherwise dominate on a few dozen points
             sampler = RandomSampler(data, replacement=True, num_samples=self.train_steps * 32,

@@ -1,9 +1,10 @@
 """Candidate proposals for model-based search: guided generation, or the benchmark's pool.
 
 Generative search loops (transfer, BO) share one shape: propose architectures, rank them
-with a model, query the best few. Proposals come from a score-diffusion generator steered
-by the loop's objective, or, as the non-generative reference, from every unqueried
-benchmarked architecture; both keep only what the oracle could answer and not yet asked.
+with a model, query the best few. Proposals come from any :class:`~nag.generation.Generator`
+(steered by the loop's objective where it takes predictor guidance), or, as the
+non-generative reference, from every unqueried benchmarked architecture; both keep only
+what the oracle could answer and not yet asked.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import numpy as np
 import torch
 
 from nag.diffusion.guidance import GuidanceTerm
-from nag.generation import decode_samples
-from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
+from nag.generation import Generator
 from nag.search.oracle import QueryOracle
 from nag.spaces.base import Arch, SearchSpace
 
@@ -51,14 +51,15 @@ def unqueried(oracle: QueryOracle[Any], archs: Sequence[Arch | None]) -> list[Ar
     return out
 
 
-def generate(generator: ScoreDiffusionModule, oracle: QueryOracle[Any], terms: Sequence[GuidanceTerm],
-             num_samples: int, steps: int, seed: int, stats: ProposalStats | None = None) -> list[Arch]:
-    """Guided samples decoded to usable (valid, benchmarked, unqueried, distinct) archs."""
-    graphs = generator.sample_graphs(num_samples, sampler="ode", steps=steps, seed=seed, guidance=terms)
-    archs = decode_samples(oracle.space, graphs).archs
-    usable = unqueried(oracle, archs)
+def generate(generator: Generator, oracle: QueryOracle[Any], terms: Sequence[GuidanceTerm],
+             num_samples: int, steps: int | None, seed: int, stats: ProposalStats | None = None) -> list[Arch]:
+    """Samples decoded to usable (valid, benchmarked, unqueried, distinct) archs, guided by
+    ``terms`` where the generator takes predictor guidance (else unguided, ranked afterwards)."""
+    result = generator.sample(num_samples, seed=seed, steps=steps,
+                              guidance=list(terms) if generator.supports_guidance else None)
+    usable = unqueried(oracle, result.archs)
     if stats is not None:
-        stats.add(len(archs), sum(a is not None for a in archs), len(usable))
+        stats.add(len(result), len(result.valid), len(usable))
     return usable
 
 

@@ -18,8 +18,8 @@ import torch
 from nag.checkpoints import load_module
 from nag.diffusion.guidance import GuidanceTerm, Schedule, check_same_sde
 from nag.errors import ConfigError
+from nag.generation import Generator, load_generator
 from nag.lightning_modules.meta_predictor import MetaPredictorModule
-from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import (
     CandidatePool,
@@ -69,7 +69,7 @@ class TransferSearch(SearchStrategy):
         self.device = torch.device(device)
         self.name = "transfer+generator" if generator_ckpt else "transfer"
         self.stats = ProposalStats()
-        self._models: tuple[MetaPredictorModule, ScoreDiffusionModule | None] | None = None
+        self._models: tuple[MetaPredictorModule, Generator | None] | None = None
 
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
         meta, generator = self._load(oracle)
@@ -138,18 +138,19 @@ class TransferSearch(SearchStrategy):
                          dtype=torch.float32)
         return meta.encode_context(x.to(self.device), adj.to(self.device), mask.to(self.device), y.to(self.device))
 
-    def _load(self, oracle: QueryOracle[Any]) -> tuple[MetaPredictorModule, ScoreDiffusionModule | None]:
+    def _load(self, oracle: QueryOracle[Any]) -> tuple[MetaPredictorModule, Generator | None]:
         if self._models is None:
             meta = load_module(MetaPredictorModule, self.predictor_ckpt, oracle.space,
                                "strategy.init_args.predictor_ckpt", self.device)
             generator = None
             if self.generator_ckpt:
-                generator = load_module(ScoreDiffusionModule, self.generator_ckpt, oracle.space,
-                                        "strategy.init_args.generator_ckpt", self.device)
-                if not meta.hparams.noise_aware:
-                    raise ConfigError("strategy.init_args.predictor_ckpt: guided generation needs a meta-predictor "
-                                      "trained with model.init_args.noise_aware: true")
-                check_same_sde(generator.sde, meta.sde)
+                generator = load_generator(self.generator_ckpt, oracle.space, self.device,
+                                           "strategy.init_args.generator_ckpt")
+                if generator.supports_guidance:
+                    if not meta.hparams.noise_aware:
+                        raise ConfigError("strategy.init_args.predictor_ckpt: guided generation needs a meta-predictor "
+                                          "trained with model.init_args.noise_aware: true")
+                    check_same_sde(generator.model.sde, meta.sde)
             self._models = (meta, generator)
         self._check_unseen(self._models[0], oracle)
         return self._models

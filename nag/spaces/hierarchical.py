@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 from nag.errors import ConfigError, InvalidArchitecture
 from nag.nn.hierarchical_network import CELL_OPS as _OP_BUILDERS
 from nag.nn.hierarchical_network import DAGCell, HierarchicalNetwork
-from nag.spaces.base import SearchSpace
+from nag.spaces.base import SearchSpace, cheapest_path
 
 INPUT = "input"
 OUTPUT = "output"
@@ -96,14 +96,33 @@ def _reachable(adjacency: np.ndarray, start: int) -> set[int]:
     return seen
 
 
+def _live_nodes(adjacency: np.ndarray) -> list[int]:
+    """Nodes on some input->output path (empty when the output is unreachable)."""
+    return sorted(_reachable(adjacency, 0) & _reachable(adjacency.T, len(adjacency) - 1))
+
+
+def _op_node_positions(cell: Cell) -> list[set[str]]:
+    """The ops each op-node position of the pruned ``cell`` holds in some topological order:
+    a node fits position ``p`` exactly when its op-node ancestors fit before it and its
+    op-node descendants after it."""
+    adjacency = np.array(cell.adjacency, dtype=np.int64)
+    k = len(cell.ops) - 2
+    positions: list[set[str]] = [set() for _ in range(k)]
+    for v in range(1, k + 1):
+        before = len(_reachable(adjacency.T, v) - {0, v})
+        after = len(_reachable(adjacency, v) - {k + 1, v})
+        for p in range(before, k - after):
+            positions[p].add(cell.ops[v])
+    return positions
+
+
 @lru_cache(maxsize=1 << 16)
 def _pruned(arch: Cell) -> Cell:
     """The cell without nodes off every input->output path (they cannot change the output)."""
     cell = _checked_cell(arch)
     adjacency = np.array(cell.adjacency, dtype=np.int64)
-    n = len(cell.ops)
-    keep = sorted(_reachable(adjacency, 0) & _reachable(adjacency.T, n - 1))
-    if n - 1 not in keep:
+    keep = _live_nodes(adjacency)
+    if not keep:
         raise InvalidArchitecture(f"cell: {_format_cell(cell)!r} has no path from input to output; connect them")
     if len(keep) < 3:
         raise InvalidArchitecture(
@@ -243,6 +262,28 @@ class CellSpace(SearchSpace[Cell]):
     def validate(self, arch: Cell) -> Cell:
         _pruned(arch)
         return arch
+
+    def allowed_ops(self) -> torch.Tensor:
+        """Input first; position 1 always holds an op node; the output may close a cell at
+        positions 2 to 7 (1 to 6 op nodes)."""
+        return self.allowed_table(
+            [{INPUT}, set(CELL_OPS), *[{*CELL_OPS, OUTPUT}] * (MAX_OP_NODES - 1), {OUTPUT}]
+        )
+
+    def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> Cell:
+        """The nearest cell: the node mask's count of nodes (3 to 8), input, each op node's
+        best op, output; the edges above 0.5, plus the cheapest input->output path through an
+        op node when they have none. Returned pruned, like every cell here."""
+        ops, edges, n = self.soft_scores(x, a, node_mask)
+        n = min(max(n, 3), self.max_nodes)
+        best = ops[1 : n - 1, [self.op_index(op) for op in CELL_OPS]].argmax(-1)
+        labels = (INPUT, *(CELL_OPS[i] for i in best), OUTPUT)
+        scores = edges[:n, :n]
+        adjacency = (scores > 0.5).astype(np.int64)
+        if len(_live_nodes(adjacency)) < 3:
+            for edge in cheapest_path(scores, direct=False):
+                adjacency[edge] = 1
+        return self.from_graph(labels, adjacency)
 
     def prune(self, arch: Cell) -> Cell:
         return _pruned(arch)
@@ -548,6 +589,58 @@ class MacroSpace(SearchSpace[MacroArch]):
         arch = MacroArch(int(stem.group(1)), tuple(stages))
         self.validate(arch)
         return arch
+
+    def allowed_ops(self) -> torch.Tensor:
+        """Exact, by walking the graph: the stem, then after each count of stages every block
+        a stage may add (header, its cell's op nodes, ``cell_output``), and the output after
+        ``min_stages`` to ``max_stages`` of them."""
+        return self._allowed.clone()
+
+    def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> MacroArch:
+        """Exact on graphs that already read as members (one-hot ones included); no repair is
+        defined beyond that, because macro architectures are generated as token sequences that
+        :class:`~nag.spaces.macro_tokens.MacroTokenizer`'s grammar keeps valid."""
+        try:
+            return super().project(x, a, node_mask)
+        except InvalidArchitecture as e:
+            raise InvalidArchitecture(
+                f"{self.name}: cannot project a soft graph that does not read as a member ({e}); macro "
+                "architectures are generated as token sequences (MacroTransformerModule), not repaired from graphs"
+            ) from None
+
+    @cached_property
+    def _allowed(self) -> torch.Tensor:
+        rows: list[set[str]] = [set() for _ in range(self.max_nodes)]
+        rows[0] = {op for op in self.ops if _STEM.match(op)}
+        blocks = self._stage_blocks()
+        starts = {1}
+        for count in range(1, self.max_stages + 1):
+            ends = set()
+            for start in starts:
+                for block in blocks:
+                    for offset, names in enumerate(block):
+                        rows[start + offset] |= names
+                    ends.add(start + len(block))
+            starts = ends
+            if count >= self.min_stages:
+                for start in starts:
+                    rows[start].add(OUTPUT)
+        return self.allowed_table(rows)
+
+    def _stage_blocks(self) -> list[list[set[str]]]:
+        """For each block length a stage's graph can have, the ops each of its nodes may hold
+        (over every cell of that size, in every topological order)."""
+        if self.cells is None:
+            bodies = [[set(CELL_OPS)] * k for k in range(1, MAX_OP_NODES + 1)]
+        else:
+            bodies = [_op_node_positions(cell) for cell in self.cells]
+        merged: dict[int, list[set[str]]] = {}
+        for body in bodies:
+            union = merged.setdefault(len(body), [set() for _ in body])
+            for names, ops in zip(union, body):
+                names |= ops
+        headers = {op for op in self.ops if _HEADER.match(op)}
+        return [[headers, *body, {CELL_OUTPUT}] for body in merged.values()]
 
     # --- populations --------------------------------------------------------------------
     def _random_cell(self, rng: np.random.Generator) -> Cell:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from nag.errors import InvalidArchitecture
 from nag.spaces.base import SearchSpace
@@ -182,6 +183,27 @@ class MBV3Space(SearchSpace[MBV3Arch]):
                 )
             stages.append(tuple(_LAYER_OPS[label] for label in slot_labels[:depth]))
         return tuple(stages)
+
+    def allowed_ops(self) -> torch.Tensor:
+        """Input, per stage two layer slots then two that may also be ``skip`` (depth 2 to 4), output."""
+        stage = [set(_LAYER_OPS)] * DEPTHS[0] + [{*_LAYER_OPS, "skip"}] * (MAX_DEPTH - DEPTHS[0])
+        return self.allowed_table([{"input"}, *stage * NUM_STAGES, {"output"}])
+
+    def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> MBV3Arch:
+        """The nearest subnet on the fixed chain: per stage the depth whose active slots' best
+        layer scores plus its trailing slots' ``skip`` scores sum highest, and each active slot's
+        best layer (skips may only end a stage)."""
+        ops, _, _ = self.soft_scores(x, a, node_mask)
+        layers = ops[:, [self.op_index(op) for op in _LAYER_OPS]]
+        skip = ops[:, self.op_index("skip")]
+        choices = list(_LAYER_OPS.values())
+        stages = []
+        for s in range(NUM_STAGES):
+            slots = slice(1 + s * MAX_DEPTH, 1 + (s + 1) * MAX_DEPTH)
+            best, skips = layers[slots].max(-1), skip[slots]
+            depth = DEPTHS[int(np.argmax([best[:d].sum() + skips[d:].sum() for d in DEPTHS]))]
+            stages.append(tuple(choices[i] for i in layers[slots][:depth].argmax(-1)))
+        return self.validate(tuple(stages))
 
     def _chain(self) -> np.ndarray:
         return np.eye(self.max_nodes, k=1, dtype=np.int64)

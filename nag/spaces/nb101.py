@@ -9,9 +9,10 @@ from itertools import combinations
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from nag.errors import InvalidArchitecture
-from nag.spaces.base import SearchSpace
+from nag.spaces.base import SearchSpace, cheapest_path
 
 INPUT = "input"
 OUTPUT = "output"
@@ -117,6 +118,40 @@ def _on_path(adjacency: np.ndarray) -> list[int] | None:
                 backward.add(v)
                 stack.append(v)
     return sorted(forward & backward)
+
+
+def _live_edges(adjacency: np.ndarray) -> int:
+    """Edges left after pruning (0 when no input->output path): what the 9-edge limit counts."""
+    keep = _on_path(adjacency)
+    return 0 if keep is None else int(adjacency[np.ix_(keep, keep)].sum())
+
+
+def _repaired_wiring(scores: np.ndarray) -> np.ndarray:
+    """The nearest legal adjacency to ``n x n`` edge scores: the 9 best edges above 0.5 (with
+    the cheapest input->output path in place of the weakest when they leave the output
+    unreachable), then each further edge above 0.5, by score, that keeps the pruned cell
+    within 9 edges, as pruning frees what dead edges took."""
+    n = len(scores)
+    pairs = [(int(i), int(j)) for i, j in zip(*np.triu_indices(n, k=1))]
+    ranked = [e for e in sorted(pairs, key=lambda e: -scores[e]) if scores[e] > 0.5]
+    chosen = ranked[:MAX_EDGES]
+    if _on_path(_adjacency(chosen, n)) is None:
+        path = cheapest_path(scores)
+        chosen = path + [e for e in ranked if e not in path][: MAX_EDGES - len(path)]
+    adjacency = _adjacency(chosen, n)
+    for edge in ranked:
+        trial = adjacency.copy()
+        trial[edge] = 1
+        if _live_edges(trial) <= MAX_EDGES:
+            adjacency = trial
+    return adjacency
+
+
+def _adjacency(edges: list[tuple[int, int]], n: int) -> np.ndarray:
+    adjacency = np.zeros((n, n), dtype=np.int64)
+    for edge in edges:
+        adjacency[edge] = 1
+    return adjacency
 
 
 def _pruned(arch: object) -> NB101Cell:
@@ -252,6 +287,21 @@ class NB101Space(SearchSpace[NB101Cell]):
     def validate(self, arch: NB101Cell) -> NB101Cell:
         _pruned(arch)
         return arch
+
+    def allowed_ops(self) -> torch.Tensor:
+        """Input first; the output may close a cell at any later position (a 2-node cell puts it
+        at position 1), so positions 1 to 5 hold an op or the output and position 6 the output.
+        Exact, unlike a sample: 2-node cells are a vanishing share of uniform draws."""
+        return self.allowed_table([{INPUT}, *[{*CELL_OPS, OUTPUT}] * (MAX_NODES - 2), {OUTPUT}])
+
+    def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> NB101Cell:
+        """The nearest cell: the node mask's count of nodes (2 to 7), input, each op node's best
+        op, output, wired by :func:`_repaired_wiring`; returned pruned, like every cell here."""
+        ops, edges, n = self.soft_scores(x, a, node_mask)
+        n = min(max(n, 2), MAX_NODES)
+        best = ops[1 : n - 1, [self.op_index(op) for op in CELL_OPS]].argmax(-1)
+        labels = (INPUT, *(CELL_OPS[i] for i in best), OUTPUT)
+        return self.from_graph(labels, _repaired_wiring(edges[:n, :n]))
 
     def prune(self, arch: NB101Cell) -> NB101Cell:
         """The cell without nodes that lie on no input->output path (what NAS-Bench-101 trains)."""

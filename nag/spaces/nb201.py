@@ -72,6 +72,11 @@ class NB201Space(SearchSpace[Arch201]):
             )
         return self.validate(tuple(labels[1:-1]))
 
+    def allowed_ops(self) -> torch.Tensor:
+        """Input, an edge op at each of the 6 edge nodes, output. The base :meth:`project`
+        (best allowed op per node on the fixed graph) already never fails here."""
+        return self.allowed_table([{"input"}, *[EDGE_OPS] * len(EDGES), {"output"}])
+
     def validate(self, arch: Arch201) -> Arch201:
         if not isinstance(arch, tuple) or len(arch) != len(EDGES):
             raise InvalidArchitecture(f"nb201: expected a tuple of {len(EDGES)} edge ops, got {arch!r}")

@@ -8,11 +8,12 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
 from nas_bench_graph.architecture import Arch as _BenchArch
 from nas_bench_graph.architecture import gnn_list, gnn_list_proteins
 
 from nag.errors import InvalidArchitecture
-from nag.spaces.base import SearchSpace
+from nag.spaces.base import SearchSpace, argmax_unless_all
 
 NUM_LAYERS = 4
 ALL_OPS = tuple(gnn_list)
@@ -84,6 +85,20 @@ class NBGraphSpace(SearchSpace[ArchGraph]):
                 f"(links {links}); got a different output wiring"
             )
         return arch
+
+    def allowed_ops(self) -> torch.Tensor:
+        """Input, any layer op at each layer (all four skip is ruled out by :meth:`project`), output."""
+        return self.allowed_table([{"input"}, *[self.layer_ops] * NUM_LAYERS, {"output"}])
+
+    def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> ArchGraph:
+        """The nearest wiring: each layer reads its highest-scoring earlier node and takes its
+        best layer op; if that makes all four skip, the layer that loses least computes instead.
+        The output's edges follow from the links, so their scores are not read."""
+        ops, edges, _ = self.soft_scores(x, a, node_mask)
+        links = tuple(int(edges[:layer, layer].argmax()) for layer in range(1, NUM_LAYERS + 1))
+        layers = ops[1:-1]
+        choice = argmax_unless_all(layers, self.op_index("skip")) if "skip" in self.layer_ops else layers.argmax(-1)
+        return self.validate((links, tuple(self.ops[i] for i in choice)))
 
     def validate(self, arch: ArchGraph) -> ArchGraph:
         try:

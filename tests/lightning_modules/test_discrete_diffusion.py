@@ -138,7 +138,7 @@ def test_nag_generate_takes_conditions_and_rejects_unknown_ones_in_one_line(chec
     main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=6", "--steps=3",
           "--conditions", '{"valid_acc": 0.85, "latency": 0.004}', "--guidance_scale=2", f"--output={out}", *QUIET])
     lines = out.read_text().splitlines()
-    assert len(lines) == 7 and lines[0].startswith("sample,valid,arch,key,error,valid_acc,latency,params")
+    assert len(lines) == 7 and lines[0].startswith("sample,valid,raw_valid,arch,key,error,valid_acc,latency,params")
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=2", "--steps=1",
               "--conditions", '{"accuracy": 0.9}', f"--output={tmp_path / 'x.csv'}", *QUIET])

@@ -25,9 +25,9 @@ def test_score_matching_loss_decreases(tmp_path):
     dm.setup()
     batch = next(iter(dm.val_dataloader()))
     gen = torch.Generator().manual_seed(0)
-    before = model._dsm_loss(batch, model.net, gen).item()
+    before = model.loss(batch, model.net, gen)[0].item()
     quiet_trainer(tmp_path, max_epochs=3).fit(model, dm)
-    after = model._dsm_loss(batch, model.net, torch.Generator().manual_seed(0)).item()
+    after = model.loss(batch, model.net, torch.Generator().manual_seed(0))[0].item()
     assert after < 0.6 * before
 
 
@@ -40,7 +40,7 @@ def test_sampler_returns_requested_count_and_is_seeded():
     assert a["x"].shape == (7, 8, 7) and a["adj"].shape == (7, 8, 8) and a["mask"].shape == (7, 8)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["x"], c["x"])
-    assert torch.equal(a["x"].sum(-1), torch.ones(7, 8)), "argmax projection gives one op per node"
+    assert a["x"].isfinite().all() and a["mask"].all(), "raw op scores of every node (the space projects them)"
 
 
 def test_pc_sampler_and_invalid_samples_are_counted():

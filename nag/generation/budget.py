@@ -9,23 +9,15 @@ metric, so the same filter scores HW-NAS-Bench devices and random-sampling basel
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.generation import decode_samples
+from nag.generation.generator import Conditions, Generator
 from nag.spaces.base import Arch
-
-
-class GraphSampler(Protocol):
-    """Anything with the generators' ``sample_graphs`` (a trained module, or a baseline)."""
-
-    def sample_graphs(self, num_samples: int, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]: ...
 
 
 def true_values(benchmark: Benchmark, archs: Sequence[Arch | None], metrics: Sequence[str]) -> np.ndarray:
@@ -66,31 +58,25 @@ class BudgetResult:
         return len(self.archs) / self.drawn if self.drawn else math.nan
 
 
-def generate_within_budget(model: GraphSampler, benchmark: Benchmark, metric: str, budget: float,
-                           num_samples: int, conditions: Mapping[str, float] | None = None,
-                           guidance_scale: float | Mapping[str, float] | None = None, seed: int = 0,
-                           max_draws: int | None = None, **sample_kwargs: Any) -> BudgetResult:
+def generate_within_budget(generator: Generator, benchmark: Benchmark, metric: str, budget: float,
+                           num_samples: int, conditions: Conditions | None = None, seed: int = 0,
+                           max_draws: int | None = None, steps: int | None = None) -> BudgetResult:
     """Draw batches of ``num_samples`` (seeds ``seed, seed + 1, ...``) until ``num_samples``
     samples have ``metric <= budget`` in ``benchmark`` (``>=`` for a maximised metric) or
     ``max_draws`` (default ``20 * num_samples``) were drawn. Samples whose cost the table does
-    not hold are not kept. ``conditions``/``guidance_scale`` go to ``sample_graphs`` (raw units)."""
+    not hold are not kept. ``conditions`` (raw units) go to the generator."""
     if num_samples < 1:
         raise ConfigError(f"num_samples={num_samples}: ask for at least one architecture")
     benchmark.column(metric)  # UnknownMetric naming the available ones
     minimize = not benchmark.higher_is_better(metric)
     max_draws = max_draws or 20 * num_samples
-    kwargs = dict(sample_kwargs)
-    if conditions is not None:
-        kwargs["conditions"] = dict(conditions)
-    if guidance_scale is not None:
-        kwargs["guidance_scale"] = guidance_scale
     kept: list[Arch] = []
     costs: list[float] = []
     drawn = valid = measured = 0
     round_seed = seed
     while len(kept) < num_samples and drawn < max_draws:
         n = min(num_samples, max_draws - drawn)
-        result = decode_samples(benchmark.space, model.sample_graphs(n, seed=round_seed, **kwargs))
+        result = generator.sample(n, seed=round_seed, steps=steps, conditions=conditions)
         values = true_values(benchmark, result.archs, [metric])[:, 0]
         ok = within_budget(values, budget, minimize)
         drawn += n

@@ -1,4 +1,4 @@
-"""From sampled graphs to a scored, written set of architectures (shared by all generators)."""
+"""A generated set scored against a benchmark, written to CSV/JSON and shown as a table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,53 +16,33 @@ import torch
 
 from nag import tables
 from nag.benchmarks.base import Benchmark
-from nag.errors import ConfigError, InvalidArchitecture
+from nag.errors import ConfigError
+from nag.generation.generated_set import GeneratedSet
 from nag.metrics.generation import BenchmarkTruth, Novelty, Uniqueness, Validity
 from nag.spaces.base import Arch, SearchSpace
-
-
-@dataclass
-class GeneratedSet:
-    """Decoded samples in sampling order; invalid ones are kept as ``None`` with the reason,
-    so they are counted, never silently dropped or replaced."""
-
-    archs: list[Arch | None]
-    errors: list[str | None]
-    summary: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def valid(self) -> list[Arch]:
-        return [a for a in self.archs if a is not None]
-
-
-def decode_samples(space: SearchSpace, graphs: dict[str, torch.Tensor]) -> GeneratedSet:
-    archs: list[Arch | None] = []
-    errors: list[str | None] = []
-    for x, adj, mask in zip(graphs["x"], graphs["adj"], graphs["mask"]):
-        try:
-            archs.append(space.decode(x, adj, mask))
-            errors.append(None)
-        except InvalidArchitecture as e:
-            archs.append(None)
-            errors.append(str(e))
-    return GeneratedSet(archs, errors)
 
 
 def score_samples(result: GeneratedSet, space: SearchSpace, train_keys: set[str],
                   benchmark: Benchmark | None, metrics: Sequence[str],
                   device: torch.device | str = "cpu") -> dict[str, float]:
-    """Validity, uniqueness, novelty against the training split, and true benchmark metrics.
+    """Validity (after the space's projection) and raw validity (before it), uniqueness by
+    isomorphism class (canonical key) and by string, novelty against the training split, and
+    true benchmark metrics.
 
     Metrics live on ``device`` so that under DDP torchmetrics syncs them across ranks.
     """
     valid = result.valid
     keys = [space.key(a) for a in valid]
-    validity, uniqueness, novelty = Validity().to(device), Uniqueness().to(device), Novelty(train_keys).to(device)
+    validity, raw_validity = Validity().to(device), Validity().to(device)
+    uniqueness, by_string, novelty = Uniqueness().to(device), Uniqueness().to(device), Novelty(train_keys).to(device)
     validity.update(torch.tensor([a is not None for a in result.archs], device=device))
+    raw_validity.update(torch.tensor(result.raw_valid, dtype=torch.bool, device=device))
     uniqueness.update(keys)
+    by_string.update([space.to_string(a) for a in valid])
     novelty.update(keys)
     summary = {"samples": float(len(result.archs)), "validity": float(validity.compute()),
-               "uniqueness": float(uniqueness.compute()), "novelty": float(novelty.compute())}
+               "raw_validity": float(raw_validity.compute()), "uniqueness": float(uniqueness.compute()),
+               "uniqueness_string": float(by_string.compute()), "novelty": float(novelty.compute())}
     for metric in metrics:
         truth = BenchmarkTruth(benchmark, metric).to(device)
         truth.update(valid)
@@ -77,7 +56,7 @@ def rows_for(result: GeneratedSet, space: SearchSpace, benchmark: Benchmark | No
              metrics: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     for i, (arch, err) in enumerate(zip(result.archs, result.errors)):
-        row: dict[str, Any] = {"sample": i, "valid": arch is not None,
+        row: dict[str, Any] = {"sample": i, "valid": arch is not None, "raw_valid": result.raw_valid[i],
                                "arch": space.to_string(arch) if arch is not None else "",
                                "key": space.key(arch) if arch is not None else "", "error": err or ""}
         for m in metrics:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from nag.benchmarks.base import Benchmark
-from nag.budget_generation import GraphSampler, true_values
 from nag.errors import ConfigError
-from nag.generation import decode_samples
+from nag.generation.budget import true_values
+from nag.generation.generator import Generator
 from nag.metrics.pareto import (
     ParetoFront,
     directions,
@@ -81,22 +81,21 @@ def target_grid(benchmark: Benchmark, metrics: Sequence[str], points: Sequence[i
     return np.array(list(itertools.product(*axes)), dtype=np.float64)
 
 
-def pareto_sweep(model: GraphSampler, benchmark: Benchmark,
+def pareto_sweep(generator: Generator, benchmark: Benchmark,
                  metrics: Sequence[str] = ("cifar10_test_200ep", "hwnb_cifar10_fpga_latency"),
                  targets: np.ndarray | None = None, points: Sequence[int] = (3, 8),
                  quantiles: Sequence[tuple[float, float]] = ((0.5, 1.0), (0.0, 1.0)),
                  samples_per_target: int = 25,
-                 guidance_scale: float | Mapping[str, float] | None = None,
                  reference: Sequence[float] | None = None, seed: int = 0,
-                 **sample_kwargs: Any) -> ParetoSweep:
+                 steps: int | None = None) -> ParetoSweep:
     """Sample ``samples_per_target`` architectures for every row of ``targets`` (``[G, M]`` raw
     values, one column per metric; default :func:`target_grid` over ``points``/``quantiles``),
     conditioning on all metrics at once, and score the union.
 
     ``reference`` defaults to the table's worst value of each metric
     (:func:`nag.metrics.pareto.reference_point`); the generated and true hypervolumes use the
-    same one. All samples come from one ``sample_graphs`` call with per-sample conditions and
-    ``seed``; other keyword arguments (``sampler``, ``steps``, ``mode``, ``batch_size``) go to it.
+    same one. All samples come from one ``generator.sample`` call with per-sample conditions,
+    ``seed`` and ``steps``; the guidance scale and mode are the generator's own settings.
     """
     metrics = tuple(metrics)
     maximize = directions(benchmark, metrics)
@@ -106,13 +105,9 @@ def pareto_sweep(model: GraphSampler, benchmark: Benchmark,
     if samples_per_target < 1 or len(targets) == 0:
         raise ConfigError(f"pareto_sweep: need targets and samples_per_target >= 1, got {len(targets)} and "
                           f"{samples_per_target}")
-    kwargs = dict(sample_kwargs)
-    if guidance_scale is not None:
-        kwargs["guidance_scale"] = guidance_scale
     # one call: each sample carries its own targets, so guidance passes batch across the grid
     conditions = {m: np.repeat(targets[:, j], samples_per_target).tolist() for j, m in enumerate(metrics)}
-    graphs = model.sample_graphs(len(targets) * samples_per_target, seed=seed, conditions=conditions, **kwargs)
-    archs = decode_samples(benchmark.space, graphs).archs
+    archs = generator.sample(len(targets) * samples_per_target, seed=seed, steps=steps, conditions=conditions).archs
     values = true_values(benchmark, archs, metrics)
     ref = reference_point(benchmark, metrics) if reference is None else np.asarray(reference, dtype=np.float64)
     known = ~np.isnan(values).any(1)

@@ -1,0 +1,65 @@
+"""Decoded samples of a generator, in sampling order, with what was wrong before projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nag.errors import InvalidArchitecture
+from nag.spaces.base import Arch, SearchSpace
+
+
+@dataclass
+class GeneratedSet:
+    """Samples in sampling order. ``archs`` are what the space's ``project`` made of each raw
+    graph (``None`` with the reason in ``errors`` where even that failed, so failures are
+    counted, never dropped); ``raw_valid`` says which graphs were valid as sampled, before any
+    repair; ``graphs`` are the raw ``{x, adj, mask}`` tensors."""
+
+    archs: list[Arch | None]
+    errors: list[str | None]
+    raw_valid: list[bool] = field(default_factory=list)
+    graphs: dict[str, torch.Tensor] | None = None
+    summary: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.raw_valid:
+            self.raw_valid = [a is not None for a in self.archs]
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    @property
+    def valid(self) -> list[Arch]:
+        return [a for a in self.archs if a is not None]
+
+    @property
+    def validity(self) -> float:
+        return len(self.valid) / max(len(self.archs), 1)
+
+    @property
+    def raw_validity(self) -> float:
+        return sum(self.raw_valid) / max(len(self.raw_valid), 1)
+
+
+def decode_samples(space: SearchSpace, graphs: dict[str, torch.Tensor], project: bool = True) -> GeneratedSet:
+    """Each raw graph decoded strictly (``space.decode``: is it valid as sampled?) and, with
+    ``project``, mapped to the nearest valid architecture by ``space.project``."""
+    archs: list[Arch | None] = []
+    errors: list[str | None] = []
+    raw_valid: list[bool] = []
+    for x, adj, mask in zip(graphs["x"], graphs["adj"], graphs["mask"]):
+        try:
+            arch, error = space.decode(x, adj, mask), None
+        except InvalidArchitecture as e:
+            arch, error = None, str(e)
+        raw_valid.append(arch is not None)
+        if arch is None and project:
+            try:
+                arch = space.project(x, adj, mask)
+            except InvalidArchitecture as e:
+                error = f"{error}; projection failed: {e}"
+        archs.append(arch)
+        errors.append(None if arch is not None else error)
+    return GeneratedSet(archs, errors, raw_valid, graphs)

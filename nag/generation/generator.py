@@ -1,0 +1,89 @@
+"""The one way to sample architectures: the :class:`Generator` protocol, and the adapter that
+makes any trained generator module (score diffusion, discrete diffusion, cell flow) one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from nag.diffusion.guidance import GuidanceTerm
+from nag.errors import ConfigError
+from nag.generation.generated_set import GeneratedSet, decode_samples
+from nag.spaces.base import SearchSpace
+
+#: Raw target values by name (benchmark units), one value for all samples or one per sample.
+Conditions = Mapping[str, float | Sequence[float]]
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Anything that samples architectures of ``space``.
+
+    ``condition_names``: what ``conditions`` may name (empty: unconditional);
+    ``supports_guidance``: whether predictor-guidance terms (:mod:`nag.diffusion.guidance`)
+    are accepted. Everything that samples in nag (``nag generate``, the metrics callback,
+    transfer and BO proposals, budget and Pareto generation, benchmarks) takes a Generator.
+    """
+
+    space: SearchSpace
+    condition_names: Sequence[str]
+    supports_guidance: bool
+
+    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Conditions | None = None,
+               guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet: ...
+
+
+class ModelGenerator:
+    """A trained generator module with the space it was trained on.
+
+    The module draws raw graphs (``sample_graphs``); this class checks the request against
+    what the module supports, decodes the graphs (raw validity) and projects them onto the
+    space. ``options`` are the module's own sampling settings (``sampler="pc"``,
+    ``guidance_scale``, ``mode``), fixed for every call.
+    """
+
+    def __init__(self, model: Any, space: SearchSpace, batch_size: int = 1000,
+                 project: bool = True, **options: Any) -> None:
+        if not hasattr(model, "sample_graphs"):
+            raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
+        self.model, self.space, self.batch_size, self.project, self.options = model, space, batch_size, project, options
+
+    @property
+    def condition_names(self) -> list[str]:
+        return list(getattr(self.model, "condition_names", []))
+
+    @property
+    def supports_guidance(self) -> bool:
+        return bool(getattr(self.model, "supports_guidance", False))
+
+    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Conditions | None = None,
+               guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet:
+        """``n`` samples in sampling order; the same seed gives the same samples."""
+        kwargs = dict(self.options)
+        if conditions:
+            unknown = [c for c in conditions if c not in self.condition_names]
+            if unknown:
+                known = ", ".join(self.condition_names) or "none: it is unconditional"
+                raise ConfigError(f"conditions {unknown}: {type(self.model).__name__} was trained with conditions "
+                                  f"{known}; drop or rename them")
+            kwargs["conditions"] = conditions
+        if guidance:
+            if not self.supports_guidance:
+                raise ConfigError(f"guidance: {type(self.model).__name__} does not take predictor guidance; "
+                                  "use a score-diffusion generator or drop the guidance terms")
+            kwargs["guidance"] = list(guidance)
+        was_training = getattr(self.model, "training", False)
+        if was_training:
+            self.model.eval()
+        try:
+            graphs = self.model.sample_graphs(n, steps=steps, seed=seed, batch_size=self.batch_size,
+                                              progress=progress, **kwargs)
+        finally:
+            if was_training:
+                self.model.train()
+        return decode_samples(self.space, graphs, project=self.project)
+
+    def __repr__(self) -> str:
+        return f"ModelGenerator({type(self.model).__name__}, {self.space!r})"

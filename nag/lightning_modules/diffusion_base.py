@@ -1,0 +1,103 @@
+"""What the two graph-diffusion generators share: EMA weights, optimiser with warm-up,
+validation on the EMA, and the batched sampling loop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from nag.errors import ConfigError
+from nag.lightning_modules.finite_loss import ensure_finite
+
+Graphs = dict[str, torch.Tensor]
+
+
+class DiffusionModule(pl.LightningModule):
+    """Base of :class:`ScoreDiffusionModule` and :class:`DiscreteDiffusionModule`.
+
+    A subclass builds ``self.net`` in ``__init__``, then calls :meth:`init_ema`, and defines
+    :meth:`loss` (``(batch, net, generator) -> (loss, named parts)``) and
+    :meth:`sample_batch` (``b`` samples as ``{x, adj, mask}`` graphs). Training, validation,
+    the optimiser and :meth:`sample_graphs` come from here, so both generators average, warm
+    up, validate and batch their sampling the same way.
+
+    Class attributes say what a generator supports (read by :mod:`nag.generation`):
+    ``supports_guidance`` (predictor-gradient guidance terms) and the instance's
+    ``condition_names`` (conditions of classifier-free guidance, in raw benchmark units).
+    """
+
+    supports_guidance: bool = False
+    condition_names: list[str]
+    loss_name: str = "loss"
+
+    def init_ema(self) -> None:
+        """EMA copy of ``self.net``. Buffers are not averaged: they are constants (positions,
+        quantile knots, edge directions), and averaging would round integer ones."""
+        self.ema = AveragedModel(self.net, avg_fn=self._ema_step, use_buffers=False)
+
+    def _ema_step(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        """EMA whose decay warms up as ``(1 + n) / (10 + n)``: with a fixed decay the average
+        would still hold a large share of the random initial weights in short runs."""
+        n = float(num_averaged)
+        decay = min(self.hparams.ema_decay, (1.0 + n) / (10.0 + n))
+        return decay * averaged + (1.0 - decay) * current
+
+    # --- subclass hooks ---------------------------------------------------------------
+    def loss(self, batch: Mapping[str, torch.Tensor], net: nn.Module,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def sample_batch(self, b: int, generator: torch.Generator, steps: int | None, progress: bool,
+                     start: int, **options: Any) -> Graphs:
+        """``b`` samples (``start``: index of the first in the whole request, for per-sample
+        conditions)."""
+        raise NotImplementedError
+
+    # --- training ---------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, parts = self.loss(batch, self.net)
+        loss = ensure_finite(loss, self.loss_name, self.global_step)
+        b = batch["x"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        if parts:
+            self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=b)
+        return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The EMA follows each optimiser step at once: a checkpoint saved when a callback sees
+        the batch end (``every_n_train_steps``) then holds the EMA of the weights it holds."""
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update_parameters(self.net)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        loss, _ = self.loss(batch, self.ema.module, gen)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warmup = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- sampling ---------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_graphs(self, num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int = 1000,
+                      progress: bool = False, **options: Any) -> Graphs:
+        """Raw samples in the {0, 1} scale, ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``,
+        drawn in batches of ``batch_size`` from one seeded generator (same seed, same samples).
+        ``options`` are the subclass's (sampler, conditions, guidance, ...)."""
+        if num_samples < 1 or batch_size < 1:
+            raise ConfigError(f"num_samples={num_samples}, batch_size={batch_size}: both must be at least 1")
+        if steps is not None and steps < 1:
+            raise ConfigError(f"steps={steps}: need at least one sampling step")
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        outs = [self.sample_batch(min(batch_size, num_samples - start), gen, steps, progress, start, **options)
+                for start in range(0, num_samples, batch_size)]
+        return {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}
+

@@ -1,0 +1,39 @@
+"""Search spaces by name: how a checkpoint's space is rebuilt without running anything it names.
+
+A checkpoint stores its space as ``{"name", "init_args"}`` (:attr:`SearchSpace.build_config`).
+Only registered classes are constructed, never a class path read from the file, so a shared
+checkpoint cannot make nag import or call arbitrary code. nag's own spaces are registered; a
+new space registers itself with :func:`register_space` (or is passed explicitly).
+"""
+
+from __future__ import annotations
+
+from nag.errors import ConfigError
+from nag.spaces.base import SearchSpace
+
+_SPACES: dict[str, type[SearchSpace]] = {}
+
+
+def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
+    """Make ``cls`` rebuildable by its ``name`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, SearchSpace) and cls.name):
+        raise ConfigError(f"register_space({cls!r}): expected a SearchSpace subclass with a name")
+    _SPACES[cls.name] = cls
+    return cls
+
+
+def space_classes() -> dict[str, type[SearchSpace]]:
+    """Registered spaces by name (``nb201``, ``nbgraph``, ...)."""
+    return dict(_SPACES)
+
+
+def build_space(config: dict) -> SearchSpace:
+    """The space ``config`` (``{"name", "init_args"}``) describes."""
+    name = config.get("name") if isinstance(config, dict) else None
+    if name not in _SPACES:
+        raise ConfigError(f"search space {name!r} is not registered (known: {', '.join(sorted(_SPACES))}); "
+                          "import the module that defines it and call nag.spaces.register_space, or pass space=")
+    try:
+        return _SPACES[name](**config.get("init_args", {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"search space {name!r} cannot be rebuilt from {config.get('init_args')}: {e}") from None
