@@ -204,8 +204,11 @@ def main() -> None:
     best_in_budget = float(acc[lat <= budget].max())
     acc_top5 = float(np.quantile(acc, 0.95))
     w = args.guidance
-    conditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=w, mode=args.mode)
-    unconditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=0.0)  # null tokens only
+    # the Pareto grid spans the table's range, a little beyond the training split's
+    conditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=w, mode=args.mode,
+                                 extrapolate=True)
+    unconditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=0.0,  # null tokens only
+                                   extrapolate=True)
 
     def methods(conditions: dict[str, float] | None, random_name: str) -> list[tuple[str, Generator, dict[str, Any]]]:
         """The same question to the three generators (random ignores it)."""

@@ -68,6 +68,7 @@ class NagTrainer(pl.Trainer):
         conditions: dict[str, float] | None = None,
         guidance_scale: float | dict[str, float] = 1.0,
         mode: Literal["compositional", "joint"] = "compositional",
+        extrapolate: bool = False,
         guide: Sequence[str] = (),
         guide_scale: float = 1.0,
         guide_normalize: bool = True,
@@ -83,7 +84,8 @@ class NagTrainer(pl.Trainer):
         for discrete diffusion). ``conditions`` (raw target values, e.g.
         ``{"cifar10_test_200ep": 94.3}``) steer a conditional generator by classifier-free
         guidance of strength ``guidance_scale`` (one number, or one per condition in
-        ``compositional`` mode; ``joint`` conditions one pass on all of them).
+        ``compositional`` mode; ``joint`` conditions one pass on all of them); a condition
+        outside the training split's range is refused unless ``extrapolate``.
 
         ``guide`` steers a score-diffusion generator with the gradients of ``predictor_ckpt``
         (a noise-aware ``PredictorModule`` trained on the generator's SDE): objectives such as
@@ -106,7 +108,7 @@ class NagTrainer(pl.Trainer):
         module = load_module(type(model), ckpt_path, space, "--ckpt_path", self.strategy.root_device)
         options: dict[str, Any] = {} if sampler is None else {"sampler": sampler}
         if conditions:
-            options.update(guidance_scale=guidance_scale, mode=mode)
+            options.update(guidance_scale=guidance_scale, mode=mode, extrapolate=extrapolate)
         predictor = None
         if predictor_ckpt is not None:
             predictor = load_module(PredictorModule, predictor_ckpt, space, "--predictor_ckpt", self.strategy.root_device)

@@ -275,7 +275,8 @@ def test_generate_to_an_unwritable_suffix_fails_before_sampling(score_ckpt, file
     ('{"no_such_condition": 1.0}', "was trained with conditions"),
     ('{"cifar10_test_200ep": .nan}', "give one finite value"),
     ('{"cifar10_test_200ep": .inf}', "give one finite value"),
-], ids=["unknown_condition", "nan_condition", "infinite_condition"])
+    ('{"cifar10_test_200ep": 150.0}', "outside the training range"),
+], ids=["unknown_condition", "nan_condition", "infinite_condition", "out_of_range_condition"])
 def test_condition_case(conditions, fragment, discrete_ckpt, files, capsys, tmp_path):
     args = generate_args([NB201_DISCRETE, files["tiny.yaml"], files["tiny_discrete.yaml"]], discrete_ckpt,
                          tmp_path / "out.csv", f"--conditions={conditions}")

@@ -168,13 +168,15 @@ class ArchitectureDataModule(pl.LightningDataModule):
     @cached_property
     def target_stats(self) -> dict[str, dict[str, float]]:
         """Mean/std of each target over the training split, stored in checkpoints so that
-        predictions and conditions are (de)normalised exactly as in training."""
+        predictions and conditions are (de)normalised exactly as in training; min/max so that
+        a condition outside what the model saw is refused rather than silently extrapolated."""
         _, y = self._rows
         train = y[self.split_indices["train"]]
         stats = {}
         for j, t in enumerate(self.targets):
             std = float(train[:, j].std())
-            stats[t] = {"mean": float(train[:, j].mean()), "std": std if std > 0 and math.isfinite(std) else 1.0}
+            stats[t] = {"mean": float(train[:, j].mean()), "std": std if std > 0 and math.isfinite(std) else 1.0,
+                        "min": float(train[:, j].min()), "max": float(train[:, j].max())}
         return stats
 
     def spec(self) -> dict:

@@ -128,10 +128,12 @@ class DiscreteDiffusionModule(DiffusionModule):
         return batch["y"][:, self.condition_columns].float()
 
     def normalize_conditions(self, conditions: Mapping[str, float | Sequence[float] | torch.Tensor],
-                             num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+                             num_samples: int, extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw benchmark values (e.g. accuracy 94.0, latency 2.1 ms), a scalar or one per
         sample, to the normalised ``values [S, C]`` and the requested mask ``[C]``, with the
-        training statistics of ``data_spec`` -- the same numbers the datamodule used."""
+        training statistics of ``data_spec`` -- the same numbers the datamodule used. A value
+        outside the training split's range is refused unless ``extrapolate``: the model never
+        saw one, and what it does there is undefined."""
         stats = self.hparams.data_spec.get("target_stats", {})
         unknown = [name for name in conditions if name not in self.condition_names]
         if unknown:
@@ -147,6 +149,10 @@ class DiscreteDiffusionModule(DiffusionModule):
             raw = torch.as_tensor(conditions[name], dtype=torch.float64).flatten()
             if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
                 raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
+            lo, hi = stats[name].get("min", -math.inf), stats[name].get("max", math.inf)
+            if not extrapolate and ((raw < lo) | (raw > hi)).any():
+                raise ConfigError(f"conditions[{name!r}] = {float(raw[(raw < lo) | (raw > hi)][0]):g} lies outside the "
+                                  f"training range [{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate")
             values[:, c] = (raw - stats[name]["mean"]) / stats[name]["std"]
             given[c] = True
         return values.float(), given
@@ -194,7 +200,8 @@ class DiscreteDiffusionModule(DiffusionModule):
 
     # --- sampling ---------------------------------------------------------------------
     def guidance_plan(self, conditions: Mapping[str, Any] | None, guidance_scale: float | Mapping[str, float],
-                      mode: GuidanceMode, num_samples: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+                      mode: GuidanceMode, num_samples: int,
+                      extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
         """The forward passes of classifier-free guidance and their weights.
 
         Returns ``values [S, C]``, ``keep [P, C]`` (which conditions each pass sees) and
@@ -203,7 +210,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         whose weight is zero (e.g. the unconditional one at scale 1) is not run."""
         if mode not in ("compositional", "joint"):
             raise ConfigError(f"mode={mode!r}; expected 'compositional' or 'joint'")
-        values, given = self.normalize_conditions(conditions or {}, num_samples)
+        values, given = self.normalize_conditions(conditions or {}, num_samples, extrapolate)
         names = [n for n, g in zip(self.condition_names, given) if g]
         if isinstance(guidance_scale, Mapping):
             extra = [n for n in guidance_scale if n not in names]
@@ -258,7 +265,7 @@ class DiscreteDiffusionModule(DiffusionModule):
                       progress: bool = False, sampler: Literal["ancestral"] = "ancestral",
                       conditions: Mapping[str, float | Sequence[float]] | None = None,
                       guidance_scale: float | Mapping[str, float] = 1.0,
-                      mode: GuidanceMode = "compositional") -> Graphs:
+                      mode: GuidanceMode = "compositional", extrapolate: bool = False) -> Graphs:
         """Ancestral sampling (``p(z_s | z_t)`` from the predicted ``x_0``); see
         :meth:`DiffusionModule.sample_graphs`.
 
@@ -269,10 +276,11 @@ class DiscreteDiffusionModule(DiffusionModule):
                 for all samples or one per sample. Conditions left out are not imposed.
             guidance_scale: ``w`` of classifier-free guidance; per condition in compositional mode.
             mode: ``compositional`` (one pass per condition) or ``joint`` (one pass with all).
+            extrapolate: allow conditions outside the training split's range.
         """
         if sampler != "ancestral":
             raise ConfigError(f"sampler={sampler!r}: discrete diffusion samples with 'ancestral'")
-        plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1))
+        plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1), extrapolate)
         return super().sample_graphs(num_samples, steps, seed, batch_size, progress, plan=plan)
 
     def sample_batch(self, b: int, generator: torch.Generator, steps: int | None, progress: bool, start: int,

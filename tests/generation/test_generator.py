@@ -29,6 +29,8 @@ CONFIGS = {  # shipped generator configs and the data file each needs (None: emb
     "nb201/discrete_diffusion.yaml": DATA / "nb201" / "nb201.csv",
     "nb101/diffusion.yaml": DATA / "nb101" / "nb101_1k.json",
     "nb101/discrete_diffusion.yaml": DATA / "nb101" / "nb101_1k.json",
+    "hierarchical/cell_diffusion.yaml": None,
+    "hierarchical/cell_discrete_diffusion.yaml": None,
 }
 
 

@@ -86,7 +86,7 @@ def test_bf16_mixed_training_is_finite_and_the_generation_callback_logs(nbgraph_
 
 def test_samples_are_seeded_dags_with_every_guidance_mode(nbgraph_dm):
     model = tiny(nbgraph_dm).eval()
-    cond = {"valid_acc": 0.85, "latency": 0.004}
+    cond = {"valid_acc": 0.81, "latency": 0.004}
     a = model.sample_graphs(5, steps=4, seed=3, batch_size=3, conditions=cond, guidance_scale=2.0)
     b = model.sample_graphs(5, steps=4, seed=3, batch_size=3, conditions=cond, guidance_scale=2.0)
     c = model.sample_graphs(5, steps=4, seed=4, batch_size=3, conditions=cond, guidance_scale=2.0)
@@ -103,18 +103,18 @@ def test_samples_are_seeded_dags_with_every_guidance_mode(nbgraph_dm):
 
 def test_guidance_plan_batches_conditional_and_unconditional_passes(nbgraph_dm):
     model = tiny(nbgraph_dm)
-    values, keep, weights = model.guidance_plan({"valid_acc": 0.8, "latency": 0.01}, {"valid_acc": 2.0}, "compositional", 3)
+    values, keep, weights = model.guidance_plan({"valid_acc": 0.8, "latency": 0.005}, {"valid_acc": 2.0}, "compositional", 3)
     assert keep.tolist() == [[False, False], [True, False], [False, True]]
     assert weights == [1.0 - 2.0 - 1.0, 2.0, 1.0]
     stats = nbgraph_dm.spec()["target_stats"]
     expected = (0.8 - stats["valid_acc"]["mean"]) / stats["valid_acc"]["std"]
     assert torch.allclose(values[:, 0], torch.full((3,), expected))
-    _, keep, weights = model.guidance_plan({"latency": 0.01}, 1.0, "joint", 3)
+    _, keep, weights = model.guidance_plan({"latency": 0.005}, 1.0, "joint", 3)
     assert keep.tolist() == [[False, True]] and weights == [1.0], "scale 1: the conditional pass alone"
     _, keep, weights = model.guidance_plan(None, 1.0, "compositional", 3)
     assert keep.tolist() == [[False, False]] and weights == [1.0]
     with pytest.raises(ConfigError, match="joint mode takes one number"):
-        model.guidance_plan({"latency": 0.01}, {"latency": 2.0}, "joint", 3)
+        model.guidance_plan({"latency": 0.005}, {"latency": 2.0}, "joint", 3)
 
 
 def test_unknown_conditions_name_the_valid_ones(nbgraph_dm):
@@ -136,7 +136,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_nag_generate_takes_conditions_and_rejects_unknown_ones_in_one_line(checkpoint, tmp_path, capsys):
     out = tmp_path / "gen.csv"
     main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=6", "--steps=3",
-          "--conditions", '{"valid_acc": 0.85, "latency": 0.004}', "--guidance_scale=2", f"--output={out}", *QUIET])
+          "--conditions", '{"valid_acc": 0.81, "latency": 0.004}', "--guidance_scale=2", f"--output={out}", *QUIET])
     lines = out.read_text().splitlines()
     assert len(lines) == 7 and lines[0].startswith("sample,valid,raw_valid,arch,key,error,valid_acc,latency,params")
     with pytest.raises(SystemExit) as exit_info:
@@ -148,3 +148,15 @@ def test_nag_generate_takes_conditions_and_rejects_unknown_ones_in_one_line(chec
     assert len(errors) == 1 and "Traceback" not in err
     assert "conditions ['accuracy']" in errors[0] and "valid_acc, latency, params" in errors[0]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_conditions_outside_the_training_range_are_refused_unless_allowed(nbgraph_dm):
+    model = tiny(nbgraph_dm, conditions=["valid_acc"])
+    stats = nbgraph_dm.target_stats["valid_acc"]
+    inside = (stats["min"] + stats["max"]) / 2
+    values, given = model.normalize_conditions({"valid_acc": inside}, 3)
+    assert given.all() and torch.allclose(values, torch.full((3, 1), (inside - stats["mean"]) / stats["std"]))
+    with pytest.raises(ConfigError, match=r"outside the training range \["):
+        model.normalize_conditions({"valid_acc": stats["max"] + 0.01}, 3)
+    values, _ = model.normalize_conditions({"valid_acc": stats["max"] + 0.01}, 3, extrapolate=True)
+    assert values[0, 0] > (stats["max"] - stats["mean"]) / stats["std"]

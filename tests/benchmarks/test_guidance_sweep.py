@@ -1,0 +1,41 @@
+"""``benchmarks/guidance_sweep.py`` end to end at toy size: three tiny fits, two scales per
+generator, 8 samples a row; the report has every column in every row and its three files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "guidance_sweep.py"
+
+
+def _script():
+    """The script, loaded from its file (``benchmarks/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location("guidance_sweep_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_sweep(tmp_path: Path, single_thread: None) -> None:
+    script = _script()
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    script.main(["--epochs", "1", "--predictor-epochs", "1", "--max-steps", "3", "--samples", "8", "--pc-steps", "2",
+                 "--score-scales", "0", "1", "--cfg-scales", "0", "2", "--run-dir", str(runs), "--out", str(out)])
+    assert {p.name for p in out.iterdir()} == {"guidance_sweep.json", "guidance_sweep.md", "guidance_sweep.png"}
+    assert (out / "guidance_sweep.md").read_text().startswith("<!-- python benchmarks/guidance_sweep.py --epochs 1")
+    assert len(list(runs.glob("*/fit.json"))) == 3  # what a rerun reuses
+    report = json.loads((out / "guidance_sweep.json").read_text())
+    rows = report["rows"]
+    assert [(r["method"], r["scale"]) for r in rows] == [
+        ("uniform random", None), ("score, ode", 0), ("score, ode", 1), ("score, pc (2 steps)", 0),
+        ("score, pc (2 steps)", 1), (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 0),
+        (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 2)]
+    columns = {*script.COLUMNS, "uniqueness_string", "distinct_share", "samples"}
+    for r in rows:
+        assert columns <= r.keys(), columns - r.keys()
+        assert r["samples"] == 8 and r["validity"] == 1.0  # projected onto the space
+        assert 0 < r["valid_acc/mean"] <= r["valid_acc/best"] <= report["table_best"]
+    random = rows[0]
+    assert random["raw_validity"] == 1.0 and random["time_vs_random"] == 1.0
