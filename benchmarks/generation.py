@@ -110,7 +110,7 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
         train_values = column[[bench.index(a) for a in dm.archs("train")]]
         report.update(table_mean=float(column.mean()), table_p95=top, train_mean=float(np.mean(train_values)))
         if metric in discrete.condition_names:
-            rows.append(row(f"discrete | {metric}={top:.4g}, w={args.guidance:g} (100 samples)", discrete, 100, seed,
+            rows.append(row(f"discrete, {metric}={top:.4g}, w={args.guidance:g} (100 samples)", discrete, 100, seed,
                             train, metric, conditions={metric: top}))
     base = rows[0]["samples_per_s"]
     for r in rows:
