@@ -3,7 +3,7 @@ validation on the EMA, and the batched sampling loop."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -32,7 +32,7 @@ class DiffusionModule(pl.LightningModule):
     """
 
     supports_guidance: bool = False
-    condition_names: list[str]
+    condition_names: Sequence[str]
     loss_name: str = "loss"
 
     def init_ema(self) -> None:

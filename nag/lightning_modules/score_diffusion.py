@@ -28,7 +28,7 @@ class ScoreDiffusionModule(DiffusionModule):
     """
 
     supports_guidance = True
-    condition_names: list[str] = []
+    condition_names: Sequence[str] = ()
     loss_name = "score-matching loss"
 
     def __init__(
@@ -69,14 +69,13 @@ class ScoreDiffusionModule(DiffusionModule):
         are scaled by ``1 / sqrt(1 + sigma(t)^2)`` so the network sees unit-scale values at
         every noise level. Padding is the all -1 "no node" row, so every node position takes part."""
         b = state["x"].shape[0]
+        scale = self._input_scale(t)
         if self.fixed_topology:
             adj = self.fixed_adj.expand(b, -1, -1)
-            edges = adj * 2.0 - 1.0
+            edges = (adj * 2.0 - 1.0).triu(1)
         else:
-            edges = state["adj"]
-            adj = (edges > 0).float().triu(1)
-        scale = self._input_scale(t)
-        edges = (edges * scale if not self.fixed_topology else edges).triu(1)
+            adj = (state["adj"] > 0).float().triu(1)
+            edges = (state["adj"] * scale).triu(1)
         node_mask = torch.ones(adj.shape[:2], dtype=torch.bool, device=adj.device)
         allowed = dag_attention_mask(adj, node_mask, self.hparams.attention)
         return (net or self.net)(state["x"] * scale, edges, node_mask, t, allowed)
