@@ -50,8 +50,8 @@ def encoder_report(enc: CellEncoderModule, dm: ZCCellDataModule, prior_samples: 
     zc = dm.normalized("test")
     with torch.no_grad():
         mu = enc.embed(x, adj, mask)
-        decoded = decode_samples(dm.space, enc.decode(mu))
-        prior = decode_samples(dm.space, enc.sample_prior(prior_samples, seed=0))
+        decoded = decode_samples(dm.space, enc.decode(mu), project=False)
+        prior = decode_samples(dm.space, enc.sample_prior(prior_samples, seed=0), project=False)
         head = spearman_corrcoef(enc.predict_zc(mu), zc)
     return {
         "test_cells": len(archs),
@@ -66,7 +66,7 @@ def adherence(flow: CellFlowModule, dm: ZCCellDataModule, seed: int) -> dict:
     """Condition on each test cell's full ZC vector; compare each target proxy with the published
     value of the decoded cell (where the table has the cell)."""
     targets = dm.normalized("test")
-    decoded = decode_samples(dm.space, flow.sample(targets, seed=seed))
+    decoded = decode_samples(dm.space, flow.sample(targets, seed=seed), project=False)
     table = {a: i for i, a in enumerate(dm.archs_all)}
     rows = [(i, table[a]) for i, a in enumerate(decoded.archs) if a is not None and a in table]
     published = dm.normalizer.normalize(torch.as_tensor(dm.raw[[j for _, j in rows]])).float()
@@ -128,9 +128,9 @@ def main() -> None:
                                                                                 args.quantile)
                                      for p in target], axis=0))
     methods = {
-        "flow, high synflow+nwot": lambda s: decode_samples(space, flow.sample(target, args.samples, seed=s)).archs,
-        "flow, unconditional": lambda s: decode_samples(space, flow.sample(None, args.samples, seed=s)).archs,
-        "vae prior N(0, I)": lambda s: decode_samples(space, flow.encoder.sample_prior(args.samples, seed=s)).archs,
+        "flow, high synflow+nwot": lambda s: decode_samples(space, flow.sample(target, args.samples, seed=s), project=False).archs,
+        "flow, unconditional": lambda s: decode_samples(space, flow.sample(None, args.samples, seed=s), project=False).archs,
+        "vae prior N(0, I)": lambda s: decode_samples(space, flow.encoder.sample_prior(args.samples, seed=s), project=False).archs,
         "uniform NB201": lambda s: space.sample(args.samples, np.random.default_rng(s)),
         "uniform ZC-table cell": lambda s: [dm.archs_all[i] for i in
                                            np.random.default_rng(s).choice(len(dm.archs_all), args.samples)],

@@ -411,7 +411,8 @@ class HierarchicalGenerator:
             round_seed = int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
             with torch.no_grad():
                 graphs = self.flow.sample(conditions[rows], seed=round_seed)
-            decoded = decode_samples(self.cell_space, graphs)
+            decoded = decode_samples(self.cell_space, graphs, project=False)  # redrawn, not repaired: a repair
+            # would drift from the proxies the flow was conditioned on
             draws += len(rows)
             invalid += sum(a is None for a in decoded.archs)
             for i, cell in zip(rows, decoded.archs):
