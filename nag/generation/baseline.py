@@ -10,8 +10,9 @@ from nag import tables
 from nag.benchmarks.base import Benchmark
 from nag.diffusion.guidance import GuidanceTerm
 from nag.generation.generated_set import GeneratedSet
-from nag.generation.generator import Conditions, Generator
+from nag.generation.generator import Generator
 from nag.generation.output import score_samples
+from nag.nn.conditions import Conditions
 from nag.spaces.base import SearchSpace
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.generation.generator import Conditions, Generator
+from nag.generation.generator import Generator
+from nag.nn.conditions import Conditions
 from nag.spaces.base import Arch
 
 

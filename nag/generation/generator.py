@@ -11,10 +11,9 @@ import torch
 from nag.diffusion.guidance import GuidanceTerm
 from nag.errors import ConfigError
 from nag.generation.generated_set import GeneratedSet, decode_samples
+from nag.nn.conditions import Conditions
 from nag.spaces.base import SearchSpace
 
-#: Raw target values by name (benchmark units), one value for all samples or one per sample.
-Conditions = Mapping[str, float | Sequence[float]]
 
 
 @runtime_checkable
@@ -23,7 +22,8 @@ class Generator(Protocol):
 
     ``condition_names``: what ``conditions`` may name (empty: unconditional);
     ``supports_guidance``: whether predictor-guidance terms (:mod:`nag.diffusion.guidance`)
-    are accepted. Everything that samples in nag (``nag generate``, the metrics callback,
+    are accepted. ``conditions`` is a :class:`~nag.nn.conditions.Conditions` or any mapping
+    of names to raw values. Everything that samples in nag (``nag generate``, the metrics callback,
     transfer and BO proposals, budget and Pareto generation, benchmarks) takes a Generator.
     """
 
@@ -31,7 +31,7 @@ class Generator(Protocol):
     condition_names: Sequence[str]
     supports_guidance: bool
 
-    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Conditions | None = None,
+    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Mapping[str, Any] | None = None,
                guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet: ...
 
 
@@ -58,7 +58,7 @@ class ModelGenerator:
     def supports_guidance(self) -> bool:
         return bool(getattr(self.model, "supports_guidance", False))
 
-    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Conditions | None = None,
+    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Mapping[str, Any] | None = None,
                guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet:
         """``n`` samples in sampling order; the same seed gives the same samples."""
         kwargs = dict(self.options)
@@ -68,7 +68,7 @@ class ModelGenerator:
                 known = ", ".join(self.condition_names) or "none: it is unconditional"
                 raise ConfigError(f"conditions {unknown}: {type(self.model).__name__} was trained with conditions "
                                   f"{known}; drop or rename them")
-            kwargs["conditions"] = conditions
+            kwargs["conditions"] = Conditions(conditions)
         if guidance:
             if not self.supports_guidance:
                 raise ConfigError(f"guidance: {type(self.model).__name__} does not take predictor guidance; "

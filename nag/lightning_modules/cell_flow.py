@@ -19,7 +19,7 @@ from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.cnf import ConditionalFlowMatching
 from nag.nn.vector_field import ConditionalVectorField
 
-Conditions = torch.Tensor | Mapping[str, float] | None
+ProxyTargets = torch.Tensor | Mapping[str, float] | None
 ENCODER_FLAG = "model.init_args.encoder_ckpt"
 
 
@@ -95,7 +95,7 @@ class CellFlowModule(pl.LightningModule):
         self._val_conditions: torch.Tensor | None = None
 
     # --- conditions -------------------------------------------------------------------
-    def conditions(self, conditions: Conditions, num_samples: int | None = None, raw: bool = False) -> torch.Tensor:
+    def conditions(self, conditions: ProxyTargets, num_samples: int | None = None, raw: bool = False) -> torch.Tensor:
         """Normalised condition rows ``[B, P]`` (NaN = unspecified) from ``None`` (all
         unspecified), a mapping ``proxy -> value`` or a tensor ``[P]``/``[B, P]``; ``raw``
         values are in the proxies' own units and normalised with the training statistics."""
@@ -130,7 +130,7 @@ class CellFlowModule(pl.LightningModule):
     def _standardize(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.latent_mean) / self.latent_std
 
-    def sample(self, conditions: Conditions = None, num_samples: int | None = None, seed: int = 0,
+    def sample(self, conditions: ProxyTargets = None, num_samples: int | None = None, seed: int = 0,
                raw: bool = False) -> dict[str, torch.Tensor]:
         """Cells for ``conditions`` (see :meth:`conditions`) as graphs ``{x, adj, mask}`` plus
         their ``latent``; ``nag.generation.decode_samples(space, ...)`` turns them into
@@ -156,7 +156,7 @@ class CellFlowModule(pl.LightningModule):
         graphs = self.sample(conditions, num_samples, seed=seed, raw=True)
         return {k: graphs[k].cpu() for k in ("x", "adj", "mask")}
 
-    def log_prob(self, latents: torch.Tensor, conditions: Conditions = None, exact: bool = True,
+    def log_prob(self, latents: torch.Tensor, conditions: ProxyTargets = None, exact: bool = True,
                  seed: int = 0) -> torch.Tensor:
         """``log p(z | c)`` of encoder latents ``[B, D]`` (the standardisation's Jacobian included)."""
         c = self.conditions(conditions, latents.shape[0])

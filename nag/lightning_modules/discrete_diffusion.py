@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from nag.diffusion.discrete import CategoricalDiffusion, State
 from nag.errors import ConfigError, UnknownMetric
 from nag.lightning_modules.diffusion_base import DiffusionModule, Graphs
-from nag.nn.conditions import ConditionEncoder
+from nag.nn.conditions import ConditionEncoder, Conditions, RawValue
 from nag.nn.graph_transformer import GraphTransformer
 
 GuidanceMode = Literal["compositional", "joint"]
@@ -127,35 +127,12 @@ class DiscreteDiffusionModule(DiffusionModule):
         """The conditions' (already normalised) columns of ``batch["y"]``: ``[B, C]``."""
         return batch["y"][:, self.condition_columns].float()
 
-    def normalize_conditions(self, conditions: Mapping[str, float | Sequence[float] | torch.Tensor],
-                             num_samples: int, extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw benchmark values (e.g. accuracy 94.0, latency 2.1 ms), a scalar or one per
-        sample, to the normalised ``values [S, C]`` and the requested mask ``[C]``, with the
-        training statistics of ``data_spec`` -- the same numbers the datamodule used. A value
-        outside the training split's range is refused unless ``extrapolate``: the model never
-        saw one, and what it does there is undefined."""
+    def normalize_conditions(self, conditions: Mapping[str, RawValue], num_samples: int,
+                             extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Asked values to ``values [S, C]`` and ``given [C]`` with this checkpoint's training
+        statistics (:meth:`nag.nn.conditions.Conditions.normalize`)."""
         stats = self.hparams.data_spec.get("target_stats", {})
-        unknown = [name for name in conditions if name not in self.condition_names]
-        if unknown:
-            raise UnknownMetric(
-                f"conditions {unknown}: this model was trained with conditions "
-                f"{', '.join(self.condition_names) or 'none'}; use those names"
-            )
-        values = torch.zeros(num_samples, len(self.condition_names), dtype=torch.float64)
-        given = torch.zeros(len(self.condition_names), dtype=torch.bool)
-        for c, name in enumerate(self.condition_names):
-            if name not in conditions:
-                continue
-            raw = torch.as_tensor(conditions[name], dtype=torch.float64).flatten()
-            if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
-                raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
-            lo, hi = stats[name].get("min", -math.inf), stats[name].get("max", math.inf)
-            if not extrapolate and ((raw < lo) | (raw > hi)).any():
-                raise ConfigError(f"conditions[{name!r}] = {float(raw[(raw < lo) | (raw > hi)][0]):g} lies outside the "
-                                  f"training range [{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate")
-            values[:, c] = (raw - stats[name]["mean"]) / stats[name]["std"]
-            given[c] = True
-        return values.float(), given
+        return Conditions(conditions).normalize(self.condition_names, stats, num_samples, extrapolate)
 
     # --- the denoiser -----------------------------------------------------------------
     def predict(self, net: nn.Module, state: State, t: torch.Tensor, values: torch.Tensor,

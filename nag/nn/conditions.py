@@ -10,12 +10,15 @@ sampling time. Training and sampling both call :meth:`ConditionEncoder.forward` 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from nag.errors import ConfigError
+from nag.errors import ConfigError, UnknownMetric
+
+#: One raw value for every sample, or one per sample.
+RawValue = float | Sequence[float] | torch.Tensor
 
 #: Knots of each continuous condition's empirical CDF.
 QUANTILES = 100
@@ -104,3 +107,55 @@ class ConditionEncoder(nn.Module):
                 emb = embed(v, empirical_cdf(v, self.cdf_knots[c]))
             out = out + torch.where(keep[:, c, None], emb.to(out.dtype), self.null[c].to(out.dtype))
         return out
+
+
+class Conditions(Mapping[str, RawValue]):
+    """What a generator is asked for: target values by name, in the benchmark's raw units
+    (accuracy 94.0, latency 2.1 ms), one value for every sample or one per sample.
+
+    The one place where asked values become model inputs: :meth:`normalize` uses the
+    training statistics a checkpoint stores (``data_spec["target_stats"]``, written by the
+    datamodule), so sampling encodes a condition exactly as training did, and refuses values
+    outside the training split's range, where the model's behaviour is undefined, unless
+    ``extrapolate``. A plain mapping is accepted wherever a ``Conditions`` is.
+    """
+
+    def __init__(self, values: Mapping[str, RawValue] | None = None) -> None:
+        self._values = dict(values or {})
+
+    def __getitem__(self, name: str) -> RawValue:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Conditions({self._values!r})"
+
+    def normalize(self, names: Sequence[str], stats: Mapping[str, Mapping[str, float]], num_samples: int,
+                  extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``values [S, C]`` (normalised; zero where not asked) and ``given [C]`` over the
+        model's condition ``names``, for ``num_samples`` samples."""
+        unknown = [name for name in self if name not in names]
+        if unknown:
+            raise UnknownMetric(f"conditions {unknown}: this model was trained with conditions "
+                                f"{', '.join(names) or 'none'}; use those names")
+        values = torch.zeros(num_samples, len(names), dtype=torch.float64)
+        given = torch.zeros(len(names), dtype=torch.bool)
+        for c, name in enumerate(names):
+            if name not in self:
+                continue
+            raw = torch.as_tensor(self[name], dtype=torch.float64).flatten()
+            if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
+                raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
+            lo, hi = stats[name].get("min", -math.inf), stats[name].get("max", math.inf)
+            outside = (raw < lo) | (raw > hi)
+            if not extrapolate and outside.any():
+                raise ConfigError(f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
+                                  f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate")
+            values[:, c] = (raw - stats[name]["mean"]) / stats[name]["std"]
+            given[c] = True
+        return values.float(), given
