@@ -19,7 +19,7 @@ from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
 from nag.generation.generated_set import GeneratedSet
 from nag.metrics.generation import BenchmarkTruth, Novelty, Uniqueness, Validity
-from nag.spaces.base import Arch, SearchSpace
+from nag.spaces.base import SearchSpace
 
 
 def score_samples(result: GeneratedSet, space: SearchSpace, train_keys: set[str],
