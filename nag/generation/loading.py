@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from nag.checkpoints import check_space, load_checkpoint, load_module
+from nag.checkpoints import load_checkpoint, load_module
 from nag.errors import ConfigError
 from nag.generation.generator import ModelGenerator
 from nag.lightning_modules.cell_flow import CellFlowModule
@@ -36,7 +36,8 @@ def load_generator(path: str | Path, space: SearchSpace | None = None, device: t
     The space is rebuilt from the checkpoint (its registered name and constructor arguments,
     checked against the stored identity); pass ``space`` for one that is not registered.
     ``options`` are the model's sampling settings (``sampler="pc"``, ``guidance_scale``,
-    ``mode``, ``batch_size``). The file is read weights-only, like every checkpoint in nag.
+    ``mode``, ``batch_size``). The file is read weights-only, like every checkpoint in nag, and
+    :func:`~nag.checkpoints.load_module` checks it against the space.
     """
     ckpt = load_checkpoint(path, flag)
     hparams = ckpt["hyper_parameters"]
@@ -51,6 +52,5 @@ def load_generator(path: str | Path, space: SearchSpace | None = None, device: t
             raise ConfigError(f"{flag} {str(path)!r} does not record how to rebuild its search space "
                               f"({spec.get('space', {}).get('name')!r}); pass space=")
         space = build_space(config)
-    check_space(ckpt, space, path, flag)
     batch_size = options.pop("batch_size", 1000)
     return ModelGenerator(load_module(cls, path, space, flag, device), space, batch_size=batch_size, **options)

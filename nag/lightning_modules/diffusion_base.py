@@ -3,6 +3,7 @@ validation on the EMA, and the batched sampling loop."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from nag.lightning_modules.finite_loss import ensure_finite
 Graphs = dict[str, torch.Tensor]
 
 
-class DiffusionModule(pl.LightningModule):
+class DiffusionModule(pl.LightningModule, ABC):
     """Base of :class:`ScoreDiffusionModule` and :class:`DiscreteDiffusionModule`.
 
     A subclass builds ``self.net`` in ``__init__``, then calls :meth:`init_ema`, and defines
@@ -48,15 +49,16 @@ class DiffusionModule(pl.LightningModule):
         return decay * averaged + (1.0 - decay) * current
 
     # --- subclass hooks ---------------------------------------------------------------
+    @abstractmethod
     def loss(self, batch: Mapping[str, torch.Tensor], net: nn.Module,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError
+        """The training loss of ``net`` on ``batch`` and its named parts (logged)."""
 
+    @abstractmethod
     def sample_batch(self, b: int, generator: torch.Generator, steps: int | None, progress: bool,
                      start: int, **options: Any) -> Graphs:
         """``b`` samples (``start``: index of the first in the whole request, for per-sample
         conditions)."""
-        raise NotImplementedError
 
     # --- training ---------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -135,6 +135,11 @@ class SearchSpace(ABC, Generic[Arch]):
         x, _, _ = self.encode_batch(self.sample(ALLOWED_OPS_SAMPLES, np.random.default_rng(0)))
         return (x != 0).any(0)
 
+    @functools.cached_property
+    def _allowed_mask(self) -> np.ndarray:
+        """:meth:`allowed_ops` once per space (it is fixed), not once per projected sample."""
+        return self.allowed_ops().numpy()
+
     def allowed_table(self, rows: Sequence[Collection[str]]) -> torch.Tensor:
         """An :meth:`allowed_ops` table from the op names each node position may hold (how
         spaces that know their exact table override it)."""
@@ -157,7 +162,7 @@ class SearchSpace(ABC, Generic[Arch]):
         if not (np.isfinite(scores).all() and np.isfinite(edges).all()):
             raise InvalidArchitecture(f"{self.name}: the soft graph holds non-finite scores; project needs finite X and A")
         mask = np.abs(scores).sum(-1) > 0 if node_mask is None else node_mask.detach().cpu().numpy().astype(bool)
-        return np.where(self.allowed_ops().numpy(), scores, -np.inf), np.triu(edges, k=1), int(mask.sum())
+        return np.where(self._allowed_mask, scores, -np.inf), np.triu(edges, k=1), int(mask.sum())
 
     def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> Arch:
         """The member of the space nearest to a soft ``(X, A)`` of any finite values, so that
