@@ -83,14 +83,23 @@ def describe(archs: list, bench: NB201Benchmark, dm: ZCCellDataModule, top: floa
     acc = np.array([bench.query(a, METRIC) for a in valid])
     table = {a: i for i, a in enumerate(dm.archs_all)}
     in_table = [table[a] for a in valid if a in table]
-    pct = {p: float(np.mean([(dm.raw[:, dm.proxies.index(p)] < dm.raw[i, dm.proxies.index(p)]).mean()
-                             for i in in_table])) if in_table else float("nan") for p in ("synflow", "nwot")}
+    pct = {
+        p: float(np.mean([(dm.raw[:, dm.proxies.index(p)] < dm.raw[i, dm.proxies.index(p)]).mean() for i in in_table]))
+        if in_table
+        else float("nan")
+        for p in ("synflow", "nwot")
+    }
     keys = [dm.space.key(a) for a in valid]
-    return {"invalid_share": 1 - len(valid) / len(archs), "unique": len(set(keys)),
-            "novel_share": float(np.mean([k not in dm.train_keys() for k in keys])),
-            "acc_mean": float(acc.mean()), "acc_median": float(np.median(acc)),
-            "top5pct_share": float((acc >= top).mean()),
-            "synflow_percentile": pct["synflow"], "nwot_percentile": pct["nwot"]}
+    return {
+        "invalid_share": 1 - len(valid) / len(archs),
+        "unique": len(set(keys)),
+        "novel_share": float(np.mean([k not in dm.train_keys() for k in keys])),
+        "acc_mean": float(acc.mean()),
+        "acc_median": float(np.median(acc)),
+        "top5pct_share": float((acc >= top).mean()),
+        "synflow_percentile": pct["synflow"],
+        "nwot_percentile": pct["nwot"],
+    }
 
 
 def main() -> None:
@@ -118,30 +127,59 @@ def main() -> None:
     level = float(np.sqrt(2) * torch.erfinv(torch.tensor(2 * args.quantile - 1)))
     target = {"synflow": level, "nwot": level}
 
-    report = {"encoder": encoder_report(enc, dm, args.samples), "adherence": adherence(flow, dm, 0),
-              "target": {"normalised": target, "raw": dict(zip(["synflow", "nwot"], [
-                  float(np.quantile(dm.raw_proxies("train")[:, dm.proxies.index(p)], args.quantile))
-                  for p in ("synflow", "nwot")]))},
-              "nb201_top5pct_threshold": top, "methods": {}}
+    report = {
+        "encoder": encoder_report(enc, dm, args.samples),
+        "adherence": adherence(flow, dm, 0),
+        "target": {
+            "normalised": target,
+            "raw": dict(
+                zip(
+                    ["synflow", "nwot"],
+                    [
+                        float(np.quantile(dm.raw_proxies("train")[:, dm.proxies.index(p)], args.quantile))
+                        for p in ("synflow", "nwot")
+                    ],
+                )
+            ),
+        },
+        "nb201_top5pct_threshold": top,
+        "methods": {},
+    }
     train = dm.raw_proxies("train")
-    meeting = np.flatnonzero(np.all([dm.raw[:, dm.proxies.index(p)] >= np.quantile(train[:, dm.proxies.index(p)],
-                                                                                args.quantile)
-                                     for p in target], axis=0))
+    meeting = np.flatnonzero(
+        np.all(
+            [
+                dm.raw[:, dm.proxies.index(p)] >= np.quantile(train[:, dm.proxies.index(p)], args.quantile)
+                for p in target
+            ],
+            axis=0,
+        )
+    )
     methods = {
-        "flow, high synflow+nwot": lambda s: decode_samples(space, flow.sample(target, args.samples, seed=s), project=False).archs,
-        "flow, unconditional": lambda s: decode_samples(space, flow.sample(None, args.samples, seed=s), project=False).archs,
-        "vae prior N(0, I)": lambda s: decode_samples(space, flow.encoder.sample_prior(args.samples, seed=s), project=False).archs,
+        "flow, high synflow+nwot": lambda s: (
+            decode_samples(space, flow.sample(target, args.samples, seed=s), project=False).archs
+        ),
+        "flow, unconditional": lambda s: (
+            decode_samples(space, flow.sample(None, args.samples, seed=s), project=False).archs
+        ),
+        "vae prior N(0, I)": lambda s: (
+            decode_samples(space, flow.encoder.sample_prior(args.samples, seed=s), project=False).archs
+        ),
         "uniform NB201": lambda s: space.sample(args.samples, np.random.default_rng(s)),
-        "uniform ZC-table cell": lambda s: [dm.archs_all[i] for i in
-                                           np.random.default_rng(s).choice(len(dm.archs_all), args.samples)],
-        "ZC-table cells meeting the target": lambda s: [dm.archs_all[i] for i in
-                                                       np.random.default_rng(s).choice(meeting, args.samples)],
+        "uniform ZC-table cell": lambda s: [
+            dm.archs_all[i] for i in np.random.default_rng(s).choice(len(dm.archs_all), args.samples)
+        ],
+        "ZC-table cells meeting the target": lambda s: [
+            dm.archs_all[i] for i in np.random.default_rng(s).choice(meeting, args.samples)
+        ],
     }
     for name, draw in methods.items():
         with torch.no_grad():
             runs = [describe(draw(seed), bench, dm, top) for seed in range(args.seeds)]
-        report["methods"][name] = {k: {"mean": float(np.mean([r[k] for r in runs])),
-                                       "std": float(np.std([r[k] for r in runs]))} for k in runs[0]}
+        report["methods"][name] = {
+            k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
+            for k in runs[0]
+        }
     base = report["methods"]["flow, unconditional"]["acc_mean"]["mean"]
     for m in report["methods"].values():
         m["acc_ratio_vs_unconditional"] = m["acc_mean"]["mean"] / base
@@ -155,33 +193,52 @@ def main() -> None:
 def markdown(r: dict, args: argparse.Namespace) -> str:
     e, a = r["encoder"], r["adherence"]
     lines = [
-        "# Cell encoder + CCNF on NAS-Bench-201 (published CIFAR-10 ZC proxies)", "",
-        (f"Encoder on {e['test_cells']} held-out test cells: exact reconstruction {e['recon_acc']:.3f}, "
-         f"latent-vs-ZC distance Spearman {e['latent_zc_spearman']:.3f}, "
-         f"ZC head Spearman (mean over proxies) {np.mean(list(e['zc_head_spearman'].values())):.3f}, "
-         f"N(0, I) decode validity {e['prior_validity']:.3f}."), "",
-        (f"Flow conditioned on each test cell's ZC vector: invalid decodes {a['invalid_share']:.3f} "
-         f"({a['in_zc_table']:.3f} of decodes are cells of the ZC table); Spearman(target, published value "
-         "of the decoded cell): " + ", ".join(f"{k} {v:.2f}" for k, v in a["spearman_target_vs_published"].items())),
+        "# Cell encoder + CCNF on NAS-Bench-201 (published CIFAR-10 ZC proxies)",
         "",
-        (f"High target: synflow and nwot at the {args.quantile:.0%} training quantile "
-         f"(normalised {r['target']['normalised']['synflow']:.2f}; raw synflow "
-         f"{r['target']['raw']['synflow']:.1f}, nwot {r['target']['raw']['nwot']:.1f}). "
-         f"{args.samples} samples x {args.seeds} seeds (mean ± std over seeds); top 5% = C10 test acc >= "
-         f"{r['nb201_top5pct_threshold']:.2f}; pct = percentile of the published proxy among the table's cells; "
-         "novel = share of valid samples whose isomorphism class is not in the training split; "
-         "acc ratio = mean accuracy / the unconditional flow's."), "",
-        "| method | invalid | unique | novel | C10 acc mean | median | top-5% share | synflow pct | nwot pct | acc ratio |",
+        (
+            f"Encoder on {e['test_cells']} held-out test cells: exact reconstruction {e['recon_acc']:.3f}, "
+            f"latent-vs-ZC distance Spearman {e['latent_zc_spearman']:.3f}, "
+            f"ZC head Spearman (mean over proxies) {np.mean(list(e['zc_head_spearman'].values())):.3f}, "
+            f"N(0, I) decode validity {e['prior_validity']:.3f}."
+        ),
+        "",
+        (
+            f"Flow conditioned on each test cell's ZC vector: invalid decodes {a['invalid_share']:.3f} "
+            f"({a['in_zc_table']:.3f} of decodes are cells of the ZC table); Spearman(target, published value "
+            "of the decoded cell): " + ", ".join(f"{k} {v:.2f}" for k, v in a["spearman_target_vs_published"].items())
+        ),
+        "",
+        (
+            f"High target: synflow and nwot at the {args.quantile:.0%} training quantile "
+            f"(normalised {r['target']['normalised']['synflow']:.2f}; raw synflow "
+            f"{r['target']['raw']['synflow']:.1f}, nwot {r['target']['raw']['nwot']:.1f}). "
+            f"{args.samples} samples x {args.seeds} seeds (mean ± std over seeds); top 5% = C10 test acc >= "
+            f"{r['nb201_top5pct_threshold']:.2f}; pct = percentile of the published proxy among the table's cells; "
+            "novel = share of valid samples whose isomorphism class is not in the training split; "
+            "acc ratio = mean accuracy / the unconditional flow's."
+        ),
+        "",
+        "| method | invalid | unique | novel | C10 acc mean | median | top-5% share | synflow pct | nwot pct "
+        "| acc ratio |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in r["methods"].items():
         f = {k: v for k, v in m.items() if isinstance(v, dict)}
         lines.append(
-            f"| {name} | {f['invalid_share']['mean']:.3f} | {f['unique']['mean']:.0f} | {f['novel_share']['mean']:.2f} | "
+            f"| {name} | {f['invalid_share']['mean']:.3f} | {f['unique']['mean']:.0f} | "
+            f"{f['novel_share']['mean']:.2f} | "
             f"{f['acc_mean']['mean']:.2f} ± {f['acc_mean']['std']:.2f} | {f['acc_median']['mean']:.2f} | "
             f"{f['top5pct_share']['mean']:.3f} | {f['synflow_percentile']['mean']:.2f} | "
-            f"{f['nwot_percentile']['mean']:.2f} | {m['acc_ratio_vs_unconditional']:.3f} |")
-    lines += ["", "Reproduce:", "", "```", *(line.strip() for line in __doc__.split("\n\n")[-1].split("Writes")[0].strip().splitlines()), "```"]
+            f"{f['nwot_percentile']['mean']:.2f} | {m['acc_ratio_vs_unconditional']:.3f} |"
+        )
+    lines += [
+        "",
+        "Reproduce:",
+        "",
+        "```",
+        *(line.strip() for line in __doc__.split("\n\n")[-1].split("Writes")[0].strip().splitlines()),
+        "```",
+    ]
     return "\n".join(lines) + "\n"
 
 

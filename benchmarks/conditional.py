@@ -50,9 +50,18 @@ CONFIG = ROOT / "configs" / "nb201" / "discrete_diffusion.yaml"
 ACC, LAT = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 CONDITIONS = [ACC, LAT]
 #: What a reused checkpoint must have been trained with: the config and the model's code.
-MODEL_SOURCES = [CONFIG, *(ROOT / "nag" / f for f in ("lightning_modules/discrete_diffusion.py",
-                                                    "nn/graph_transformer.py", "nn/conditions.py",
-                                                    "diffusion/discrete.py"))]
+MODEL_SOURCES = [
+    CONFIG,
+    *(
+        ROOT / "nag" / f
+        for f in (
+            "lightning_modules/discrete_diffusion.py",
+            "nn/graph_transformer.py",
+            "nn/conditions.py",
+            "diffusion/discrete.py",
+        )
+    ),
+]
 
 
 def fit(args: argparse.Namespace) -> tuple[Path, float]:
@@ -65,12 +74,33 @@ def fit(args: argparse.Namespace) -> tuple[Path, float]:
     if not found or not timing.is_file() or args.retrain:
         start = time.perf_counter()
         targets = json.dumps(CONDITIONS)
-        nag_main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root),
-                  "--trainer.max_epochs", str(args.epochs), "--trainer.accelerator", "cpu",
-                  "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-                  "--seed_everything", str(args.seed), "--test_after_fit", "false",
-                  "--model.init_args.conditions", targets, "--data.init_args.targets", targets,
-                  "--data.init_args.benchmark.init_args.path", args.nb201])
+        nag_main(
+            [
+                "fit",
+                "--config",
+                str(CONFIG),
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.max_epochs",
+                str(args.epochs),
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.logger",
+                "false",
+                "--seed_everything",
+                str(args.seed),
+                "--test_after_fit",
+                "false",
+                "--model.init_args.conditions",
+                targets,
+                "--data.init_args.targets",
+                targets,
+                "--data.init_args.benchmark.init_args.path",
+                args.nb201,
+            ]
+        )
         found = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
         timing.write_text(json.dumps(time.perf_counter() - start))
     return found[-1], float(json.loads(timing.read_text()))
@@ -89,35 +119,63 @@ def timed(generator: Generator, n: int, **kwargs: Any) -> tuple[list, float]:
     return archs, (time.perf_counter() - start) / n
 
 
-def budget_scenario(name: str, archs: list, seconds: float, bench: NB201Benchmark, dm: ArchitectureDataModule,
-                    budget: float, acc_top5: float, best_in_budget: float) -> dict[str, Any]:
+def budget_scenario(
+    name: str,
+    archs: list,
+    seconds: float,
+    bench: NB201Benchmark,
+    dm: ArchitectureDataModule,
+    budget: float,
+    acc_top5: float,
+    best_in_budget: float,
+) -> dict[str, Any]:
     values = true_values(bench, archs, [ACC, LAT])
     lat_ok = within_budget(values[:, 1], budget)
     acc_ok = values[:, 0] >= acc_top5
     summary = score_samples(GeneratedSet(archs, [None] * len(archs)), bench.space, dm.train_keys(), bench, [])
     mean_ok = float(np.mean(values[lat_ok, 0])) if lat_ok.any() else math.nan
-    return {"method": name, "samples": len(archs), "seconds_per_arch": seconds,
-            "validity": summary["validity"], "uniqueness": summary["uniqueness"], "novelty": summary["novelty"],
-            "latency_satisfied": float(lat_ok.mean()), "accuracy_top5_satisfied": float(acc_ok.mean()),
-            "both_satisfied": float((lat_ok & acc_ok).mean()),
-            "mean_acc_satisfying": mean_ok, "best_acc_satisfying": float(np.max(values[lat_ok, 0])) if lat_ok.any() else math.nan,
-            "gap_to_best_in_budget_pp": best_in_budget - mean_ok}
+    return {
+        "method": name,
+        "samples": len(archs),
+        "seconds_per_arch": seconds,
+        "validity": summary["validity"],
+        "uniqueness": summary["uniqueness"],
+        "novelty": summary["novelty"],
+        "latency_satisfied": float(lat_ok.mean()),
+        "accuracy_top5_satisfied": float(acc_ok.mean()),
+        "both_satisfied": float((lat_ok & acc_ok).mean()),
+        "mean_acc_satisfying": mean_ok,
+        "best_acc_satisfying": float(np.max(values[lat_ok, 0])) if lat_ok.any() else math.nan,
+        "gap_to_best_in_budget_pp": best_in_budget - mean_ok,
+    }
 
 
 def top_scenario(name: str, archs: list, bench: NB201Benchmark, optimum: float) -> dict[str, Any]:
     acc = true_values(bench, archs, [ACC])[:, 0]
     best = float(np.nanmax(acc)) if not np.isnan(acc).all() else math.nan
-    return {"method": name, "samples": len(archs), "best_acc": best, "mean_acc": float(np.nanmean(acc)),
-            "optimum": optimum, "reached_optimum": bool(best >= optimum - 1e-9)}
+    return {
+        "method": name,
+        "samples": len(archs),
+        "best_acc": best,
+        "mean_acc": float(np.nanmean(acc)),
+        "optimum": optimum,
+        "reached_optimum": bool(best >= optimum - 1e-9),
+    }
 
 
 def pareto_row(name: str, sweep: ParetoSweep, median_ref: np.ndarray) -> dict[str, Any]:
     tight_true = hypervolume(sweep.true_front.points, median_ref, [True, False])
     tight = hypervolume(sweep.front.points, median_ref, [True, False]) if len(sweep.front.points) else 0.0
-    return {"method": name, "samples": len(sweep.archs), "front_size": len(sweep.front.archs),
-            "hypervolume": sweep.hypervolume, "true_hypervolume": sweep.true_hypervolume,
-            "hv_ratio": sweep.hypervolume_ratio, "hv_ratio_median_box": tight / tight_true,
-            "front": sweep.front.points.tolist()}
+    return {
+        "method": name,
+        "samples": len(sweep.archs),
+        "front_size": len(sweep.front.archs),
+        "hypervolume": sweep.hypervolume,
+        "true_hypervolume": sweep.true_hypervolume,
+        "hv_ratio": sweep.hypervolume_ratio,
+        "hv_ratio_median_box": tight / tight_true,
+        "front": sweep.front.points.tolist(),
+    }
 
 
 def plot(sweeps: dict[str, ParetoSweep], budget: float, path: Path) -> None:
@@ -133,8 +191,14 @@ def plot(sweeps: dict[str, ParetoSweep], budget: float, path: Path) -> None:
         ok = ~np.isnan(sweep.values).any(1)
         ax.scatter(sweep.values[ok, 1], sweep.values[ok, 0], s=6, alpha=0.25, color=color)
         front = sweep.front.points
-        ax.step(front[::-1, 1], front[::-1, 0], where="post", color=color, lw=1.3,
-                label=f"{name} (HV ratio {sweep.hypervolume_ratio:.3f})")
+        ax.step(
+            front[::-1, 1],
+            front[::-1, 0],
+            where="post",
+            color=color,
+            lw=1.3,
+            label=f"{name} (HV ratio {sweep.hypervolume_ratio:.3f})",
+        )
     ax.axvline(budget, color="k", ls=":", lw=1, label="FPGA budget (25th pct.)")
     ax.set_xlabel("FPGA latency (ms, HW-NAS-Bench)")
     ax.set_ylabel("CIFAR-10 test accuracy (%)")
@@ -166,15 +230,28 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--steps", type=int, default=50, help="ancestral sampling steps (of T=500)")
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
-    parser.add_argument("--mode", choices=("joint", "compositional"), default="joint",
-                        help="guidance mode (joint: one pass with all conditions)")
+    parser.add_argument(
+        "--mode",
+        choices=("joint", "compositional"),
+        default="joint",
+        help="guidance mode (joint: one pass with all conditions)",
+    )
     parser.add_argument("--samples", type=int, default=500, help="samples under the latency budget")
     parser.add_argument("--top-samples", type=int, default=100)
     parser.add_argument("--latency-quantile", type=float, default=0.25, help="the budget, as a table quantile")
-    parser.add_argument("--latency-target-quantile", type=float, default=None,
-                        help="latency asked for in the budget scenario, as a table quantile (default: the budget)")
-    parser.add_argument("--speed-steps", type=int, nargs="*", default=(5, 10, 25),
-                        help="also time the budget scenario with these step counts (speed vs quality)")
+    parser.add_argument(
+        "--latency-target-quantile",
+        type=float,
+        default=None,
+        help="latency asked for in the budget scenario, as a table quantile (default: the budget)",
+    )
+    parser.add_argument(
+        "--speed-steps",
+        type=int,
+        nargs="*",
+        default=(5, 10, 25),
+        help="also time the budget scenario with these step counts (speed vs quality)",
+    )
     parser.add_argument("--pareto-grid", type=int, nargs=2, default=(3, 8), metavar=("ACC", "LAT"))
     parser.add_argument("--pareto-per-target", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=1000)
@@ -205,19 +282,30 @@ def main() -> None:
     acc_top5 = float(np.quantile(acc, 0.95))
     w = args.guidance
     # the Pareto grid spans the table's range, a little beyond the training split's
-    conditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=w, mode=args.mode,
-                                 extrapolate=True)
-    unconditional = ModelGenerator(model, space, batch_size=args.batch_size, guidance_scale=0.0,  # null tokens only
-                                   extrapolate=True)
+    conditional = ModelGenerator(
+        model, space, batch_size=args.batch_size, guidance_scale=w, mode=args.mode, extrapolate=True
+    )
+    unconditional = ModelGenerator(
+        model,
+        space,
+        batch_size=args.batch_size,
+        guidance_scale=0.0,  # null tokens only
+        extrapolate=True,
+    )
 
     def methods(conditions: dict[str, float] | None, random_name: str) -> list[tuple[str, Generator, dict[str, Any]]]:
         """The same question to the three generators (random ignores it)."""
         asked = {"steps": args.steps, **({"conditions": conditions} if conditions else {})}
-        return [("conditional", conditional, asked), ("unconditional (w=0)", unconditional, asked),
-                (random_name, UniformRandom(space), asked)]
+        return [
+            ("conditional", conditional, asked),
+            ("unconditional (w=0)", unconditional, asked),
+            (random_name, UniformRandom(space), asked),
+        ]
 
-    top_rows = [top_scenario(name, timed(gen, args.top_samples, seed=args.seed, **kw)[0], bench, optimum)
-                for name, gen, kw in methods({ACC: top_target}, "random")]
+    top_rows = [
+        top_scenario(name, timed(gen, args.top_samples, seed=args.seed, **kw)[0], bench, optimum)
+        for name, gen, kw in methods({ACC: top_target}, "random")
+    ]
     budget_rows = []
     for name, gen, kw in methods({ACC: top_target, LAT: lat_target}, "random + filter"):
         archs, secs = timed(gen, args.samples, seed=args.seed + 1, **kw)
@@ -232,21 +320,43 @@ def main() -> None:
         r["satisfaction_vs_random"] = r["latency_satisfied"] / base if base else math.nan
 
     # Pareto mode
-    sweeps = {name: pareto_sweep(gen, bench, (ACC, LAT), points=tuple(args.pareto_grid),
-                                 samples_per_target=args.pareto_per_target, seed=args.seed + 2, steps=args.steps)
-              for name, gen, _ in methods(None, "random")}
+    sweeps = {
+        name: pareto_sweep(
+            gen,
+            bench,
+            (ACC, LAT),
+            points=tuple(args.pareto_grid),
+            samples_per_target=args.pareto_per_target,
+            seed=args.seed + 2,
+            steps=args.steps,
+        )
+        for name, gen, _ in methods(None, "random")
+    }
     median_ref = np.array([np.median(acc), np.median(lat)])
     pareto_rows = [pareto_row(n, s, median_ref) for n, s in sweeps.items()]
 
     report = {
-        "benchmark": "nb201 conditional generation (accuracy x FPGA latency)", "checkpoint": str(ckpt),
-        "epochs": args.epochs, "train_seconds": train_seconds, "torch_threads": torch.get_num_threads(),
-        "steps": args.steps, "guidance_scale": w, "guidance_mode": args.mode, "table_optimum": optimum, "top_accuracy_target": top_target,
-        "optimum_in_training_split": bool(optimum in train_acc), "latency_budget": budget,
-        "latency_target": lat_target, "best_acc_within_budget_in_table": best_in_budget, "acc_top5_threshold": acc_top5,
-        "pareto_reference": sweeps["conditional"].reference.tolist(), "pareto_median_reference": median_ref.tolist(),
+        "benchmark": "nb201 conditional generation (accuracy x FPGA latency)",
+        "checkpoint": str(ckpt),
+        "epochs": args.epochs,
+        "train_seconds": train_seconds,
+        "torch_threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "guidance_scale": w,
+        "guidance_mode": args.mode,
+        "table_optimum": optimum,
+        "top_accuracy_target": top_target,
+        "optimum_in_training_split": bool(optimum in train_acc),
+        "latency_budget": budget,
+        "latency_target": lat_target,
+        "best_acc_within_budget_in_table": best_in_budget,
+        "acc_top5_threshold": acc_top5,
+        "pareto_reference": sweeps["conditional"].reference.tolist(),
+        "pareto_median_reference": median_ref.tolist(),
         "pareto_targets": sweeps["conditional"].targets.tolist(),
-        "top_accuracy": top_rows, "budget": budget_rows, "pareto": pareto_rows,
+        "top_accuracy": top_rows,
+        "budget": budget_rows,
+        "pareto": pareto_rows,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,24 +364,58 @@ def main() -> None:
     plot(sweeps, budget, out / "conditional.png")
 
     lines = [
-        (f"NB201, conditions {ACC} + {LAT}; DiscreteDiffusionModule from `{CONFIG.relative_to(ROOT)}`, "
-        f"{args.epochs} epochs ({train_seconds:.0f} s) on CPU; ancestral sampling, {args.steps} steps, guidance scale {w} ({args.mode}), "
-        f"torch threads {torch.get_num_threads()}."), "",
-        (f"## Top accuracy (condition {ACC} = {top_target:.2f}, the training split's best; "
-        f"table optimum {optimum:.2f}, {'in' if report['optimum_in_training_split'] else 'not in'} the training split)"),
-        "", *table(top_rows, ["method", "samples", "best_acc", "mean_acc", "optimum", "reached_optimum"]), "",
-        (f"## Top accuracy under an FPGA budget of {budget:.3f} ms (25th percentile; asked for latency "
-        f"{lat_target:.3f} ms = {target_q:.0%} quantile); best architecture within budget in "
-        f"the table: {best_in_budget:.2f}; accuracy 'top 5%' means >= {acc_top5:.2f}"), "",
-        *table(budget_rows, ["method", "samples", "latency_satisfied", "satisfaction_vs_random",
-                             "accuracy_top5_satisfied", "both_satisfied", "mean_acc_satisfying",
-                             "gap_to_best_in_budget_pp", "best_acc_satisfying", "validity", "uniqueness",
-                             "novelty", "seconds_per_arch"]), "",
-        (f"## Pareto mode ({args.pareto_grid[0]} x {args.pareto_grid[1]} targets x {args.pareto_per_target} samples); "
-        f"reference = table nadir {np.round(report['pareto_reference'], 3).tolist()}, "
-        f"median box = {np.round(median_ref, 3).tolist()}"), "",
-        *table(pareto_rows, ["method", "samples", "front_size", "hypervolume", "true_hypervolume", "hv_ratio",
-                             "hv_ratio_median_box"]), "",
+        (
+            f"NB201, conditions {ACC} + {LAT}; DiscreteDiffusionModule from `{CONFIG.relative_to(ROOT)}`, "
+            f"{args.epochs} epochs ({train_seconds:.0f} s) on CPU; ancestral sampling, {args.steps} steps, "
+            f"guidance scale {w} ({args.mode}), "
+            f"torch threads {torch.get_num_threads()}."
+        ),
+        "",
+        (
+            f"## Top accuracy (condition {ACC} = {top_target:.2f}, the training split's best; "
+            f"table optimum {optimum:.2f}, "
+            f"{'in' if report['optimum_in_training_split'] else 'not in'} the training split)"
+        ),
+        "",
+        *table(top_rows, ["method", "samples", "best_acc", "mean_acc", "optimum", "reached_optimum"]),
+        "",
+        (
+            f"## Top accuracy under an FPGA budget of {budget:.3f} ms (25th percentile; asked for latency "
+            f"{lat_target:.3f} ms = {target_q:.0%} quantile); best architecture within budget in "
+            f"the table: {best_in_budget:.2f}; accuracy 'top 5%' means >= {acc_top5:.2f}"
+        ),
+        "",
+        *table(
+            budget_rows,
+            [
+                "method",
+                "samples",
+                "latency_satisfied",
+                "satisfaction_vs_random",
+                "accuracy_top5_satisfied",
+                "both_satisfied",
+                "mean_acc_satisfying",
+                "gap_to_best_in_budget_pp",
+                "best_acc_satisfying",
+                "validity",
+                "uniqueness",
+                "novelty",
+                "seconds_per_arch",
+            ],
+        ),
+        "",
+        (
+            f"## Pareto mode ({args.pareto_grid[0]} x {args.pareto_grid[1]} targets "
+            f"x {args.pareto_per_target} samples); "
+            f"reference = table nadir {np.round(report['pareto_reference'], 3).tolist()}, "
+            f"median box = {np.round(median_ref, 3).tolist()}"
+        ),
+        "",
+        *table(
+            pareto_rows,
+            ["method", "samples", "front_size", "hypervolume", "true_hypervolume", "hv_ratio", "hv_ratio_median_box"],
+        ),
+        "",
         "![Pareto fronts](conditional.png)",
     ]
     (out / "conditional.md").write_text("\n".join(lines) + "\n")

@@ -56,20 +56,45 @@ def run(devices: int, threads: int, batch: int, steps: int, warmup: int, work: P
         f"  default_root_dir: {work / name}\n"
         f"  callbacks:\n    - class_path: ddp_throughput.StepTimer\n"
         f"      init_args: {{out: {timing}, warmup: {warmup}}}\n"
-        f"data:\n  init_args:\n    batch_size: {batch}\n    num_workers: 0\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
-                                                                      os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": str(threads)}
+        f"data:\n  init_args:\n    batch_size: {batch}\n    num_workers: 0\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": str(threads),
+    }
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nag.cli", "fit", "--config", str(ROOT / "configs" / "quickstart_predictor.yaml"),
-                    "--config", str(overlay)], check=True, env=env, cwd=work, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nag.cli",
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "quickstart_predictor.yaml"),
+            "--config",
+            str(overlay),
+        ],
+        check=True,
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
     total = time.perf_counter() - start
     t = json.loads(timing.read_text())
     global_batch = batch * devices
-    return {"run": name, "processes": devices, "threads_per_process": threads, "batch_per_process": batch,
-            "global_batch": global_batch,
-            "timed_steps": t["steps"], "step_seconds": t["seconds"] / t["steps"],
-            "archs_per_s": global_batch * t["steps"] / t["seconds"], "total_wall_s": total}
+    return {
+        "run": name,
+        "processes": devices,
+        "threads_per_process": threads,
+        "batch_per_process": batch,
+        "global_batch": global_batch,
+        "timed_steps": t["steps"],
+        "step_seconds": t["seconds"] / t["steps"],
+        "archs_per_s": global_batch * t["steps"] / t["seconds"],
+        "total_wall_s": total,
+    }
 
 
 def main() -> None:
@@ -86,19 +111,31 @@ def main() -> None:
         ddp = run(2, 1, args.batch // 2, args.steps, args.warmup, Path(tmp))
     single = max(singles, key=lambda r: r["archs_per_s"])
     ratio = ddp["archs_per_s"] / single["archs_per_s"]
-    result = {"cpus": os.cpu_count(), "load_average_at_start": load, "runs": [*singles, ddp],
-              "baseline": single["run"], "ddp_speedup": ratio}
+    result = {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": load,
+        "runs": [*singles, ddp],
+        "baseline": single["run"],
+        "ddp_speedup": ratio,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ddp_throughput.json").write_text(json.dumps(result, indent=1))
-    header = (f"Quickstart predictor (NB-Graph Cora), global batch {args.batch}, {args.steps} timed steps after "
-              f"{args.warmup} warm-up; {os.cpu_count()} CPUs, load average {load:.1f} at start.")
-    lines = [header, "",
-             "| run | processes | threads/process | batch/process | s/step | archs/s | total wall s |",
-             "|---|---|---|---|---|---|---|"]
-    for r in (*singles, ddp):
-        lines.append(f"| {r['run']} | {r['processes']} | {r['threads_per_process']} | {r['batch_per_process']} | "
-                     f"{r['step_seconds']:.4f} | {r['archs_per_s']:.0f} | {r['total_wall_s']:.1f} |")
+    header = (
+        f"Quickstart predictor (NB-Graph Cora), global batch {args.batch}, {args.steps} timed steps after "
+        f"{args.warmup} warm-up; {os.cpu_count()} CPUs, load average {load:.1f} at start."
+    )
+    lines = [
+        header,
+        "",
+        "| run | processes | threads/process | batch/process | s/step | archs/s | total wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['run']} | {r['processes']} | {r['threads_per_process']} | {r['batch_per_process']} | "
+        f"{r['step_seconds']:.4f} | {r['archs_per_s']:.0f} | {r['total_wall_s']:.1f} |"
+        for r in (*singles, ddp)
+    ]
     lines += ["", f"DDP throughput ratio (2 processes / the faster single process, {single['run']}): **{ratio:.2f}**"]
     (out / "ddp_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

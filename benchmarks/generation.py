@@ -8,11 +8,15 @@ with ``nag fit`` (their own epochs unless ``--max-epochs``; a finished fit of th
 and epochs is reused), loads each with ``nag.load_generator`` and samples ``--samples``
 architectures: score diffusion with the ODE and the PC sampler, discrete diffusion
 unconditioned and conditioned on the config's first target (accuracy) at the table's 95th
-percentile. Reported per row: validity before the space's projection (raw) and after it,
+percentile at each ``--guidance`` scale. Reported per row: validity before the space's projection (raw) and after it,
 uniqueness by isomorphism class and by string, novelty against the training split, KL of op
 marginals to the training split, true accuracy (mean, best, share in the table's top 5 %),
 distinct architectures and samples per second. Speed is a ratio to uniform random in the
-same run.
+same run. Beside them, two references for the conditioned rows: the mean true accuracy of
+the 100 held-out table architectures that a ridge ranker (one-hot ops and edges with their
+pairwise products) fitted on the training split's labels puts first (what a model of these
+labels reaches on *novel* architectures), and the training split's own top 100 (what
+memorising reaches).
 
     python benchmarks/generation.py --spaces nbgraph nb201 nb101 cell
 Writes benchmarks/results/generation.json and .md.
@@ -40,10 +44,14 @@ from nag.metrics.generation import op_kl_divergence
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Shipped configs per space: (score diffusion, discrete diffusion).
-SPACES = {name: (ROOT / "configs" / name / "diffusion.yaml", ROOT / "configs" / name / "discrete_diffusion.yaml")
-          for name in ("nbgraph", "nb201", "nb101")}
-SPACES["cell"] = (ROOT / "configs" / "hierarchical" / "cell_diffusion.yaml",
-                  ROOT / "configs" / "hierarchical" / "cell_discrete_diffusion.yaml")
+SPACES = {
+    name: (ROOT / "configs" / name / "diffusion.yaml", ROOT / "configs" / name / "discrete_diffusion.yaml")
+    for name in ("nbgraph", "nb201", "nb101")
+}
+SPACES["cell"] = (
+    ROOT / "configs" / "hierarchical" / "cell_diffusion.yaml",
+    ROOT / "configs" / "hierarchical" / "cell_discrete_diffusion.yaml",
+)
 DATA = {"nb201": "../shared/data/nb201/nb201.csv", "nb101": "../shared/data/nb101/nb101_1k.json"}
 
 
@@ -56,9 +64,20 @@ def fit(config: Path, run_dir: Path, max_epochs: int | None) -> tuple[Path, floa
     if done.is_file():
         record = json.loads(done.read_text())
         return Path(record["checkpoint"]), record["train_seconds"]
-    args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(run_dir), "--trainer.logger=false",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--test_after_fit=false",
-            "--generate_after_fit=0", "--trainer.callbacks=[]", "--trainer.accelerator=cpu"]
+    args = [
+        "fit",
+        "--config",
+        str(config),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--test_after_fit=false",
+        "--generate_after_fit=0",
+        "--trainer.callbacks=[]",
+        "--trainer.accelerator=cpu",
+    ]
     if max_epochs is not None:
         args.append(f"--trainer.max_epochs={max_epochs}")
     start = time.perf_counter()
@@ -68,8 +87,9 @@ def fit(config: Path, run_dir: Path, max_epochs: int | None) -> tuple[Path, floa
     return ckpt, seconds
 
 
-def row(name: str, generator: Generator, n: int, seed: int, train: dict[str, Any], metric: str | None,
-        **sample: Any) -> dict[str, Any]:
+def row(
+    name: str, generator: Generator, n: int, seed: int, train: dict[str, Any], metric: str | None, **sample: Any
+) -> dict[str, Any]:
     """One setting: samples, their scores and the seconds they took."""
     start = time.perf_counter()
     result: GeneratedSet = generator.sample(n, seed=seed, **sample)
@@ -78,9 +98,14 @@ def row(name: str, generator: Generator, n: int, seed: int, train: dict[str, Any
     summary = score_samples(result, space, train["keys"], train["bench"], [metric] if metric else [])
     valid = result.valid
     x, _, mask = space.encode_batch(valid) if valid else (torch.zeros(0, space.max_nodes, space.num_ops), None, None)
-    return {"method": name, "samples": n, "distinct": len({space.key(a) for a in valid}),
-            "op_kl": op_kl_divergence(x, train["x"], mask, train["mask"]) if valid else float("nan"),
-            "samples_per_s": n / seconds, **summary}
+    return {
+        "method": name,
+        "samples": n,
+        "distinct": len({space.key(a) for a in valid}),
+        "op_kl": op_kl_divergence(x, train["x"], mask, train["mask"]) if valid else float("nan"),
+        "samples_per_s": n / seconds,
+        **summary,
+    }
 
 
 def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -88,24 +113,44 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
     fits = {}
     for kind, config in configs.items():
         ckpt, seconds = fit(config, Path(args.run_dir) / label / kind, args.max_epochs)
-        fits[kind] = {"config": str(config.relative_to(ROOT)), "checkpoint": str(ckpt), "train_seconds": seconds,
-                      "epochs": args.max_epochs or yaml.safe_load(config.read_text())["trainer"]["max_epochs"]}
+        fits[kind] = {
+            "config": str(config.relative_to(ROOT)),
+            "checkpoint": str(ckpt),
+            "train_seconds": seconds,
+            "epochs": args.max_epochs or yaml.safe_load(config.read_text())["trainer"]["max_epochs"],
+        }
     score = nag.load_generator(fits["score"]["checkpoint"])
-    discrete = nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=args.guidance)
+    discrete = nag.load_generator(fits["discrete"]["checkpoint"])
     space = score.space
     # each generator against its own training split (the configs' splits differ)
     dms = {kind: _datamodule(config, space) for kind, config in configs.items()}
-    train = {kind: {"keys": dm.train_keys(), "bench": dm.benchmark, "x": dm.datasets["train"].x,
-                    "mask": dm.datasets["train"].mask} for kind, dm in dms.items()}
+    train = {
+        kind: {
+            "keys": dm.train_keys(),
+            "bench": dm.benchmark,
+            "x": dm.datasets["train"].x,
+            "mask": dm.datasets["train"].mask,
+        }
+        for kind, dm in dms.items()
+    }
     bench = dms["score"].benchmark
     metric = dms["score"].targets[0] if dms["score"].targets else None
     n, seed = args.samples, args.seed
-    rows = [row("uniform random (vs the score split)", UniformRandom(space), n, seed, train["score"], metric),
-            row("score, ode (50 Heun steps)", score, n, seed, train["score"], metric),
-            row(f"score, pc ({args.pc_steps} steps)", nag.load_generator(fits["score"]["checkpoint"], sampler="pc"),
-                n, seed, train["score"], metric, steps=args.pc_steps),
-            row("uniform random (vs the discrete split)", UniformRandom(space), n, seed, train["discrete"], metric),
-            row("discrete (50 steps)", discrete, n, seed, train["discrete"], metric)]
+    rows = [
+        row("uniform random (vs the score split)", UniformRandom(space), n, seed, train["score"], metric),
+        row("score, ode (50 Heun steps)", score, n, seed, train["score"], metric),
+        row(
+            f"score, pc ({args.pc_steps} steps)",
+            nag.load_generator(fits["score"]["checkpoint"], sampler="pc"),
+            n,
+            seed,
+            train["score"],
+            metric,
+            steps=args.pc_steps,
+        ),
+        row("uniform random (vs the discrete split)", UniformRandom(space), n, seed, train["discrete"], metric),
+        row("discrete (50 steps)", discrete, n, seed, train["discrete"], metric),
+    ]
     report: dict[str, Any] = {"space": label, "metric": metric, "fits": fits}
     if metric is not None:
         column = bench.column(metric)
@@ -114,12 +159,45 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
             fits[kind]["train_mean"] = float(np.mean(column[[bench.index(a) for a in dm.archs("train")]]))
         report.update(table_mean=float(column.mean()), table_p95=top)
         if metric in discrete.condition_names:
-            rows.append(row(f"discrete, {metric}={top:.4g}, w={args.guidance:g} (100 samples)", discrete, 100, seed,
-                            train["discrete"], metric, conditions={metric: top}))
+            report["references"] = references(space, bench, metric, dms["discrete"])
+            rows += [
+                row(
+                    f"discrete, {metric}={top:.4g}, w={w:g} (100 samples)",
+                    nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=w),
+                    100,
+                    seed,
+                    train["discrete"],
+                    metric,
+                    conditions={metric: top},
+                )
+                for w in args.guidance
+            ]
     base = rows[0]["samples_per_s"]
     for r in rows:
         r["speed_vs_random"] = r["samples_per_s"] / base
     return {**report, "rows": rows}
+
+
+def references(space: Any, bench: Any, metric: str, dm: Any, k: int = 100) -> dict[str, float]:
+    """Mean true ``metric`` of the ``k`` held-out table architectures a ridge ranker fitted on
+    the training split puts first, and of the training split's own top ``k``."""
+    archs = list(bench.archs())
+    y = np.asarray([bench.query(a, metric) for a in archs], dtype=np.float64)
+    flat = np.stack([torch.cat([t.flatten() for t in space.encode(a)]).numpy() for a in archs]).astype(np.float64)
+    flat = flat[:, flat.std(0) > 0]
+    pairs = np.einsum("ni,nj->nij", flat, flat).reshape(len(flat), -1)
+    features = np.concatenate([pairs[:, pairs.std(0) > 0], np.ones((len(flat), 1))], axis=1)
+    keys = dm.train_keys()
+    trained = np.asarray([space.key(a) in keys for a in archs])
+    f, t = features[trained], y[trained]
+    weights = np.linalg.solve(f.T @ f + np.eye(f.shape[1]), f.T @ t)
+    held_out = np.flatnonzero(~trained)
+    ranked = held_out[np.argsort(-(features[held_out] @ weights))[:k]]
+    return {
+        "ranker_top_mean": float(y[ranked].mean()),
+        "memorised_top_mean": float(np.sort(t)[-k:].mean()),
+        "training_labels": int(trained.sum()),
+    }
 
 
 def _datamodule(config: Path, space: Any) -> Any:
@@ -144,22 +222,38 @@ METRIC_COLUMNS = ["{m}/in_table", "{m}/mean", "{m}/best", "{m}/top_share"]
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"<!-- {report['command']} -->", "# Generation: shipped configs through `nag.load_generator`", "",
-             f"{report['samples']} samples per row (100 for the conditioned row), seed {report['seed']}, torch threads "
-             f"{report['torch_threads']}; each generator's novelty and op KL against its own config's training "
-             "split, uniform random against each; validity after the space's projection, raw validity before it; "
-             "speed as a "
-             "ratio to uniform random in the same run; in_table: share of valid samples the table measured "
-             "(NB101 holds 1k cells, so most samples there have no accuracy).", ""]
+    lines = [
+        f"<!-- {report['command']} -->",
+        "# Generation: shipped configs through `nag.load_generator`",
+        "",
+        f"{report['samples']} samples per row (100 for the conditioned row), seed {report['seed']}, torch threads "
+        f"{report['torch_threads']}; each generator's novelty and op KL against its own config's training "
+        "split, uniform random against each; validity after the space's projection, raw validity before it; "
+        "speed as a "
+        "ratio to uniform random in the same run; in_table: share of valid samples the table measured "
+        "(NB101 holds 1k cells, so most samples there have no accuracy).",
+        "",
+    ]
     for space in report["spaces"]:
         m = space["metric"]
-        fits = ", ".join(f"{k}: `{v['config']}`, {v['epochs']} epochs, {v['train_seconds']:.0f} s"
-                         + (f", training-split mean {m} {v['train_mean']:.4g}" if "train_mean" in v else "")
-                         for k, v in space["fits"].items())
+        fits = ", ".join(
+            f"{k}: `{v['config']}`, {v['epochs']} epochs, {v['train_seconds']:.0f} s"
+            + (f", training-split mean {m} {v['train_mean']:.4g}" if "train_mean" in v else "")
+            for k, v in space["fits"].items()
+        )
         title = f"## {space['space']}"
         if m is not None:
             title += f" ({m}: table mean {space['table_mean']:.4g}, 95th percentile {space['table_p95']:.4g})"
         lines += [title, "", f"Fits: {fits}.", ""]
+        if "references" in space:
+            ref = space["references"]
+            lines += [
+                f"References for the conditioned rows: a ridge ranker fitted on the discrete split's "
+                f"{ref['training_labels']} labels, its top 100 held-out architectures: mean "
+                f"{ref['ranker_top_mean']:.4g} (a model of these labels on novel architectures); the training "
+                f"split's own top 100: mean {ref['memorised_top_mean']:.4g} (memorisation).",
+                "",
+            ]
         cols = COLUMNS + ([c.format(m=m) for c in METRIC_COLUMNS] if m else []) + ["speed_vs_random"]
         lines += ["| " + " | ".join(c.replace(f"{m}/", "") for c in cols) + " |", "|" + "---|" * len(cols)]
         for r in space["rows"]:
@@ -173,7 +267,9 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", default=["nbgraph", "nb201", "nb101", "cell"], choices=list(SPACES))
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--pc-steps", type=int, default=100)
-    parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale of the conditioned row")
+    parser.add_argument(
+        "--guidance", type=float, nargs="+", default=[2.0, 3.0], help="classifier-free guidance scales, one row each"
+    )
     parser.add_argument("--max-epochs", type=int, default=None, help="override the configs' epochs (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default="runs/benchmarks/generation")
@@ -183,8 +279,13 @@ def main() -> None:
     if missing:
         print(f"skipped {missing}: their tables are not under ../shared/data", file=sys.stderr)
     torch.set_num_threads(1)
-    report = {"command": "python benchmarks/generation.py " + " ".join(sys.argv[1:]), "samples": args.samples,
-              "seed": args.seed, "torch_threads": torch.get_num_threads(), "spaces": []}
+    report = {
+        "command": "python benchmarks/generation.py " + " ".join(sys.argv[1:]),
+        "samples": args.samples,
+        "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        "spaces": [],
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for label in (s for s in args.spaces if s not in missing):

@@ -59,8 +59,9 @@ PREDICTOR_CONFIG = ROOT / "configs" / "quickstart_predictor.yaml"
 PREDICTOR_OVERRIDES = ["--model.init_args.noise_aware=true", "--data.init_args.split=[0.5,0.1,0.4]"]
 
 
-def fit(name: str, config: Path, overrides: list[str], epochs: int | None, max_steps: int | None,
-        run_dir: Path) -> dict[str, Any]:
+def fit(
+    name: str, config: Path, overrides: list[str], epochs: int | None, max_steps: int | None, run_dir: Path
+) -> dict[str, Any]:
     """``nag fit`` on a shipped config; its last checkpoint, length and seconds. A finished fit
     (its ``fit.json`` written) with the same config file, overrides and length is reused."""
     epochs = epochs or int(yaml.safe_load(config.read_text())["trainer"]["max_epochs"])
@@ -69,10 +70,22 @@ def fit(name: str, config: Path, overrides: list[str], epochs: int | None, max_s
     done = root / "fit.json"
     if done.is_file():
         return json.loads(done.read_text())
-    args = ["fit", "--config", str(config), *overrides, "--trainer.default_root_dir", str(root),
-            f"--trainer.max_epochs={epochs}", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu", "--trainer.callbacks=[]",
-            "--test_after_fit=false", "--generate_after_fit=0"]
+    args = [
+        "fit",
+        "--config",
+        str(config),
+        *overrides,
+        "--trainer.default_root_dir",
+        str(root),
+        f"--trainer.max_epochs={epochs}",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.accelerator=cpu",
+        "--trainer.callbacks=[]",
+        "--test_after_fit=false",
+        "--generate_after_fit=0",
+    ]
     if max_steps:
         args.append(f"--trainer.max_steps={max_steps}")
     start = time.perf_counter()
@@ -110,8 +123,16 @@ def predicted_mean(predictor: PredictorModule, space: SearchSpace, archs: list[A
     return float(y[:, predictor.targets.index(METRIC)].mean())
 
 
-def row(method: str, scale: float | None, generator: Generator, args: argparse.Namespace, train_keys: set[str],
-        bench: Any, predictor: PredictorModule, **sample: Any) -> dict[str, Any]:
+def row(
+    method: str,
+    scale: float | None,
+    generator: Generator,
+    args: argparse.Namespace,
+    train_keys: set[str],
+    bench: Any,
+    predictor: PredictorModule,
+    **sample: Any,
+) -> dict[str, Any]:
     """One setting: its samples scored on the benchmark, the predictor's view and the time."""
     start = time.perf_counter()
     result = generator.sample(args.samples, seed=args.seed, **sample)
@@ -119,25 +140,37 @@ def row(method: str, scale: float | None, generator: Generator, args: argparse.N
     space = generator.space
     summary = score_samples(result, space, train_keys, bench, [METRIC])
     distinct = len({space.key(a) for a in result.valid})
-    return {"method": method, "scale": scale, **summary, "distinct": distinct,
-            "distinct_share": distinct / args.samples, "predicted_mean": predicted_mean(predictor, space, result.valid),
-            "seconds_per_sample": seconds / args.samples}
+    return {
+        "method": method,
+        "scale": scale,
+        **summary,
+        "distinct": distinct,
+        "distinct_share": distinct / args.samples,
+        "predicted_mean": predicted_mean(predictor, space, result.valid),
+        "seconds_per_sample": seconds / args.samples,
+    }
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
     """Fits (or reuses) the three models and samples every setting."""
-    plan = {"score": (args.gen_ckpt, SCORE_CONFIG, [], args.epochs),
-            "discrete": (args.discrete_ckpt, DISCRETE_CONFIG, [], args.epochs),
-            "predictor": (args.predictor_ckpt, PREDICTOR_CONFIG, PREDICTOR_OVERRIDES, args.predictor_epochs)}
-    fits = {name: given(ckpt) if ckpt else fit(name, config, overrides, epochs, args.max_steps, Path(args.run_dir))
-            for name, (ckpt, config, overrides, epochs) in plan.items()}
+    plan = {
+        "score": (args.gen_ckpt, SCORE_CONFIG, [], args.epochs),
+        "discrete": (args.discrete_ckpt, DISCRETE_CONFIG, [], args.epochs),
+        "predictor": (args.predictor_ckpt, PREDICTOR_CONFIG, PREDICTOR_OVERRIDES, args.predictor_epochs),
+    }
+    fits = {
+        name: given(ckpt) if ckpt else fit(name, config, overrides, epochs, args.max_steps, Path(args.run_dir))
+        for name, (ckpt, config, overrides, epochs) in plan.items()
+    }
     ode = nag.load_generator(fits["score"]["checkpoint"], normalize_guidance=True)
     pc = nag.load_generator(fits["score"]["checkpoint"], normalize_guidance=True, sampler="pc")
     space = ode.space
     predictor = load_module(PredictorModule, fits["predictor"]["checkpoint"], space, "--predictor-ckpt")
     if not predictor.hparams.noise_aware:
-        raise SystemExit("error: --predictor-ckpt: guidance reads noisy graphs; train the predictor with "
-                         "--model.init_args.noise_aware=true")
+        raise SystemExit(
+            "error: --predictor-ckpt: guidance reads noisy graphs; train the predictor with "
+            "--model.init_args.noise_aware=true"
+        )
     check_same_sde(ode.model.sde, predictor.sde)
     dm = datamodule(space)
     bench, train_keys = dm.benchmark, dm.train_keys()
@@ -152,22 +185,49 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     common = (args, train_keys, bench, predictor)
     rows = [row("uniform random", None, UniformRandom(space), *common)]
     rows += [row("score, ode", w, ode, *common, **guided(w)) for w in args.score_scales]
-    rows += [row(f"score, pc ({args.pc_steps} steps)", w, pc, *common, steps=args.pc_steps, **guided(w))
-             for w in args.score_scales]
-    rows += [row(f"discrete, cfg {METRIC}={p95:.4g}", w,
-                 nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=w), *common,
-                 conditions={METRIC: p95}) for w in args.cfg_scales]
+    rows += [
+        row(f"score, pc ({args.pc_steps} steps)", w, pc, *common, steps=args.pc_steps, **guided(w))
+        for w in args.score_scales
+    ]
+    rows += [
+        row(
+            f"discrete, cfg {METRIC}={p95:.4g}",
+            w,
+            nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=w),
+            *common,
+            conditions={METRIC: p95},
+        )
+        for w in args.cfg_scales
+    ]
     base = rows[0]["seconds_per_sample"]
     for r in rows:
         r["time_vs_random"] = r["seconds_per_sample"] / base
-    return {"metric": METRIC, "table_mean": float(np.nanmean(column)), "table_best": float(np.nanmax(column)),
-            "table_p95": p95, "train_mean": train_mean, "fits": fits, "rows": rows}
+    return {
+        "metric": METRIC,
+        "table_mean": float(np.nanmean(column)),
+        "table_best": float(np.nanmax(column)),
+        "table_p95": p95,
+        "train_mean": train_mean,
+        "fits": fits,
+        "rows": rows,
+    }
 
 
-COLUMNS = {"method": "method", "scale": "scale", "raw_validity": "raw valid", "validity": "valid",
-           "uniqueness": "unique (iso)", "novelty": "novel", "distinct": "distinct", f"{METRIC}/mean": "mean acc",
-           f"{METRIC}/best": "best acc", f"{METRIC}/top_share": "top-5% share", "predicted_mean": "predicted mean",
-           "seconds_per_sample": "s/sample", "time_vs_random": "time vs random"}
+COLUMNS = {
+    "method": "method",
+    "scale": "scale",
+    "raw_validity": "raw valid",
+    "validity": "valid",
+    "uniqueness": "unique (iso)",
+    "novelty": "novel",
+    "distinct": "distinct",
+    f"{METRIC}/mean": "mean acc",
+    f"{METRIC}/best": "best acc",
+    f"{METRIC}/top_share": "top-5% share",
+    "predicted_mean": "predicted mean",
+    "seconds_per_sample": "s/sample",
+    "time_vs_random": "time vs random",
+}
 
 
 def _cell(value: Any) -> str:
@@ -177,20 +237,29 @@ def _cell(value: Any) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    fits = ", ".join(f"{k}: {v['epochs'] or '?'} epochs"
-                     + (f" (at most {v['max_steps']} steps)" if v["max_steps"] else "")
-                     + (f", {v['train_seconds']:.0f} s" if v["train_seconds"] is not None else ", given")
-                     for k, v in report["fits"].items())
-    lines = [f"<!-- {report['command']} -->", "# Guidance scale: quality vs diversity on NAS-Bench-Graph Cora", "",
-             f"{report['samples']} samples per row, seed {report['seed']} in every row (only the scale changes), "
-             f"torch threads {report['torch_threads']}. valid_acc: table mean {report['table_mean']:.4g}, "
-             f"training-split mean {report['train_mean']:.4g}, 95th percentile {report['table_p95']:.4g}, "
-             f"best {report['table_best']:.4g}. Fits: {fits}.", "",
-             "Score rows: predictor guidance (max valid_acc, norm ratio: the scale is a ratio to the score's norm; "
-             "0 is unguided). Discrete rows: classifier-free guidance toward the 95th percentile (0 unconditional, "
-             "1 conditional). Predicted mean: the noise-aware predictor's estimate on the clean samples. Time: "
-             "seconds per sample, and as a ratio to uniform random in the same run.", "",
-             "| " + " | ".join(COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]
+    fits = ", ".join(
+        f"{k}: {v['epochs'] or '?'} epochs"
+        + (f" (at most {v['max_steps']} steps)" if v["max_steps"] else "")
+        + (f", {v['train_seconds']:.0f} s" if v["train_seconds"] is not None else ", given")
+        for k, v in report["fits"].items()
+    )
+    lines = [
+        f"<!-- {report['command']} -->",
+        "# Guidance scale: quality vs diversity on NAS-Bench-Graph Cora",
+        "",
+        f"{report['samples']} samples per row, seed {report['seed']} in every row (only the scale changes), "
+        f"torch threads {report['torch_threads']}. valid_acc: table mean {report['table_mean']:.4g}, "
+        f"training-split mean {report['train_mean']:.4g}, 95th percentile {report['table_p95']:.4g}, "
+        f"best {report['table_best']:.4g}. Fits: {fits}.",
+        "",
+        "Score rows: predictor guidance (max valid_acc, norm ratio: the scale is a ratio to the score's norm; "
+        "0 is unguided). Discrete rows: classifier-free guidance toward the 95th percentile (0 unconditional, "
+        "1 conditional). Predicted mean: the noise-aware predictor's estimate on the clean samples. Time: "
+        "seconds per sample, and as a ratio to uniform random in the same run.",
+        "",
+        "| " + " | ".join(COLUMNS.values()) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
     lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in report["rows"]]
     return "\n".join(lines) + "\n"
 
@@ -211,8 +280,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.plot(xs, ys, marker="o", label=method)
         for r, x, y in zip(rows, xs, ys):
             ax.annotate(f"{r['scale']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.scatter([random["distinct_share"]], [random[f"{METRIC}/mean"]], marker="*", s=160, color="black",
-               label="uniform random", zorder=3)
+    ax.scatter(
+        [random["distinct_share"]],
+        [random[f"{METRIC}/mean"]],
+        marker="*",
+        s=160,
+        color="black",
+        label="uniform random",
+        zorder=3,
+    )
     ax.axhline(report["table_p95"], color="grey", linestyle="--", linewidth=1, label="table 95th percentile")
     ax.set_xlabel(f"distinct architectures / samples ({report['samples']} samples)")
     ax.set_ylabel(f"mean true {METRIC}")
@@ -228,10 +304,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--score-scales", type=float, nargs="+", default=[0, 0.25, 0.5, 1, 2, 4],
-                        help="norm-ratio scales of the predictor guidance")
-    parser.add_argument("--cfg-scales", type=float, nargs="+", default=[0, 1, 2, 3, 5],
-                        help="classifier-free guidance scales of the discrete generator")
+    parser.add_argument(
+        "--score-scales",
+        type=float,
+        nargs="+",
+        default=[0, 0.25, 0.5, 1, 2, 4],
+        help="norm-ratio scales of the predictor guidance",
+    )
+    parser.add_argument(
+        "--cfg-scales",
+        type=float,
+        nargs="+",
+        default=[0, 1, 2, 3, 5],
+        help="classifier-free guidance scales of the discrete generator",
+    )
     parser.add_argument("--pc-steps", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=None, help="the generators' epochs (default: their configs')")
     parser.add_argument("--predictor-epochs", type=int, default=10)
@@ -244,8 +330,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = {"command": "python benchmarks/guidance_sweep.py " + " ".join(argv), "samples": args.samples,
-              "seed": args.seed, "torch_threads": torch.get_num_threads(), **sweep(args)}
+    report = {
+        "command": "python benchmarks/guidance_sweep.py " + " ".join(argv),
+        "samples": args.samples,
+        "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        **sweep(args),
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "guidance_sweep.json").write_text(json.dumps(report, indent=1))

@@ -43,15 +43,27 @@ CONFIG = "configs/hierarchical/pipeline.yaml"
 def ablation(settings: dict) -> dict[str, dict[str, float]]:
     """Share of generated networks within budget before the exact check (generation only, no
     training) with one part of the cell generation switched off, same seeds and models."""
-    macro, flow = prepare_models(settings["cell_table"], settings["macro"], settings["cell_encoder"],
-                                 settings["cell_flow"], settings["cache_dir"], quiet=True)
+    macro, flow = prepare_models(
+        settings["cell_table"],
+        settings["macro"],
+        settings["cell_encoder"],
+        settings["cell_flow"],
+        settings["cache_dir"],
+        quiet=True,
+    )
     base, proxies = settings["generation"], CellProxies(settings["cell_table"])
-    variants = {"as configured": base, "1 cell candidate per slot": replace(base, cell_candidates=1),
-                "no ZC condition": replace(base, condition={}), "no cost match": replace(base, match=[])}
+    variants = {
+        "as configured": base,
+        "1 cell candidate per slot": replace(base, cell_candidates=1),
+        "no ZC condition": replace(base, condition={}),
+        "no cost match": replace(base, match=[]),
+    }
     out = {}
     for name, generation in variants.items():
         generator = HierarchicalGenerator(macro, flow, proxies, generation)
-        shares = [generator.generate(settings["task"].constraints, seed).share_before_check for seed in settings["seeds"]]
+        shares = [
+            generator.generate(settings["task"].constraints, seed).share_before_check for seed in settings["seeds"]
+        ]
         out[name] = {"mean": float(np.mean(shares)), "std": float(np.std(shares))}
     return out
 
@@ -66,32 +78,45 @@ def main(argv: list[str]) -> None:
     settings.update(output="runs/hierarchical/benchmark_search.csv", quiet=True)
     wall, cpu = time.perf_counter(), time.process_time()
     report = run_hierarchical_search(**settings)
-    report["benchmark"] = {"command": " ".join(["python benchmarks/hierarchical.py", *argv]),
-                           "wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
-                           "threads": torch.get_num_threads()}
+    report["benchmark"] = {
+        "command": " ".join(["python benchmarks/hierarchical.py", *argv]),
+        "wall_seconds": time.perf_counter() - wall,
+        "cpu_seconds": time.process_time() - cpu,
+        "threads": torch.get_num_threads(),
+    }
     report["ablation_share_before_check"] = ablation(settings)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hierarchical.json").write_text(json.dumps(report, indent=1, default=float))
     s, b = report["summary"], report["benchmark"]
-    per_seed = [{"seed": run["seed"],
-                 "generated": sum(r["accuracy"] for r in run["generated"]) / max(len(run["generated"]), 1),
-                 "random": sum(r["accuracy"] for r in run["random"]) / len(run["random"]),
-                 "kept": f"{run['satisfiers']}/{run['built']}", "invalid cells": f"{run['invalid_cells']}/{run['cell_draws']}",
-                 "seconds": run["seconds"]} for run in report["runs"]]
+    per_seed = [
+        {
+            "seed": run["seed"],
+            "generated": sum(r["accuracy"] for r in run["generated"]) / max(len(run["generated"]), 1),
+            "random": sum(r["accuracy"] for r in run["random"]) / len(run["random"]),
+            "kept": f"{run['satisfiers']}/{run['built']}",
+            "invalid cells": f"{run['invalid_cells']}/{run['cell_draws']}",
+            "seconds": run["seconds"],
+        }
+        for run in report["runs"]
+    ]
     lines = [
         "# Hierarchical generative NAS on MNIST-5k",
         "",
-        (f"`{b['command']}` -- {b['wall_seconds']:.0f} s wall, {b['cpu_seconds']:.0f} s CPU on {b['threads']} "
-         f"thread(s) (models {report['seconds']['models']:.0f} s, of which cached ones are free; search "
-         f"{report['seconds']['search']:.0f} s)."),
+        (
+            f"`{b['command']}` -- {b['wall_seconds']:.0f} s wall, {b['cpu_seconds']:.0f} s CPU on {b['threads']} "
+            f"thread(s) (models {report['seconds']['models']:.0f} s, of which cached ones are free; search "
+            f"{report['seconds']['search']:.0f} s)."
+        ),
         "",
-        (f"Generated top-{report['training']['top_k']} accuracy {s['generated_accuracy']['mean']:.4f} ± "
-         f"{s['generated_accuracy']['std']:.4f} vs random {s['random_accuracy']['mean']:.4f} ± "
-         f"{s['random_accuracy']['std']:.4f} (ratio {s['accuracy_ratio']:.3f}; mean ± std over seeds of each "
-         f"seed's mean); paired by seed, generated - random = {s['accuracy_gain']['mean']:+.4f} ± "
-         f"{s['accuracy_gain']['std']:.4f}, generated ahead on {s['seeds_won']} of {len(report['seeds'])} seeds. "
-         f"Within budget before the exact check {s['share_before_check']['mean']:.3f} (after: "
-         f"{s['share_after_check']:.0%})."),
+        (
+            f"Generated top-{report['training']['top_k']} accuracy {s['generated_accuracy']['mean']:.4f} ± "
+            f"{s['generated_accuracy']['std']:.4f} vs random {s['random_accuracy']['mean']:.4f} ± "
+            f"{s['random_accuracy']['std']:.4f} (ratio {s['accuracy_ratio']:.3f}; mean ± std over seeds of each "
+            f"seed's mean); paired by seed, generated - random = {s['accuracy_gain']['mean']:+.4f} ± "
+            f"{s['accuracy_gain']['std']:.4f}, generated ahead on {s['seeds_won']} of {len(report['seeds'])} seeds. "
+            f"Within budget before the exact check {s['share_before_check']['mean']:.3f} (after: "
+            f"{s['share_after_check']:.0%})."
+        ),
         "",
         "```",
         format_report(report),
@@ -103,7 +128,10 @@ def main(argv: list[str]) -> None:
         "",
         "| cell generation | share (mean ± std over seeds) |",
         "|---|---|",
-        *(f"| {name} | {v['mean']:.3f} ± {v['std']:.3f} |" for name, v in report["ablation_share_before_check"].items()),
+        *(
+            f"| {name} | {v['mean']:.3f} ± {v['std']:.3f} |"
+            for name, v in report["ablation_share_before_check"].items()
+        ),
     ]
     (RESULTS / "hierarchical.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -48,16 +48,23 @@ RESULTS = ROOT / "benchmarks" / "results"
 TASKS = {
     f"{file}_{part}": (file, classes)
     for file in ("mnist", "digits")
-    for part, classes in (("0to4", [0, 1, 2, 3, 4]), ("5to9", [5, 6, 7, 8, 9]), ("even", [0, 2, 4, 6, 8]),
-                          ("odd", [1, 3, 5, 7, 9]), ("all", list(range(10))))
+    for part, classes in (
+        ("0to4", [0, 1, 2, 3, 4]),
+        ("5to9", [5, 6, 7, 8, 9]),
+        ("even", [0, 2, 4, 6, 8]),
+        ("odd", [1, 3, 5, 7, 9]),
+        ("all", list(range(10))),
+    )
 }
 FILES = {"mnist": "mnist_5k.csv.gz", "digits": "digits.csv.gz"}
 
 
 def spearman_matrix(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     names = list(table)
-    return {a: {b: float(spearman_corrcoef(torch.from_numpy(table[a]), torch.from_numpy(table[b])))
-                for b in names} for a in names}
+    return {
+        a: {b: float(spearman_corrcoef(torch.from_numpy(table[a]), torch.from_numpy(table[b]))) for b in names}
+        for a in names
+    }
 
 
 def sample_cells(space: NB201Space, n: int, seed: int) -> list[tuple[str, ...]]:
@@ -74,24 +81,36 @@ def sample_cells(space: NB201Space, n: int, seed: int) -> list[tuple[str, ...]]:
 PROTOCOL = ("width", "size", "images_seen", "batch_size", "lr", "max_train", "test_share")
 
 
-def measure_task(space: NB201Space, cells: list[tuple[str, ...]], name: str, args: argparse.Namespace,
-                 train_seed: int) -> tuple[np.ndarray, int]:
+def measure_task(
+    space: NB201Space, cells: list[tuple[str, ...]], name: str, args: argparse.Namespace, train_seed: int
+) -> tuple[np.ndarray, int]:
     """Test accuracies of ``cells`` briefly trained on task ``name``, and the epochs used. The
     split is fixed by ``args.seed``; ``train_seed`` sets the initial weights and batch order."""
     file, classes = TASKS[name]
     path = Path(args.images) / FILES[file]
     n = int(np.isin(load_images(str(path))[1], classes).sum())
     test = round(n * args.test_share)
-    task = ImageTask(path, args.size, 1, len(classes), test_size=test, train_size=min(n - test, args.max_train),
-                     split_seed=args.seed, classes=classes)
+    task = ImageTask(
+        path,
+        args.size,
+        1,
+        len(classes),
+        test_size=test,
+        train_size=min(n - test, args.max_train),
+        split_seed=args.seed,
+        classes=classes,
+    )
     epochs = math.ceil(args.images_seen / len(task.train))  # small tasks: as many steps as large ones
     accs = []
     for i, cell in enumerate(cells):
         torch.manual_seed(train_seed * 100_003 + i)  # cell i starts from the same weights on every task
         net = space.to_module(cell, num_classes=len(classes), in_channels=1, C=args.width, N=1)
         accs.append(train_briefly(net, task, epochs, args.batch_size, args.lr, seed=train_seed, accelerator="cpu"))
-    print(f"{name}: {len(task.train)} train / {len(task.test)} test images x {epochs} epochs, "
-          f"mean acc {np.mean(accs):.3f}", flush=True)
+    print(
+        f"{name}: {len(task.train)} train / {len(task.test)} test images x {epochs} epochs, "
+        f"mean acc {np.mean(accs):.3f}",
+        flush=True,
+    )
     return np.asarray(accs), epochs
 
 
@@ -113,14 +132,25 @@ def measure(args: argparse.Namespace) -> dict:
             writer.writerow([space.to_string(cell), *(f"{columns[t][i]:.4f}" for t in columns)])
     return {
         "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
-        "cells": args.cells, "width_C": args.width, "cells_per_stage_N": 1, "input_size": args.size,
-        "images_seen": args.images_seen, "batch_size": args.batch_size, "lr": args.lr, "max_train": args.max_train,
-        "test_share": args.test_share, "seed": args.seed, "protocol": {k: getattr(args, k) for k in PROTOCOL},
+        "cells": args.cells,
+        "width_C": args.width,
+        "cells_per_stage_N": 1,
+        "input_size": args.size,
+        "images_seen": args.images_seen,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "max_train": args.max_train,
+        "test_share": args.test_share,
+        "seed": args.seed,
+        "protocol": {k: getattr(args, k) for k in PROTOCOL},
         "tasks": {t: {"images": FILES[f], "classes": c, "epochs": task_epochs[t]} for t, (f, c) in TASKS.items()},
-        "accuracy": {t: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-                         "max": float(v.max())} for t, v in columns.items()},
+        "accuracy": {
+            t: {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max())}
+            for t, v in columns.items()
+        },
         "spearman": spearman_matrix(columns),
-        "cpu_s": time.process_time() - start, "cpu_s_per_task": task_cpu,
+        "cpu_s": time.process_time() - start,
+        "cpu_s_per_task": task_cpu,
     }
 
 
@@ -130,8 +160,10 @@ def retest(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     done = json.loads((RESULTS / "image_tasks.json").read_text())["measure"]
     if done["protocol"] != {k: getattr(args, k) for k in PROTOCOL} or done["seed"] == args.train_seed:
-        raise SystemExit(f"retest: use the protocol of the measurement ({done['protocol']}) and a --train-seed "
-                         f"other than its seed {done['seed']}")
+        raise SystemExit(
+            f"retest: use the protocol of the measurement ({done['protocol']}) and a --train-seed "
+            f"other than its seed {done['seed']}"
+        )
     args.seed = done["seed"]
     space = NB201Space()
     with open(args.scores, newline="") as f:
@@ -141,10 +173,16 @@ def retest(args: argparse.Namespace) -> dict:
     for name in args.tasks:
         again, _ = measure_task(space, cells, name, args, args.train_seed)
         first = np.array([float(r[name]) for r in rows])
-        result[name] = {"spearman": float(spearman_corrcoef(torch.from_numpy(first), torch.from_numpy(again))),
-                        "mean_abs_diff": float(np.abs(first - again).mean())}
-    return {"command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]), "train_seed": args.train_seed,
-            "tasks": result, "cpu_s": time.process_time() - start}
+        result[name] = {
+            "spearman": float(spearman_corrcoef(torch.from_numpy(first), torch.from_numpy(again))),
+            "mean_abs_diff": float(np.abs(first - again).mean()),
+        }
+    return {
+        "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
+        "train_seed": args.train_seed,
+        "tasks": result,
+        "cpu_s": time.process_time() - start,
+    }
 
 
 def meta_run(config: dict, scores: str, held_out: str, encoder: str, seed: int, root: Path) -> dict:
@@ -156,12 +194,23 @@ def meta_run(config: dict, scores: str, held_out: str, encoder: str, seed: int, 
     best = ModelCheckpoint(dirpath=root / held_out / encoder / str(seed), monitor="val/spearman", mode="max")
     t0 = time.process_time()
     with quiet_lightning():
-        trainer = pl.Trainer(max_epochs=config["trainer"]["max_epochs"], accelerator="cpu", deterministic=True,
-                             logger=False, callbacks=[best], enable_progress_bar=False, enable_model_summary=False)
+        trainer = pl.Trainer(
+            max_epochs=config["trainer"]["max_epochs"],
+            accelerator="cpu",
+            deterministic=True,
+            logger=False,
+            callbacks=[best],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.fit(model, dm)
         test = trainer.test(model, dm, ckpt_path="best", verbose=False)[0]
-    return {"test_spearman": test["test/spearman"], "test_kendall": test["test/kendall"],
-            "val_spearman": float(best.best_model_score), "cpu_s": time.process_time() - t0}
+    return {
+        "test_spearman": test["test/spearman"],
+        "test_kendall": test["test/kendall"],
+        "val_spearman": float(best.best_model_score),
+        "cpu_s": time.process_time() - t0,
+    }
 
 
 def meta(args: argparse.Namespace) -> dict:
@@ -173,14 +222,21 @@ def meta(args: argparse.Namespace) -> dict:
         runs[held] = {}
         for encoder in ("dataset", "none"):
             rhos = [meta_run(config, args.scores, held, encoder, seed, Path(args.runs)) for seed in args.seeds]
-            runs[held][encoder] = {"seeds": rhos, "test_spearman_mean": float(np.mean([r["test_spearman"]
-                                                                                      for r in rhos]))}
-            print(f"held out {held}, task encoder {encoder}: test Spearman "
-                  f"{[round(r['test_spearman'], 3) for r in rhos]}", flush=True)
+            runs[held][encoder] = {
+                "seeds": rhos,
+                "test_spearman_mean": float(np.mean([r["test_spearman"] for r in rhos])),
+            }
+            print(
+                f"held out {held}, task encoder {encoder}: test Spearman "
+                f"{[round(r['test_spearman'], 3) for r in rhos]}",
+                flush=True,
+            )
     return {
         "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
         "config": str(Path(args.config).resolve().relative_to(ROOT)),
-        "seeds": args.seeds, "runs": runs, "cpu_s": time.process_time() - start,
+        "seeds": args.seeds,
+        "runs": runs,
+        "cpu_s": time.process_time() - start,
     }
 
 
@@ -190,60 +246,82 @@ def render(result: dict) -> str:
     m = result.get("measure")
     if m:
         lines += [
-            "## Measured scores", "",
-            f"`{m['command']}`", "",
+            "## Measured scores",
+            "",
+            f"`{m['command']}`",
+            "",
             f"{m['cells']} seeded NB201 cells (distinct isomorphism classes), network C={m['width_C']}, "
             f"N={m['cells_per_stage_N']}, {m['input_size']}x{m['input_size']} grey input, trained with Adam "
             f"(lr {m['lr']}, batch {m['batch_size']}) on at most {m['max_train']} images for "
             f"ceil({m['images_seen']} / training images) epochs (so every task gets about as many steps); "
             f"test accuracy on {m['test_share']:.0%} of the task's images. Cell i starts from the same "
             "initial weights, and sees its batches in the same seeded order, on every task. "
-            f"Total {m['cpu_s'] / 60:.1f} min CPU (1 thread).", "",
-            "| task | images | classes | epochs | mean acc | std | min | max |", "|---|---|---|---|---|---|---|---|",
+            f"Total {m['cpu_s'] / 60:.1f} min CPU (1 thread).",
+            "",
+            "| task | images | classes | epochs | mean acc | std | min | max |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for t, a in m["accuracy"].items():
             spec = m["tasks"][t]
-            lines.append(f"| {t} | {spec['images']} | {spec['classes']} | {spec['epochs']} | {a['mean']:.3f} | {a['std']:.3f} | "
-                         f"{a['min']:.3f} | {a['max']:.3f} |")
+            lines.append(
+                f"| {t} | {spec['images']} | {spec['classes']} | {spec['epochs']} | {a['mean']:.3f} | {a['std']:.3f} | "
+                f"{a['min']:.3f} | {a['max']:.3f} |"
+            )
         names = list(m["spearman"])
-        lines += ["", "Cross-task Spearman of the cells' accuracies:", "",
-                  "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [
+            "",
+            "Cross-task Spearman of the cells' accuracies:",
+            "",
+            "| | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
         lines += [f"| {a} | " + " | ".join(f"{m['spearman'][a][b]:.2f}" for b in names) + " |" for a in names]
         off = [m["spearman"][a][b] for a in names for b in names if a != b]
         lines += ["", f"Off-diagonal mean {np.mean(off):.2f}, min {min(off):.2f}, max {max(off):.2f}.", ""]
     r = result.get("retest")
     if r:
         lines += [
-            "## Test-retest: the noise floor", "",
-            f"`{r['command']}`", "",
+            "## Test-retest: the noise floor",
+            "",
+            f"`{r['command']}`",
+            "",
             f"The same cells, task and split trained again with initial weights and batch order from seed "
             f"{r['train_seed']} ({r['cpu_s'] / 60:.1f} min CPU). Two identical tasks would correlate at this "
             "level, so cross-task correlations near it cannot tell whether the tasks differ; the retest changes "
             "the seed, whereas the tasks of the table share theirs per cell, so part of the cross-task "
-            "correlation is shared seed noise.", "",
-            "| task | Spearman (seed 0 vs retest) | mean abs. accuracy change |", "|---|---|---|",
+            "correlation is shared seed noise.",
+            "",
+            "| task | Spearman (seed 0 vs retest) | mean abs. accuracy change |",
+            "|---|---|---|",
         ]
         lines += [f"| {t} | {v['spearman']:.2f} | {v['mean_abs_diff']:.3f} |" for t, v in r["tasks"].items()]
         if m:
             off = [m["spearman"][a][b] for a in m["spearman"] for b in m["spearman"] if a != b]
-            lines += ["", f"Cross-task off-diagonal mean {np.mean(off):.2f} against a test-retest Spearman of "
-                      f"{min(v['spearman'] for v in r['tasks'].values()):.2f}-"
-                      f"{max(v['spearman'] for v in r['tasks'].values()):.2f}: a measured ranking is mostly seed "
-                      "noise at this training budget, and the expected ranking of a task can be learned only "
-                      "up to that noise."]
+            lines += [
+                "",
+                f"Cross-task off-diagonal mean {np.mean(off):.2f} against a test-retest Spearman of "
+                f"{min(v['spearman'] for v in r['tasks'].values()):.2f}-"
+                f"{max(v['spearman'] for v in r['tasks'].values()):.2f}: a measured ranking is mostly seed "
+                "noise at this training budget, and the expected ranking of a task can be learned only "
+                "up to that noise.",
+            ]
         lines.append("")
     r = result.get("meta")
     if r:
         lines += [
-            "## Meta-predictor on a held-out image task", "",
-            f"`{r['command']}`", "",
+            "## Meta-predictor on a held-out image task",
+            "",
+            f"`{r['command']}`",
+            "",
             f"Config `{r['config']}`; seeds {r['seeds']}; {r['cpu_s'] / 60:.1f} min CPU. For each held-out task "
             "the meta-predictor is meta-trained on the other tasks' train cells, the checkpoint with the best "
             "validation Spearman (other tasks, val cells) is kept, and its Spearman is averaged over the "
             "held-out task's test episodes (test cells only: no cell of the test split is trained on, for any "
             "task). *dataset*: the task vector comes from images of the task (DatasetEncoder); *none*: the same "
-            "model with the task vector zeroed, i.e. a predictor trained on the pooled other tasks.", "",
-            "| held-out task | dataset encoder | no task vector | difference |", "|---|---|---|---|",
+            "model with the task vector zeroed, i.e. a predictor trained on the pooled other tasks.",
+            "",
+            "| held-out task | dataset encoder | no task vector | difference |",
+            "|---|---|---|---|",
         ]
         for held, by in r["runs"].items():
             d, z = by["dataset"]["test_spearman_mean"], by["none"]["test_spearman_mean"]
@@ -251,11 +329,19 @@ def render(result: dict) -> str:
         d = np.mean([by["dataset"]["test_spearman_mean"] for by in r["runs"].values()])
         z = np.mean([by["none"]["test_spearman_mean"] for by in r["runs"].values()])
         lines += [f"| **mean** | **{d:.3f}** | **{z:.3f}** | **{d - z:+.3f}** |", ""]
-        pairs = np.array([a["test_spearman"] - b["test_spearman"] for by in r["runs"].values()
-                          for a, b in zip(by["dataset"]["seeds"], by["none"]["seeds"])])
-        lines += [f"Paired over {len(pairs)} (held-out task, seed) runs: dataset encoder minus no task vector "
-                  f"{pairs.mean():+.3f} (standard error {pairs.std(ddof=1) / np.sqrt(len(pairs)):.3f}), "
-                  f"the dataset encoder ahead in {(pairs > 0).sum()} of them.", ""]
+        pairs = np.array(
+            [
+                a["test_spearman"] - b["test_spearman"]
+                for by in r["runs"].values()
+                for a, b in zip(by["dataset"]["seeds"], by["none"]["seeds"])
+            ]
+        )
+        lines += [
+            f"Paired over {len(pairs)} (held-out task, seed) runs: dataset encoder minus no task vector "
+            f"{pairs.mean():+.3f} (standard error {pairs.std(ddof=1) / np.sqrt(len(pairs)):.3f}), "
+            f"the dataset encoder ahead in {(pairs > 0).sum()} of them.",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -274,8 +360,12 @@ def main() -> None:
     protocol.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "images"))
     protocol.add_argument("--width", type=int, default=8, help="NB201 channel width C")
     protocol.add_argument("--size", type=int, default=16, help="input side")
-    protocol.add_argument("--images-seen", type=int, default=2000,
-                          help="training images per cell and task: epochs = ceil(this / the task's training images)")
+    protocol.add_argument(
+        "--images-seen",
+        type=int,
+        default=2000,
+        help="training images per cell and task: epochs = ceil(this / the task's training images)",
+    )
     protocol.add_argument("--batch-size", type=int, default=64)
     protocol.add_argument("--lr", type=float, default=3e-3)
     protocol.add_argument("--max-train", type=int, default=2000, help="training images per task at most")

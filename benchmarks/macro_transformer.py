@@ -37,8 +37,12 @@ def shares(space, archs, c: MacroConstraints) -> dict[str, float]:
     ok_f = [f <= c.max_flops for _, f in costs]
     both = [a and b for a, b in zip(ok_p, ok_f)]
     use = [p / c.max_params for (p, _), ok in zip(costs, both) if ok]
-    return {"params_ok": float(np.mean(ok_p)), "flops_ok": float(np.mean(ok_f)), "both_ok": float(np.mean(both)),
-            "params_use": float(np.median(use)) if use else float("nan")}
+    return {
+        "params_ok": float(np.mean(ok_p)),
+        "flops_ok": float(np.mean(ok_f)),
+        "both_ok": float(np.mean(both)),
+        "params_use": float(np.median(use)) if use else float("nan"),
+    }
 
 
 def summarise(rows: list[dict], key: str) -> dict[str, float]:
@@ -69,8 +73,14 @@ def main() -> None:
 
     pl.seed_everything(args.seed)
     model = MacroTransformerModule(dm.spec(), **config["model"].get("init_args", {}))
-    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=args.epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     start = time.perf_counter()
     trainer.fit(model, dm)
     train_seconds = time.perf_counter() - start
@@ -98,8 +108,7 @@ def main() -> None:
     zc: dict[str, list[float]] = {name: [] for name in samples}
     zc["evolution best (data)"] = []
     for i, c in enumerate(settings[: args.zc_settings]):
-        best = [r["fitness"] for r in dm.records
-                if MacroConstraints(*(r[f] for f in MacroConstraints._fields)) == c]
+        best = [r["fitness"] for r in dm.records if MacroConstraints(*(r[f] for f in MacroConstraints._fields)) == c]
         zc["evolution best (data)"].append(max(best))
         for name, per_setting in samples.items():
             pool = per_setting[i]
@@ -110,12 +119,19 @@ def main() -> None:
                 zc[name].append(float(np.mean([fitness(space, a, c) for a in ok])))
 
     result = {
-        "config": args.config, "records": len(dm.records), "train_settings": len(dm.constraints("train")),
-        "test_settings": len(settings), "epochs": args.epochs, "train_seconds": train_seconds,
-        "sample_seconds": sample_seconds, "samples_per_setting": args.samples,
+        "config": args.config,
+        "records": len(dm.records),
+        "train_settings": len(dm.constraints("train")),
+        "test_settings": len(settings),
+        "epochs": args.epochs,
+        "train_seconds": train_seconds,
+        "sample_seconds": sample_seconds,
+        "samples_per_setting": args.samples,
         "val": {k: float(v) for k, v in val.items()},
-        "methods": {name: {key: summarise(rows, key) for key in ("params_ok", "flops_ok", "both_ok", "params_use")}
-                    for name, rows in per_method.items()},
+        "methods": {
+            name: {key: summarise(rows, key) for key in ("params_ok", "flops_ok", "both_ok", "params_use")}
+            for name, rows in per_method.items()
+        },
         "zc_fitness": {name: summarise([{"v": v} for v in values], "v") for name, values in zc.items() if values},
         "proxy": dm.proxy,
     }
@@ -127,9 +143,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "macro_transformer.json").write_text(json.dumps(result, indent=2))
     lines = [
-        (f"Macro transformer: {result['records']} evolved architectures from {result['train_settings']} train "
-         f"settings; {len(settings)} held-out test settings x {args.samples} samples; {args.epochs} epochs "
-         f"({train_seconds:.0f} s) on CPU. Shares are before any exact check (mean ± std over settings)."),
+        (
+            f"Macro transformer: {result['records']} evolved architectures from {result['train_settings']} train "
+            f"settings; {len(settings)} held-out test settings x {args.samples} samples; {args.epochs} epochs "
+            f"({train_seconds:.0f} s) on CPU. Shares are before any exact check (mean ± std over settings)."
+        ),
         "",
         "| method | params ok | FLOPs ok | both ok | both ok vs random | median params / budget (satisfiers) |",
         "|---|---|---|---|---|---|",
@@ -137,9 +155,16 @@ def main() -> None:
     for name, s in result["methods"].items():
         cells = [f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in ("params_ok", "flops_ok", "both_ok")]
         lines.append(f"| {name} | {' | '.join(cells)} | {s['both_ok_vs_random']:.2f} | {s['params_use']['mean']:.3f} |")
-    lines += ["", (f"ZC fitness ({dm.proxy}) of up to {args.zc_samples} satisfiers per setting, first "
-                   f"{args.zc_settings} test settings (mean ± std over settings):"), "",
-              "| source | mean fitness | settings |", "|---|---|---|"]
+    lines += [
+        "",
+        (
+            f"ZC fitness ({dm.proxy}) of up to {args.zc_samples} satisfiers per setting, first "
+            f"{args.zc_settings} test settings (mean ± std over settings):"
+        ),
+        "",
+        "| source | mean fitness | settings |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['n']} |" for name, s in result["zc_fitness"].items()]
     (out / "macro_transformer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

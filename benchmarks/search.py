@@ -32,8 +32,11 @@ from nag.search.report import format_summary, summarize
 from nag.search.transfer import TransferSearch
 
 ROOT = Path(__file__).resolve().parents[1]
-NB201_TASKS = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep",
-               "imagenet16": "imagenet16_test_200ep"}
+NB201_TASKS = {
+    "cifar10": "cifar10_test_200ep",
+    "cifar100": "cifar100_test_200ep",
+    "imagenet16": "imagenet16_test_200ep",
+}
 
 
 def fit(config: str, root: Path, *overrides: str) -> Path:
@@ -43,8 +46,20 @@ def fit(config: str, root: Path, *overrides: str) -> Path:
     done = root / "fit_finished"
     if not done.exists():
         shutil.rmtree(root, ignore_errors=True)
-        nag_main(["fit", "--config", str(ROOT / config), "--trainer.default_root_dir", str(root),
-                  "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", *overrides])
+        nag_main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / config),
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--test_after_fit",
+                "false",
+                *overrides,
+            ]
+        )
         done.touch()
     return sorted(root.glob("**/last.ckpt"))[-1]
 
@@ -53,12 +68,18 @@ def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
     """``(task name, benchmark, metric, meta-fit overrides)`` per held-out task."""
     if args.space == "nb201":
         bench = NB201Benchmark(args.data)
-        data = ["--data.init_args.benchmarks", json.dumps([{"class_path": "nag.benchmarks.NB201Benchmark",
-                                                              "init_args": {"path": args.data}}])]
-        return [(name, bench, metric, [*data, "--data.init_args.held_out", metric])
-                for name, metric in NB201_TASKS.items() if name in args.tasks]
-    return [(d, NBGraphBenchmark(d), "valid_acc", ["--data.init_args.held_out", d])
-            for d in DATASETS if d in args.tasks]
+        data = [
+            "--data.init_args.benchmarks",
+            json.dumps([{"class_path": "nag.benchmarks.NB201Benchmark", "init_args": {"path": args.data}}]),
+        ]
+        return [
+            (name, bench, metric, [*data, "--data.init_args.held_out", metric])
+            for name, metric in NB201_TASKS.items()
+            if name in args.tasks
+        ]
+    return [
+        (d, NBGraphBenchmark(d), "valid_acc", ["--data.init_args.held_out", d]) for d in DATASETS if d in args.tasks
+    ]
 
 
 METHODS = ("random", "rea", "local", "transfer", "transfer+generator", "bo")
@@ -73,11 +94,21 @@ def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | No
         "rea": lambda: ([RegularizedEvolution()], args.seeds, args.budget),
         "local": lambda: ([LocalSearch()], args.seeds, args.budget),
         "transfer": lambda: ([TransferSearch(str(m), batch_size=1) for m in metas], args.seeds, args.budget),
-        "transfer+generator": lambda: ([TransferSearch(str(m), str(generator), batch_size=1, num_samples=args.samples,
-                                                       regenerate_every=args.regenerate) for m in metas],
-                                       args.model_seeds, args.model_budget),
-        "bo": lambda: ([BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32)],
-                       args.model_seeds, args.model_budget),
+        "transfer+generator": lambda: (
+            [
+                TransferSearch(
+                    str(m), str(generator), batch_size=1, num_samples=args.samples, regenerate_every=args.regenerate
+                )
+                for m in metas
+            ],
+            args.model_seeds,
+            args.model_budget,
+        ),
+        "bo": lambda: (
+            [BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32)],
+            args.model_seeds,
+            args.model_budget,
+        ),
     }
     return [make[m]() for m in args.methods]
 
@@ -130,29 +161,49 @@ def main() -> None:
 
     generator = None
     if "transfer+generator" in args.methods:
-        generator = fit(f"configs/{args.space}/diffusion.yaml", work / f"{args.space}_generator",
-                        "--trainer.max_epochs", str(args.generator_epochs),
-                        *(["--data.init_args.benchmark.init_args.path", args.data] if args.space == "nb201" else []))
+        generator = fit(
+            f"configs/{args.space}/diffusion.yaml",
+            work / f"{args.space}_generator",
+            "--trainer.max_epochs",
+            str(args.generator_epochs),
+            *(["--data.init_args.benchmark.init_args.path", args.data] if args.space == "nb201" else []),
+        )
 
     results = {}
     for name, bench, metric, overrides in tasks(args):
         metas = []
         if any(m.startswith("transfer") for m in args.methods):
-            metas = [fit(f"configs/{args.space}/meta_predictor.yaml",
-                         work / (f"{args.space}_meta_{name}" + (f"_s{k}" if k else "")),
-                         "--trainer.max_epochs", str(args.meta_epochs), "--seed_everything", str(k), *overrides)
-                     for k in range(args.meta_seeds)]
+            metas = [
+                fit(
+                    f"configs/{args.space}/meta_predictor.yaml",
+                    work / (f"{args.space}_meta_{name}" + (f"_s{k}" if k else "")),
+                    "--trainer.max_epochs",
+                    str(args.meta_epochs),
+                    "--seed_everything",
+                    str(k),
+                    *overrides,
+                )
+                for k in range(args.meta_seeds)
+            ]
         _, optimum = bench.best(metric)
         task = results[name] = {"metric": metric, "optimum": optimum, "methods": {}, "curves": {}}
         for options, seeds, budget in strategies(args, metas, generator):
             start, strategy = time.perf_counter(), options[0]
-            runs = [options[s % len(options)].run(QueryOracle(bench, metric, budget=budget), budget, s)
-                    for s in range(seeds)]
-            summary = summarize(runs, optimum) | {"task": name, "seconds_per_run": (time.perf_counter() - start) / seeds}
+            runs = [
+                options[s % len(options)].run(QueryOracle(bench, metric, budget=budget), budget, s)
+                for s in range(seeds)
+            ]
+            summary = summarize(runs, optimum) | {
+                "task": name,
+                "seconds_per_run": (time.perf_counter() - start) / seeds,
+            }
             task["methods"][strategy.name] = summary
             task["curves"][strategy.name] = [r.best_curve for r in runs]
-            print(f"{name:>10} {strategy.name:>22}: best={runs[0].sign * max(r.sign * r.best_value for r in runs):.4f} "
-                  f"reached={summary['reached_optimum']:.0%} q_opt={summary['median_queries_to_optimum']}", flush=True)
+            print(
+                f"{name:>10} {strategy.name:>22}: best={runs[0].sign * max(r.sign * r.best_value for r in runs):.4f} "
+                f"reached={summary['reached_optimum']:.0%} q_opt={summary['median_queries_to_optimum']}",
+                flush=True,
+            )
         base = task["methods"]["random_search"]["median_queries_to_optimum"]
         for summary in task["methods"].values():
             q = summary["median_queries_to_optimum"]
@@ -166,8 +217,12 @@ def write(results: dict, args: argparse.Namespace, out: Path) -> None:
     write_rows({"args": vars(args), "results": results}, stem.with_suffix(".json"))
     lines = [f"# Search on {args.space} (best found vs queries; optimum = table's best)", ""]
     for name, task in results.items():
-        lines += [f"## held-out {name}: {task['metric']} (optimum {task['optimum']:.4f})", "",
-                  format_summary(list(task["methods"].values())), ""]
+        lines += [
+            f"## held-out {name}: {task['metric']} (optimum {task['optimum']:.4f})",
+            "",
+            format_summary(list(task["methods"].values())),
+            "",
+        ]
     stem.with_suffix(".md").write_text("\n".join(lines))
     plot(results, stem.with_suffix(".png"))
     print("\n".join(lines), flush=True)

@@ -112,15 +112,18 @@ def main() -> None:
             "spearman_vs_published": rho,
             "pairs": n,
             "spearman_noise_inputs_vs_published": spearman([v[name] for v in noise_values], published)[0]
-            if name in DATA_PROXIES else rho,
+            if name in DATA_PROXIES
+            else rho,
             "spearman_published_params_vs_published": spearman(published_params, published)[0],
             "spearman_ours_vs_cifar10_acc": spearman(mine, acc)[0],
             "spearman_published_vs_cifar10_acc": spearman(published, acc)[0],
         }
     result = {
         "command": f"python benchmarks/zc_validation.py --cells {args.cells} --seed {args.seed} "
-                   f"--batch-size {args.batch_size}",
-        "images": f"MNIST ({args.batch_size} images, seed {args.seed}) resized to 3x32x32; published scores used CIFAR-10",
+        f"--batch-size {args.batch_size}",
+        "images": (
+            f"MNIST ({args.batch_size} images, seed {args.seed}) resized to 3x32x32; published scores used CIFAR-10"
+        ),
         "cells": args.cells,
         "net_tuple_matches_net_str": f"{net_agrees}/{len(rows)}",
         "exact_params_vs_published": f"{exact['params']}/{args.cells}",
@@ -138,14 +141,18 @@ def main() -> None:
         "",
         f"`{result['command']}`",
         "",
-        (f"{args.cells} seeded cells; ours computed on {result['images']}. "
-         f"Params exact on {result['exact_params_vs_published']} cells, FLOPs exact on "
-         f"{result['exact_flops_vs_published']}; `net` tuples decode to `net_str` on "
-         f"{result['net_tuple_matches_net_str']} rows. {result['seconds_per_cell_mean']:.2f} s per cell "
-         f"for all {len(PROXIES)} proxies ({result['torch_threads']} CPU thread)."),
+        (
+            f"{args.cells} seeded cells; ours computed on {result['images']}. "
+            f"Params exact on {result['exact_params_vs_published']} cells, FLOPs exact on "
+            f"{result['exact_flops_vs_published']}; `net` tuples decode to `net_str` on "
+            f"{result['net_tuple_matches_net_str']} rows. {result['seconds_per_cell_mean']:.2f} s per cell "
+            f"for all {len(PROXIES)} proxies ({result['torch_threads']} CPU thread)."
+        ),
         "",
-        ("| proxy | ρ ours vs published | ρ Gaussian-input baseline | ρ published params vs published | "
-         "ρ ours vs C10 acc | ρ published vs C10 acc |"),
+        (
+            "| proxy | ρ ours vs published | ρ Gaussian-input baseline | ρ published params vs published | "
+            "ρ ours vs C10 acc | ρ published vs C10 acc |"
+        ),
         "|---|---|---|---|---|---|",
     ]
     for name, t in table.items():
@@ -156,9 +163,11 @@ def main() -> None:
         )
     lines += [
         "",
-        ("ρ = Spearman rank correlation over the sampled cells (NaN values dropped; n = pairs kept). "
-         "synflow, params and flops do not depend on the data, so their baseline column repeats the "
-         "first. C10 acc = `cifar10_test_200ep` of `nb201.csv`."),
+        (
+            "ρ = Spearman rank correlation over the sampled cells (NaN values dropped; n = pairs kept). "
+            "synflow, params and flops do not depend on the data, so their baseline column repeats the "
+            "first. C10 acc = `cifar10_test_200ep` of `nb201.csv`."
+        ),
     ]
     (out / "zc_validation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,8 +1,8 @@
 """nag: generate neural architectures with graph diffusion, flows and transformers.
 
-    import nag
-    generator = nag.load_generator("runs/.../last.ckpt")   # model and search space from the file
-    samples = generator.sample(100, seed=0)                 # a GeneratedSet of architectures
+import nag
+generator = nag.load_generator("runs/.../last.ckpt")   # model and search space from the file
+samples = generator.sample(100, seed=0)                 # a GeneratedSet of architectures
 """
 
 from __future__ import annotations

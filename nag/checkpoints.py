@@ -25,8 +25,9 @@ M = TypeVar("M", bound=pl.LightningModule)
 SAFE_GLOBALS: tuple[type, ...] = ()
 
 
-def read_checkpoint(path: str | Path, flag: str = "--ckpt_path",
-                    map_location: str | torch.device | Callable | None = "cpu") -> Any:
+def read_checkpoint(
+    path: str | Path, flag: str = "--ckpt_path", map_location: str | torch.device | Callable | None = "cpu"
+) -> Any:
     """The object saved at ``path``, unpickled weights-only with :data:`SAFE_GLOBALS`.
 
     A missing, truncated or corrupt file, and one that holds any other pickled object (which
@@ -41,11 +42,17 @@ def read_checkpoint(path: str | Path, flag: str = "--ckpt_path",
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found:
-            raise ConfigError(f"{flag} {str(p)!r} holds objects nag does not load ({found.group(1)}); a nag "
-                              "checkpoint holds only tensors and plain values: use one written by `nag fit`") from None
-        raise ConfigError(f"{flag} {str(p)!r}: not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from None
-    except Exception as e:  # noqa: BLE001 - any other reading failure means the same thing to the user
-        raise ConfigError(f"{flag} {str(p)!r}: not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from None
+            raise ConfigError(
+                f"{flag} {str(p)!r} holds objects nag does not load ({found.group(1)}); a nag "
+                "checkpoint holds only tensors and plain values: use one written by `nag fit`"
+            ) from None
+        raise ConfigError(
+            f"{flag} {str(p)!r}: not a readable checkpoint (truncated or corrupt: {type(e).__name__})"
+        ) from None
+    except Exception as e:
+        raise ConfigError(
+            f"{flag} {str(p)!r}: not a readable checkpoint (truncated or corrupt: {type(e).__name__})"
+        ) from None
 
 
 def load_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> dict:
@@ -86,8 +93,9 @@ def check_space(ckpt: dict, space: SearchSpace, path: str | Path, flag: str = "-
         )
 
 
-def load_module(cls: type[M], path: str | Path, space: SearchSpace | None, flag: str,
-                device: torch.device | str = "cpu") -> M:
+def load_module(
+    cls: type[M], path: str | Path, space: SearchSpace | None, flag: str, device: torch.device | str = "cpu"
+) -> M:
     """``cls`` from ``path`` (checked against ``space`` when given), in eval mode on ``device``.
 
     The file is vetted by :func:`load_checkpoint` first, and Lightning then rebuilds the module
@@ -99,6 +107,8 @@ def load_module(cls: type[M], path: str | Path, space: SearchSpace | None, flag:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             module = cls.load_from_checkpoint(path, map_location=device, weights_only=True)
     except (KeyError, RuntimeError, TypeError) as e:
-        raise ConfigError(f"{flag} {str(path)!r} is not a {cls.__name__} checkpoint ({type(e).__name__}); "
-                          f"pass one written by `nag fit` with that model") from None
+        raise ConfigError(
+            f"{flag} {str(path)!r} is not a {cls.__name__} checkpoint ({type(e).__name__}); "
+            f"pass one written by `nag fit` with that model"
+        ) from None
     return module.eval()

@@ -32,7 +32,9 @@ class NagCLI(LightningCLI):
     every model's ``data_spec`` so that checkpoints carry it."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data", "model.init_args.data_spec", compute_fn=lambda dm: dm.spec(), apply_on="instantiate")
+        parser.link_arguments(
+            "data", "model.init_args.data_spec", compute_fn=lambda dm: dm.spec(), apply_on="instantiate"
+        )
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -44,14 +46,14 @@ class NagCLI(LightningCLI):
             type=int,
             default=0,
             help="After `fit` of a generator, sample this many architectures and print their true metrics "
-                 "beside as many uniform random ones (same seed); 0: off.",
+            "beside as many uniform random ones (same seed); 0: off.",
         )
         parser.add_argument(
             "--generate_conditions",
             type=dict[str, float] | None,
             default=None,
             help="Raw condition values (e.g. '{\"valid_acc\": 0.85}') for a second, conditioned row of "
-                 "--generate_after_fit.",
+            "--generate_after_fit.",
         )
 
     @staticmethod
@@ -65,7 +67,9 @@ class NagCLI(LightningCLI):
         if config.get("ckpt_path") == "last":
             found = last_checkpoint(self.trainer)
             config["ckpt_path"] = None if found is None else str(found)
-            rank_zero_info(f"Resuming from {found}" if found else "--ckpt_path last: no earlier checkpoint; starting afresh")
+            rank_zero_info(
+                f"Resuming from {found}" if found else "--ckpt_path last: no earlier checkpoint; starting afresh"
+            )
         self._check_checkpoint()
 
     def _check_checkpoint(self) -> None:
@@ -100,10 +104,13 @@ class NagCLI(LightningCLI):
         dm = self.datamodule
         benchmark = getattr(dm, "benchmark", None)
         metrics = list(dm.targets[:1]) if benchmark is not None else []
-        _, table = compare_with_random(ModelGenerator(self.model, dm.space), dm.train_keys(), benchmark, metrics,
-                                       n, seed=0, conditions=conditions)
-        print(f"{n} generated architectures beside {n} uniform random ones (true {', '.join(metrics) or 'no'} "
-              f"metrics from the benchmark):\n{table}")
+        _, table = compare_with_random(
+            ModelGenerator(self.model, dm.space), dm.train_keys(), benchmark, metrics, n, seed=0, conditions=conditions
+        )
+        print(
+            f"{n} generated architectures beside {n} uniform random ones (true {', '.join(metrics) or 'no'} "
+            f"metrics from the benchmark):\n{table}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
 def search_main(args: list[str]) -> dict:
     """``nag search --config search.yaml``: a benchmark, a metric and a strategy (each by
     ``class_path``), a query budget and seeds; the arguments are :func:`run_search`'s."""
-    parser = ArgumentParser(prog="nag search", description=run_search.__doc__, print_config="--print_config",
-                            exit_on_error=False)
+    parser = ArgumentParser(
+        prog="nag search", description=run_search.__doc__, print_config="--print_config", exit_on_error=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
     parser.add_function_arguments(run_search)
     init = parser.instantiate_classes(parser.parse_args(args))
@@ -166,8 +174,12 @@ def search_hierarchical_main(args: list[str]) -> dict:
     seeds; the arguments are :func:`~nag.search.hierarchical.run_hierarchical_search`'s."""
     from nag.search.hierarchical import run_hierarchical_search
 
-    parser = ArgumentParser(prog="nag search-hierarchical", description=run_hierarchical_search.__doc__,
-                            print_config="--print_config", exit_on_error=False)
+    parser = ArgumentParser(
+        prog="nag search-hierarchical",
+        description=run_hierarchical_search.__doc__,
+        print_config="--print_config",
+        exit_on_error=False,
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
     parser.add_function_arguments(run_hierarchical_search)
     init = parser.instantiate(parser.parse_args(args))
@@ -189,16 +201,21 @@ def export_main(args: list[str]) -> None:
 
 def _switches(args: list[str]) -> list[str]:
     """``--quiet`` / ``--verbose`` without a value mean ``=true`` (jsonargparse wants a value)."""
-    return [f"{a}=true" if a in ("--quiet", "--verbose") and (i + 1 == len(args) or args[i + 1].startswith("-"))
-            else a for i, a in enumerate(args)]
+    return [
+        f"{a}=true" if a in ("--quiet", "--verbose") and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+        for i, a in enumerate(args)
+    ]
 
 
 def _check_config_files(args: list[str]) -> None:
     """Name the file when a ``--config`` YAML is broken, empty or not a mapping;
     jsonargparse reports these without saying which of several configs it was."""
     for i, a in enumerate(args):
-        value = a.split("=", 1)[1] if a.startswith(("--config=", "-c=")) else (
-            args[i + 1] if a in ("--config", "-c") and i + 1 < len(args) else None)
+        value = (
+            a.split("=", 1)[1]
+            if a.startswith(("--config=", "-c="))
+            else (args[i + 1] if a in ("--config", "-c") and i + 1 < len(args) else None)
+        )
         if value is None or not os.path.isfile(value):
             continue
         try:
@@ -210,15 +227,20 @@ def _check_config_files(args: list[str]) -> None:
             raise ConfigError(f"--config {value!r} is not valid YAML: {getattr(e, 'problem', e)}{where}") from None
         if not isinstance(content, dict):
             got = "nothing" if content is None else f"a {type(content).__name__}"
-            raise ConfigError(f"--config {value!r} holds {got}; expected a mapping such as 'trainer: {{max_epochs: 5}}'")
+            raise ConfigError(
+                f"--config {value!r} holds {got}; expected a mapping such as 'trainer: {{max_epochs: 5}}'"
+            )
 
 
 def _check_ckpt_arg(args: list[str]) -> None:
     """LightningCLI reads ``--ckpt_path`` while parsing; check it first so a missing or
     corrupt file gives one line rather than a deep traceback."""
     for i, a in enumerate(args):
-        value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (
-            args[i + 1] if a == "--ckpt_path" and i + 1 < len(args) else None)
+        value = (
+            a.split("=", 1)[1]
+            if a.startswith("--ckpt_path=")
+            else (args[i + 1] if a == "--ckpt_path" and i + 1 < len(args) else None)
+        )
         if value and value not in ("last", "best", "hpc", "registry", "null"):
             load_checkpoint(value)
 

@@ -54,8 +54,10 @@ def resolve_space(space: str) -> SearchSpace:
     except ImportError:
         cls = None
     if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
-        raise ConfigError(f"--space {space!r}: unknown search space; use one of {', '.join(sorted(names))} "
-                          "or an importable class path such as mypkg.MySpace")
+        raise ConfigError(
+            f"--space {space!r}: unknown search space; use one of {', '.join(sorted(names))} "
+            "or an importable class path such as mypkg.MySpace"
+        )
     return cls()
 
 
@@ -70,7 +72,8 @@ def export(
     """Write the network of ``arch`` (the space's string form) to ``output``.
 
     Args:
-        arch: architecture string, e.g. ``'|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|'``.
+        arch: architecture string, e.g.
+            ``'|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|'``.
         space: short space name (``nb201``, ...) or a ``SearchSpace`` class path.
         output: ``.py`` (standalone source) or ``.pt``/``.pt2`` (``torch.export`` program).
         input_shape: one input without the batch dimension, used to trace and check.
@@ -86,18 +89,28 @@ def export(
     try:
         module = search_space.to_module(parsed, **(module_args or {}))
     except TypeError as e:
-        raise ConfigError(f"--module_args {module_args}: not arguments of {type(search_space).__name__}.to_module ({e})") from None
+        raise ConfigError(
+            f"--module_args {module_args}: not arguments of {type(search_space).__name__}.to_module ({e})"
+        ) from None
     module.eval()
     example = torch.randn(2, *input_shape)
     try:
         with torch.no_grad():
             expected = module(example)
     except RuntimeError as e:
-        raise ConfigError(f"--input_shape {list(input_shape)}: the network does not accept it ({str(e).splitlines()[0]})") from None
+        raise ConfigError(
+            f"--input_shape {list(input_shape)}: the network does not accept it ({str(e).splitlines()[0]})"
+        ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".py":
-        source = standalone_source(module, example, expected, arch=search_space.to_string(parsed),
-                                   space=type(search_space).__name__, input_shape=tuple(input_shape))
+        source = standalone_source(
+            module,
+            example,
+            expected,
+            arch=search_space.to_string(parsed),
+            space=type(search_space).__name__,
+            input_shape=tuple(input_shape),
+        )
         _write_atomically(path, lambda tmp: Path(tmp).write_text(source))
     else:
         batch = torch.export.Dim("batch", min=1)
@@ -154,29 +167,45 @@ if __name__ == "__main__":
 '''
 
 
-def standalone_source(module: nn.Module, example: torch.Tensor, expected: torch.Tensor, arch: str,
-                      space: str, input_shape: tuple[int, ...]) -> str:
+def standalone_source(
+    module: nn.Module,
+    example: torch.Tensor,
+    expected: torch.Tensor,
+    arch: str,
+    space: str,
+    input_shape: tuple[int, ...],
+) -> str:
     """Source of a ``Network`` class computing what ``module`` computes, checked on ``example``."""
     try:
         traced = fx.symbolic_trace(module)
-    except Exception as e:  # noqa: BLE001 - any tracing failure means the same to the user
-        raise NagError(f"cannot write {type(module).__name__} as source ({type(e).__name__}: {e}); "
-                       "export to .pt instead") from None
+    except Exception as e:
+        raise NagError(
+            f"cannot write {type(module).__name__} as source ({type(e).__name__}: {e}); export to .pt instead"
+        ) from None
     graph = traced.graph
     flat_names: dict[str, str] = {}
     for node in graph.nodes:
         if node.op == "get_attr":
-            raise NagError(f"cannot write {type(module).__name__} as source: it reads tensor {node.target!r} "
-                           "outside a torch.nn layer; export to .pt instead")
+            raise NagError(
+                f"cannot write {type(module).__name__} as source: it reads tensor {node.target!r} "
+                "outside a torch.nn layer; export to .pt instead"
+            )
         if node.op == "call_module":
             node.target = flat_names.setdefault(node.target, _identifier(node.target, set(flat_names.values())))
         node.type = None  # no annotations: they would need fx's private names
     code = graph.python_code(root_module="self")
-    layers = "\n".join(f"        self.{flat} = {_constructor(traced.get_submodule(qual))}"
-                       for qual, flat in flat_names.items())
+    layers = "\n".join(
+        f"        self.{flat} = {_constructor(traced.get_submodule(qual))}" for qual, flat in flat_names.items()
+    )
     forward = "\n".join(f"    {line}" if line.strip() else "" for line in code.src.strip("\n").splitlines())
-    source = _TEMPLATE.format(space=space, arch=arch, input_shape=input_shape, layers=layers or "        pass",
-                              forward=forward, imports=_imports(code.src, code.globals))
+    source = _TEMPLATE.format(
+        space=space,
+        arch=arch,
+        input_shape=input_shape,
+        layers=layers or "        pass",
+        forward=forward,
+        imports=_imports(code.src, code.globals),
+    )
     _check(source, module, flat_names, example, expected)
     return source
 
@@ -201,8 +230,10 @@ def _constructor(layer: nn.Module) -> str:
             continue
         if not hasattr(layer, name):
             if param.default is param.empty:
-                raise NagError(f"cannot write {cls.__name__} as source: no attribute for its argument {name!r}; "
-                               "export to .pt instead")
+                raise NagError(
+                    f"cannot write {cls.__name__} as source: no attribute for its argument {name!r}; "
+                    "export to .pt instead"
+                )
             continue
         value = getattr(layer, name)
         if isinstance(value, torch.Tensor) or (value is None and param.default is True):
@@ -230,22 +261,29 @@ def _imports(src: str, names: dict[str, Any]) -> str:
         elif getattr(value, "__module__", "").split(".")[0] in ("torch", "math", "operator", "_operator"):
             lines.append(f"from {value.__module__} import {value.__qualname__} as {name}")
         else:
-            raise NagError(f"cannot write the traced forward as source: it uses {name!r} ({value!r}); "
-                           "export to .pt instead")
+            raise NagError(
+                f"cannot write the traced forward as source: it uses {name!r} ({value!r}); export to .pt instead"
+            )
     return "\n".join(lines)
 
 
-def _check(source: str, module: nn.Module, flat_names: dict[str, str], example: torch.Tensor,
-           expected: torch.Tensor) -> None:
+def _check(
+    source: str, module: nn.Module, flat_names: dict[str, str], example: torch.Tensor, expected: torch.Tensor
+) -> None:
     """Run the written source with ``module``'s weights: it must compute the same outputs."""
     namespace: dict[str, Any] = {"__name__": "nag_export_check"}
-    exec(compile(source, "<nag export>", "exec"), namespace)  # noqa: S102 - our own generated code
+    exec(compile(source, "<nag export>", "exec"), namespace)
     rebuilt = namespace["Network"]().eval()
-    state = {f"{flat}.{key}": value for qual, flat in flat_names.items()
-             for key, value in module.get_submodule(qual).state_dict().items()}
+    state = {
+        f"{flat}.{key}": value
+        for qual, flat in flat_names.items()
+        for key, value in module.get_submodule(qual).state_dict().items()
+    }
     rebuilt.load_state_dict(state, strict=True)
     with torch.no_grad():
         got = rebuilt(example)
     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
-        raise NagError(f"the source written for {type(module).__name__} computes different outputs "
-                       f"(max difference {float((got - expected).abs().max()):.3g}); export to .pt instead")
+        raise NagError(
+            f"the source written for {type(module).__name__} computes different outputs "
+            f"(max difference {float((got - expected).abs().max()):.3g}); export to .pt instead"
+        )

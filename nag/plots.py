@@ -33,8 +33,9 @@ def arch_graph(space: SearchSpace, arch: Arch) -> nx.DiGraph:
     return graph
 
 
-def draw_architectures(space: SearchSpace, archs: Sequence[Arch], titles: Sequence[str] | None = None,
-                       ncols: int = 4) -> Figure:
+def draw_architectures(
+    space: SearchSpace, archs: Sequence[Arch], titles: Sequence[str] | None = None, ncols: int = 4
+) -> Figure:
     """A grid with one panel per architecture; nodes are labelled with their op and coloured
     by it, the same colour for the same op in every panel."""
     if not archs:
@@ -55,16 +56,23 @@ def draw_architectures(space: SearchSpace, archs: Sequence[Arch], titles: Sequen
             continue
         graph = graphs[i]
         pos = nx.multipartite_layout(graph, subset_key="layer")
-        nx.draw_networkx(graph, pos, ax=ax, labels=nx.get_node_attributes(graph, "op"), font_size=6,
-                         node_size=260, node_color=[colours.get(graph.nodes[n]["op"], "lightgrey") for n in graph],
-                         edge_color="grey", arrowsize=8)
+        nx.draw_networkx(
+            graph,
+            pos,
+            ax=ax,
+            labels=nx.get_node_attributes(graph, "op"),
+            font_size=6,
+            node_size=260,
+            node_color=[colours.get(graph.nodes[n]["op"], "lightgrey") for n in graph],
+            edge_color="grey",
+            arrowsize=8,
+        )
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     return fig
 
 
-def metric_histogram(generated: Sequence[float], reference: Sequence[float], metric: str,
-                     bins: int = 30) -> Figure:
+def metric_histogram(generated: Sequence[float], reference: Sequence[float], metric: str, bins: int = 30) -> Figure:
     """Density of the generated architectures' true ``metric`` over the benchmark's whole
     distribution (same bins): mass shifted towards the good end is what guidance buys."""
     reference = np.asarray(reference, dtype=np.float64)
@@ -76,7 +84,9 @@ def metric_histogram(generated: Sequence[float], reference: Sequence[float], met
     edges = np.histogram_bin_edges(np.concatenate([reference, generated]), bins=bins)
     ax.hist(reference, bins=edges, density=True, alpha=0.5, color="grey", label=f"benchmark (n={reference.size})")
     if generated.size:
-        ax.hist(generated, bins=edges, density=True, alpha=0.6, color="tab:blue", label=f"generated (n={generated.size})")
+        ax.hist(
+            generated, bins=edges, density=True, alpha=0.6, color="tab:blue", label=f"generated (n={generated.size})"
+        )
     ax.set_xlabel(metric)
     ax.set_ylabel("density")
     ax.legend(fontsize=7)

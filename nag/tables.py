@@ -23,14 +23,16 @@ def cell(value: Any) -> str:
     return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
-                 headers: Mapping[str, str] | None = None) -> str:
+def format_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], headers: Mapping[str, str] | None = None
+) -> str:
     """``rows`` as aligned text under ``columns`` (renamed by ``headers``); the last column may
     run long (architecture strings), so it is never padded."""
     headers = headers or {}
     grid = [[headers.get(c, c) for c in columns]] + [[cell(r.get(c, math.nan)) for c in columns] for r in rows]
-    numeric = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
-               for c in columns]
+    numeric = [
+        all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows) for c in columns
+    ]
     widths = [max(len(line[j]) for line in grid) for j in range(len(columns))]
     lines = []
     for line in grid:

@@ -38,7 +38,9 @@ class NagTrainer(pl.Trainer):
     def __init__(self, **kwargs: Any) -> None:
         callbacks = kwargs.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-        if kwargs.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        if kwargs.get("enable_checkpointing") is not False and not any(
+            isinstance(c, ModelCheckpoint) for c in callbacks
+        ):
             callbacks.append(ModelCheckpoint(save_last=True))
         if not any(isinstance(c, RNGStateCheckpoint) for c in callbacks):
             callbacks.append(RNGStateCheckpoint())
@@ -101,7 +103,9 @@ class NagTrainer(pl.Trainer):
             raise ConfigError(f"--num_samples={num_samples}: ask for at least one architecture")
         check_output(output)
         if batch_size < 1 or (steps is not None and steps < 1):
-            raise ConfigError(f"--batch_size={batch_size}, --steps={steps}: both must be at least 1 (steps may be unset)")
+            raise ConfigError(
+                f"--batch_size={batch_size}, --steps={steps}: both must be at least 1 (steps may be unset)"
+            )
         space = datamodule.space
         if not hasattr(model, "sample_graphs"):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
@@ -111,7 +115,9 @@ class NagTrainer(pl.Trainer):
             options.update(guidance_scale=guidance_scale, mode=mode, extrapolate=extrapolate)
         predictor = None
         if predictor_ckpt is not None:
-            predictor = load_module(PredictorModule, predictor_ckpt, space, "--predictor_ckpt", self.strategy.root_device)
+            predictor = load_module(
+                PredictorModule, predictor_ckpt, space, "--predictor_ckpt", self.strategy.root_device
+            )
         terms = self._guidance_terms(guide, guide_scale, predictor, module)
         if terms:
             options["normalize_guidance"] = guide_normalize
@@ -119,10 +125,18 @@ class NagTrainer(pl.Trainer):
         if conditions and not generator.condition_names:
             raise ConfigError(f"--conditions: {type(model).__name__} is not a conditional generator; drop --conditions")
         with self.precision_plugin.forward_context():  # --trainer.precision bf16-mixed samples in bf16 too
-            result = generator.sample(num_samples, seed=seed, steps=steps, conditions=conditions, guidance=terms,
-                                      progress=not quiet and self.progress_bar_callback is not None)
+            result = generator.sample(
+                num_samples,
+                seed=seed,
+                steps=steps,
+                conditions=conditions,
+                guidance=terms,
+                progress=not quiet and self.progress_bar_callback is not None,
+            )
         benchmark = getattr(datamodule, "benchmark", None)
-        metrics = list(metrics if metrics is not None else (datamodule.targets or (benchmark.metrics[:1] if benchmark else [])))
+        metrics = list(
+            metrics if metrics is not None else (datamodule.targets or (benchmark.metrics[:1] if benchmark else []))
+        )
         if metrics and benchmark is None:
             raise ConfigError(f"--metrics {metrics}: the config's data has no benchmark to look them up in")
         metrics += [m for m in [latency_metric(benchmark, metrics)] if m is not None]
@@ -142,19 +156,26 @@ class NagTrainer(pl.Trainer):
         return summary
 
     @staticmethod
-    def _guidance_terms(guide: Sequence[str], scale: float, predictor: PredictorModule | None,
-                        generator: pl.LightningModule) -> list[GuidanceTerm]:
+    def _guidance_terms(
+        guide: Sequence[str], scale: float, predictor: PredictorModule | None, generator: pl.LightningModule
+    ) -> list[GuidanceTerm]:
         """``--guide`` objectives as guidance terms on ``--predictor_ckpt``'s targets."""
         if not guide:
             return []
         if predictor is None:
-            raise ConfigError("--guide needs --predictor_ckpt: a PredictorModule trained with "
-                              "model.init_args.noise_aware: true on the generator's SDE")
+            raise ConfigError(
+                "--guide needs --predictor_ckpt: a PredictorModule trained with "
+                "model.init_args.noise_aware: true on the generator's SDE"
+            )
         if not getattr(generator, "supports_guidance", False):
-            raise ConfigError(f"--guide: {type(generator).__name__} takes no predictor guidance; use a "
-                              "score-diffusion generator, or --conditions with a conditional one")
+            raise ConfigError(
+                f"--guide: {type(generator).__name__} takes no predictor guidance; use a "
+                "score-diffusion generator, or --conditions with a conditional one"
+            )
         if not predictor.hparams.noise_aware:
-            raise ConfigError("--predictor_ckpt: guidance reads noisy graphs; train the predictor with "
-                              "model.init_args.noise_aware: true")
+            raise ConfigError(
+                "--predictor_ckpt: guidance reads noisy graphs; train the predictor with "
+                "model.init_args.noise_aware: true"
+            )
         check_same_sde(generator.sde, predictor.sde)
         return [predictor_term(predictor, *parse_objective(text), scale=scale) for text in guide]

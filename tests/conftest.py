@@ -69,12 +69,16 @@ def image_tasks(tmp_path_factory) -> dict:
     for name, side, top in (("mnist_5k.csv", 28, 255), ("digits.csv", 8, 16)):
         labels = np.repeat(np.arange(10), 12)
         density = 0.2 + labels[:, None] / 15  # labels differ in ink, so class sets differ
-        pixels = rng.integers(0, top + 1, (len(labels), side * side)) * (rng.random((len(labels), side * side)) < density)
+        pixels = rng.integers(0, top + 1, (len(labels), side * side)) * (
+            rng.random((len(labels), side * side)) < density
+        )
         files[name] = root / name
         np.savetxt(files[name], np.column_stack([pixels, labels]), fmt="%d", delimiter=",")
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/images/meta_predictor.yaml").read_text())
-    tasks = {name: {"images": str(files[Path(t["images"]).name.removesuffix(".gz")]), "classes": t["classes"]}
-             for name, t in config["data"]["init_args"]["tasks"].items()}
+    tasks = {
+        name: {"images": str(files[Path(t["images"]).name.removesuffix(".gz")]), "classes": t["classes"]}
+        for name, t in config["data"]["init_args"]["tasks"].items()
+    }
     space = NB201Space()
     cells = list(dict.fromkeys(space.sample(80, rng)))[:60]
     weights = rng.normal(size=(len(tasks), len(EDGE_OPS)))

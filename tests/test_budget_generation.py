@@ -11,9 +11,9 @@ import torch
 
 from nag.benchmarks import NBGraphBenchmark
 from nag.benchmarks.latency_table import LatencyTableBenchmark
+from nag.errors import UnknownMetric
 from nag.generation import ModelGenerator
 from nag.generation.budget import generate_within_budget, true_values, within_budget
-from nag.errors import UnknownMetric
 from nag.spaces.nbgraph import PROTEINS_OPS, NBGraphSpace
 
 
@@ -21,7 +21,7 @@ class RandomGraphs:
     """A stand-in generator model: uniform archs of the space per seed; every 7th sample
     invalid (an all-zero graph); records the keyword arguments it was called with."""
 
-    condition_names = ["test_acc"]
+    condition_names = ("test_acc",)
 
     def __init__(self, space: Any) -> None:
         self.space, self.calls = space, []
@@ -57,8 +57,9 @@ def test_keeps_exactly_the_measured_samples_under_budget(table: tuple[LatencyTab
     budget = float(np.quantile(list(measured.values()), 0.25))
     model = RandomGraphs(bench.space)
     generator = ModelGenerator(model, bench.space, project=False, guidance_scale=2.0)
-    result = generate_within_budget(generator, bench, "device_latency", budget, num_samples=40,
-                                    conditions={"test_acc": 0.8}, seed=3)
+    result = generate_within_budget(
+        generator, bench, "device_latency", budget, num_samples=40, conditions={"test_acc": 0.8}, seed=3
+    )
     # replay the same seeds by hand: valid, measured by the CSV, at or under the budget
     expected, costs, seed, drawn = [], [], 3, 0
     while len(expected) < 40:
@@ -79,8 +80,14 @@ def test_keeps_exactly_the_measured_samples_under_budget(table: tuple[LatencyTab
 def test_stops_at_max_draws(table: tuple[LatencyTableBenchmark, dict[str, float]]) -> None:
     bench, measured = table
     impossible = min(measured.values()) / 2
-    result = generate_within_budget(ModelGenerator(RandomGraphs(bench.space), bench.space, project=False), bench, "device_latency", impossible,
-                                    num_samples=10, max_draws=25)
+    result = generate_within_budget(
+        ModelGenerator(RandomGraphs(bench.space), bench.space, project=False),
+        bench,
+        "device_latency",
+        impossible,
+        num_samples=10,
+        max_draws=25,
+    )
     assert result.archs == [] and result.drawn == 25 and result.acceptance == 0.0
     assert 0 < result.measured < result.valid < 25
 
@@ -95,7 +102,14 @@ def test_true_values_and_budget_direction(table: tuple[LatencyTableBenchmark, di
         key = bench.space.key(arch)
         assert values[row, 1] == measured[key] if key in measured else np.isnan(values[row, 1])
     np.testing.assert_array_equal(within_budget(np.array([1.0, 2.0, np.nan]), 1.5), [True, False, False])
-    np.testing.assert_array_equal(within_budget(np.array([1.0, 2.0, np.nan]), 1.5, minimize=False),
-                                  [False, True, False])
+    np.testing.assert_array_equal(
+        within_budget(np.array([1.0, 2.0, np.nan]), 1.5, minimize=False), [False, True, False]
+    )
     with pytest.raises(UnknownMetric, match="available"):
-        generate_within_budget(ModelGenerator(RandomGraphs(bench.space), bench.space, project=False), bench, "gpu_latency", 1.0, num_samples=1)
+        generate_within_budget(
+            ModelGenerator(RandomGraphs(bench.space), bench.space, project=False),
+            bench,
+            "gpu_latency",
+            1.0,
+            num_samples=1,
+        )

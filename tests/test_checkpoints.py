@@ -48,10 +48,16 @@ def plain_hparams() -> dict:
 
 WHERE = {  # the payload hidden in each part of a Lightning checkpoint
     "hyper_parameters": lambda p: {"state_dict": {}, "hyper_parameters": {"x": p}},
-    "callbacks": lambda p: {"state_dict": {}, "hyper_parameters": plain_hparams(),
-                            "callbacks": {"ModelCheckpoint": {"best_model_path": p}}},
-    "optimizer_states": lambda p: {"state_dict": {}, "hyper_parameters": plain_hparams(),
-                                   "optimizer_states": [{"state": {0: {"exp_avg": p}}, "param_groups": []}]},
+    "callbacks": lambda p: {
+        "state_dict": {},
+        "hyper_parameters": plain_hparams(),
+        "callbacks": {"ModelCheckpoint": {"best_model_path": p}},
+    },
+    "optimizer_states": lambda p: {
+        "state_dict": {},
+        "hyper_parameters": plain_hparams(),
+        "optimizer_states": [{"state": {0: {"exp_avg": p}}, "param_groups": []}],
+    },
 }
 
 
@@ -77,8 +83,22 @@ def refused(args: list[str], path: Path, marker: Path, capsys) -> None:
 
 def test_generate_refuses(evil, capsys, tmp_path):
     path, marker = evil
-    refused(["generate", "--config", DIFFUSION, "--ckpt_path", str(path), "--num_samples", "2",
-             "--output", str(tmp_path / "out.csv")], path, marker, capsys)
+    refused(
+        [
+            "generate",
+            "--config",
+            DIFFUSION,
+            "--ckpt_path",
+            str(path),
+            "--num_samples",
+            "2",
+            "--output",
+            str(tmp_path / "out.csv"),
+        ],
+        path,
+        marker,
+        capsys,
+    )
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -89,8 +109,12 @@ def test_validate_refuses(evil, capsys):
 
 def test_fit_ckpt_path_refuses(evil, capsys, tmp_path):
     path, marker = evil
-    refused(["fit", "--config", QUICKSTART, "--ckpt_path", str(path),
-             "--trainer.default_root_dir", str(tmp_path / "run")], path, marker, capsys)
+    refused(
+        ["fit", "--config", QUICKSTART, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path / "run")],
+        path,
+        marker,
+        capsys,
+    )
 
 
 def test_fit_resume_from_last_refuses(evil, capsys, tmp_path):
@@ -100,15 +124,35 @@ def test_fit_resume_from_last_refuses(evil, capsys, tmp_path):
     folder.mkdir(parents=True)
     last = folder / "last.ckpt"
     last.write_bytes(path.read_bytes())
-    refused(["fit", "--config", QUICKSTART, "--ckpt_path", "last",
-             "--trainer.default_root_dir", str(tmp_path / "run")], last, marker, capsys)
+    refused(
+        ["fit", "--config", QUICKSTART, "--ckpt_path", "last", "--trainer.default_root_dir", str(tmp_path / "run")],
+        last,
+        marker,
+        capsys,
+    )
 
 
 def test_search_strategy_checkpoint_refuses(evil, capsys, tmp_path):
     path, marker = evil
     out = tmp_path / "search.json"
-    refused(["search", "--config", TRANSFER, "--strategy.init_args.predictor_ckpt", str(path),
-             "--budget", "3", "--seeds", "[0]", "--output", str(out)], path, marker, capsys)
+    refused(
+        [
+            "search",
+            "--config",
+            TRANSFER,
+            "--strategy.init_args.predictor_ckpt",
+            str(path),
+            "--budget",
+            "3",
+            "--seeds",
+            "[0]",
+            "--output",
+            str(out),
+        ],
+        path,
+        marker,
+        capsys,
+    )
     assert not out.exists()
 
 
@@ -125,8 +169,8 @@ def test_python_loaders_refuse(evil):
 
 def test_trainer_refuses_without_the_cli(evil, tmp_path):
     """Lightning's own ``ckpt_path`` read (no CLI pre-check) goes through the plugin."""
-    from nag.datamodules import ArchitectureDataModule
     from nag.benchmarks import NBGraphBenchmark
+    from nag.datamodules import ArchitectureDataModule
     from nag.trainer import NagTrainer
 
     path, marker = evil
@@ -138,14 +182,30 @@ def test_trainer_refuses_without_the_cli(evil, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("config", ["quickstart_predictor.yaml", "nbgraph/diffusion.yaml", "nbgraph/discrete_diffusion.yaml",
-                                    "nbgraph/meta_predictor.yaml"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "quickstart_predictor.yaml",
+        "nbgraph/diffusion.yaml",
+        "nbgraph/discrete_diffusion.yaml",
+        "nbgraph/meta_predictor.yaml",
+    ],
+)
 def test_checkpoints_nag_writes_are_weights_only(config, tmp_path):
     """What `nag fit` writes (model, optimizer, loops, callbacks, RNG states) needs no type
     beyond torch's weights-only set, and resumes through the strict reader."""
-    run = ["fit", "--config", str(ROOT / "configs" / config), "--trainer.max_epochs=1",
-           "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--test_after_fit=false",
-           "--trainer.enable_progress_bar=false", "--trainer.default_root_dir", str(tmp_path)]
+    run = [
+        "fit",
+        "--config",
+        str(ROOT / "configs" / config),
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--test_after_fit=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     main(run)
     last = next(tmp_path.rglob("last.ckpt"))
     assert torch.serialization.get_unsafe_globals_in_checkpoint(last) == []

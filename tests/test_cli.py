@@ -27,18 +27,38 @@ def run_main(args: list[str], capsys) -> tuple[int, str]:
 
 def test_fit_smoke_runs_the_quickstart_end_to_end(tmp_path):
     out = subprocess.run(
-        [*nag_command(), "fit", "--config", QUICKSTART, "--trainer.fast_dev_run=true",
-         f"--trainer.default_root_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"},
+        [
+            *nag_command(),
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
 
 
 def test_fit_then_test_reports_held_out_metrics(tmp_path, capsys):
-    main(["fit", "--config", QUICKSTART, "--trainer.max_epochs=1", "--trainer.limit_train_batches=5",
-          "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false",
-          f"--trainer.default_root_dir={tmp_path}"])
+    main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=5",
+            "--trainer.limit_val_batches=2",
+            "--trainer.limit_test_batches=2",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     assert "test/valid_acc_spearman" in capsys.readouterr().out
     assert list(tmp_path.rglob("last.ckpt")), "ModelCheckpoint(save_last=True) should write last.ckpt"
 
@@ -80,13 +100,28 @@ def test_bad_config_values_fail_in_one_line(args, fragment, capsys, tmp_path):
 def test_missing_data_file_names_the_config_key(capsys, tmp_path):
     config = str(ROOT / "configs" / "nb201" / "predictor.yaml")
     code, err = run_main(
-        ["fit", "--config", config, "--data.init_args.benchmark.init_args.path=/no/such/nb201.csv",
-         f"--trainer.default_root_dir={tmp_path}"], capsys)
+        [
+            "fit",
+            "--config",
+            config,
+            "--data.init_args.benchmark.init_args.path=/no/such/nb201.csv",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        capsys,
+    )
     assert code == 2
     assert "error: data.init_args.benchmark.init_args.path: data file '/no/such/nb201.csv' not found" in err
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
     with pytest.raises(Exception, match="unknown dataset"):
-        main(["fit", "--config", QUICKSTART, "--data.init_args.benchmark.init_args.dataset=imdb", "--debug",
-              f"--trainer.default_root_dir={tmp_path}"])
+        main(
+            [
+                "fit",
+                "--config",
+                QUICKSTART,
+                "--data.init_args.benchmark.init_args.dataset=imdb",
+                "--debug",
+                f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )

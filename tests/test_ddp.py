@@ -70,21 +70,38 @@ def files(root: Path) -> set[str]:
 
 def test_val_split_divides_evenly_between_two_ranks(nb201_table):
     """Otherwise DistributedSampler pads the val split with repeats and the metrics differ."""
-    dm = ArchitectureDataModule(NB201Benchmark(str(nb201_table)), targets=["cifar10_test_200ep"], split=SPLIT,
-                                train_size=128)
+    dm = ArchitectureDataModule(
+        NB201Benchmark(str(nb201_table)), targets=["cifar10_test_200ep"], split=SPLIT, train_size=128
+    )
     assert len(dm.archs("val")) % 2 == 0 and 128 % GLOBAL_BATCH == 0
 
 
 def test_ddp_fit_matches_single_process_and_rank_zero_writes(nb201_table, tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    main(["fit", "--config", PREDICTOR, "--config", config(tmp_path / "single.yaml", single, GLOBAL_BATCH, nb201_table)])
+    main(
+        ["fit", "--config", PREDICTOR, "--config", config(tmp_path / "single.yaml", single, GLOBAL_BATCH, nb201_table)]
+    )
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     out = subprocess.run(
-        [sys.executable, "-m", "nag.cli", "fit", "--config", PREDICTOR,
-         "--config", config(tmp_path / "ddp.yaml", ddp, GLOBAL_BATCH // 2, nb201_table),
-         "--trainer.devices=2", "--trainer.strategy=ddp"],
-        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+        [
+            sys.executable,
+            "-m",
+            "nag.cli",
+            "fit",
+            "--config",
+            PREDICTOR,
+            "--config",
+            config(tmp_path / "ddp.yaml", ddp, GLOBAL_BATCH // 2, nb201_table),
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+        ],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
@@ -105,14 +122,19 @@ def test_ddp_fit_matches_single_process_and_rank_zero_writes(nb201_table, tmp_pa
         torch.testing.assert_close(final["state_dict"][name], value, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("overlay, expected", [
-    ("ddp_gpu.yaml", ["accelerator: gpu", "devices: -1", "strategy: ddp"]),
-    ("ddp_multinode.yaml", ["devices: 4", "num_nodes: 2", "strategy: ddp"]),
-    ("bf16.yaml", ["precision: bf16-mixed"]),
-])
+@pytest.mark.parametrize(
+    "overlay, expected",
+    [
+        ("ddp_gpu.yaml", ["accelerator: gpu", "devices: -1", "strategy: ddp"]),
+        ("ddp_multinode.yaml", ["devices: 4", "num_nodes: 2", "strategy: ddp"]),
+        ("bf16.yaml", ["precision: bf16-mixed"]),
+    ],
+)
 def test_overlays_compose_after_a_config(overlay, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", QUICKSTART, "--config", str(ROOT / "configs" / "overlays" / overlay), "--print_config"])
+        main(
+            ["fit", "--config", QUICKSTART, "--config", str(ROOT / "configs" / "overlays" / overlay), "--print_config"]
+        )
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(f"  {line}\n" in out for line in expected), out

@@ -24,17 +24,45 @@ def tiny(nb201_table, tmp_path_factory) -> str:
     path.write_text(
         f"data:\n  init_args:\n    benchmark:\n      init_args:\n        path: {nb201_table}\n"
         "    split: [0.6, 0.2, 0.2]\n    batch_size: 8\n"
-        "model:\n  init_args:\n    dim: 16\n    layers: 1\n    heads: 2\n    warmup_steps: 2\n")
+        "model:\n  init_args:\n    dim: 16\n    layers: 1\n    heads: 2\n    warmup_steps: 2\n"
+    )
     return str(path)
 
 
 def fit_and_generate(tiny: str, root: Path, seed: int = 0) -> tuple[dict, bytes]:
-    main(["fit", "--config", SCORE, "--config", tiny, f"--seed_everything={seed}", "--trainer.max_steps=4",
-          "--trainer.limit_val_batches=1", "--test_after_fit=false", f"--trainer.default_root_dir={root}", *QUIET])
+    main(
+        [
+            "fit",
+            "--config",
+            SCORE,
+            "--config",
+            tiny,
+            f"--seed_everything={seed}",
+            "--trainer.max_steps=4",
+            "--trainer.limit_val_batches=1",
+            "--test_after_fit=false",
+            f"--trainer.default_root_dir={root}",
+            *QUIET,
+        ]
+    )
     ckpt = next(root.rglob("last.ckpt"))
     out = root / "generated.csv"
-    main(["generate", "--config", SCORE, "--config", tiny, "--ckpt_path", str(ckpt), "--num_samples=16",
-          "--steps=4", "--seed=0", f"--output={out}", *QUIET])
+    main(
+        [
+            "generate",
+            "--config",
+            SCORE,
+            "--config",
+            tiny,
+            "--ckpt_path",
+            str(ckpt),
+            "--num_samples=16",
+            "--steps=4",
+            "--seed=0",
+            f"--output={out}",
+            *QUIET,
+        ]
+    )
     return load_checkpoint(ckpt)["state_dict"], out.read_bytes()
 
 
@@ -50,8 +78,17 @@ def test_fit_then_generate_twice_gives_identical_weights_and_csv(tiny, tmp_path)
 def test_search_twice_gives_identical_json(tmp_path):
     def search(name: str, seeds: str) -> bytes:
         out = tmp_path / name
-        main(["search", "--config", str(ROOT / "configs" / "nbgraph" / "search_rea.yaml"), "--budget=15",
-              f"--seeds={seeds}", f"--output={out}", "--quiet"])
+        main(
+            [
+                "search",
+                "--config",
+                str(ROOT / "configs" / "nbgraph" / "search_rea.yaml"),
+                "--budget=15",
+                f"--seeds={seeds}",
+                f"--output={out}",
+                "--quiet",
+            ]
+        )
         return out.read_bytes()
 
     first = search("a.json", "[0,1]")

@@ -56,8 +56,12 @@ def test_named_repository_files_exist(page):
 
 
 #: The README's commands and the tutorial's (docs/cli.md repeats README commands with other values).
-CLI_CASES = [(page, cmd) for page in (ROOT / "README.md", ROOT / "docs" / "new_search_space.md")
-             for cmd in commands(page) if cmd[0] in ("fit", "generate", "search", "test")]
+CLI_CASES = [
+    (page, cmd)
+    for page in (ROOT / "README.md", ROOT / "docs" / "new_search_space.md")
+    for cmd in commands(page)
+    if cmd[0] in ("fit", "generate", "search", "test")
+]
 #: The overlay the README shows as ``my.yaml``.
 OVERLAY = "data: {init_args: {benchmark: {init_args: {dataset: citeseer}}}}"
 
@@ -74,7 +78,7 @@ def test_commands_parse(page, args, monkeypatch, capsys, tmp_path):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))  # docs/new_search_space.md sets PYTHONPATH=examples
     if "--ckpt_path" in args:
         i = args.index("--ckpt_path")
-        args = args[:i] + args[i + 2:]
+        args = args[:i] + args[i + 2 :]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--print_config"])
     assert exit_info.value.code == 0, capsys.readouterr().err
@@ -95,12 +99,25 @@ def test_python_api_example_runs_as_written(tmp_path, capsys):
     """The README's Python example (repeated in docs/python_api.md) on a briefly trained quickstart."""
     from nag.cli import main
 
-    examples = [b for page in (ROOT / "README.md", ROOT / "docs" / "python_api.md")
-                for b in PYTHON.findall(page.read_text()) if "load_generator" in b]
+    examples = [
+        b
+        for page in (ROOT / "README.md", ROOT / "docs" / "python_api.md")
+        for b in PYTHON.findall(page.read_text())
+        if "load_generator" in b
+    ]
     assert len(examples) == 2 and examples[0] == examples[1], "README and docs/python_api.md show the same example"
-    main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--trainer.max_steps=3",
-          "--trainer.limit_val_batches=1", "--generate_after_fit=0", "--trainer.enable_progress_bar=false",
-          f"--trainer.default_root_dir={tmp_path}"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "--trainer.max_steps=3",
+            "--trainer.limit_val_batches=1",
+            "--generate_after_fit=0",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     ckpt = next(tmp_path.rglob("last.ckpt"))
     assert QUICKSTART_CKPT in examples[0]
     exec(compile(examples[0].replace(QUICKSTART_CKPT, str(ckpt)), "README example", "exec"), {})

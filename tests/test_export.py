@@ -51,8 +51,14 @@ def test_exported_files_load_and_run_without_nag(tmp_path):
         torch.save(net(x), tmp_path / "y.pt")
     # every torch.load inside, torch.export.load's own included, is forced weights-only
     env = {**os.environ, "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
-    out = subprocess.run([sys.executable, "-c", WITHOUT_NAG, str(pt), str(py), str(tmp_path / "x.pt"),
-                          str(tmp_path / "y.pt")], capture_output=True, text=True, timeout=300, check=False, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NAG, str(pt), str(py), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     max_diff, summary = out.stdout.splitlines()
     assert float(max_diff) < 1e-5  # the .pt program carries the seeded weights of to_module
@@ -78,7 +84,10 @@ def test_source_file_runs_and_rebuilds_the_same_function(tmp_path, capsys):
     [
         (["--arch", "|nor_conv_3x3~0|", "--space", "nb201"], "malformed architecture string"),
         (["--arch", ARCH, "--space", "nb999"], "--space 'nb999': unknown search space"),
-        (["--arch", ARCH, "--space", "nb201", "--module_args", '{"width": 3}'], "not arguments of NB201Space.to_module"),
+        (
+            ["--arch", ARCH, "--space", "nb201", "--module_args", '{"width": 3}'],
+            "not arguments of NB201Space.to_module",
+        ),
         (["--arch", ARCH, "--space", "nb201", "--input_shape", "[1,32,32]"], "the network does not accept it"),
     ],
 )

@@ -14,14 +14,37 @@ TINY = ["--model.init_args.dim=16", "--model.init_args.layers=1", "--model.init_
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fit")
-    main(["fit", "--config", CONFIG, *TINY, "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
-          "--trainer.enable_progress_bar=false", "--test_after_fit=false", f"--trainer.default_root_dir={root}"])
+    main(
+        [
+            "fit",
+            "--config",
+            CONFIG,
+            *TINY,
+            "--trainer.max_steps=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false",
+            "--test_after_fit=false",
+            f"--trainer.default_root_dir={root}",
+        ]
+    )
     return next(root.rglob("last.ckpt"))
 
 
 def generate(ckpt, out, *extra):
-    main(["generate", "--config", CONFIG, "--ckpt_path", str(ckpt), "--num_samples=12", "--steps=3",
-          f"--output={out}", "--trainer.enable_progress_bar=false", *extra])
+    main(
+        [
+            "generate",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(ckpt),
+            "--num_samples=12",
+            "--steps=3",
+            f"--output={out}",
+            "--trainer.enable_progress_bar=false",
+            *extra,
+        ]
+    )
 
 
 def test_generate_writes_every_sample_and_is_deterministic(checkpoint, tmp_path, capsys):
@@ -51,8 +74,19 @@ def test_checkpoint_of_another_space_fails_in_one_line(checkpoint, tmp_path, cap
         "data:\n  class_path: nag.datamodules.ArchitectureDataModule\n  init_args:\n"
         "    benchmark: null\n    targets: []\n    space:\n      class_path: nag.spaces.NB201Space\n"
     )
-    err = run_expecting_error(["generate", "--config", CONFIG, "--config", str(overlay), "--ckpt_path",
-                               str(checkpoint), f"--output={tmp_path / 'x.csv'}"], capsys)
+    err = run_expecting_error(
+        [
+            "generate",
+            "--config",
+            CONFIG,
+            "--config",
+            str(overlay),
+            "--ckpt_path",
+            str(checkpoint),
+            f"--output={tmp_path / 'x.csv'}",
+        ],
+        capsys,
+    )
     assert "was trained on search space 'nbgraph' but the config's data uses 'nb201'" in err
     assert not (tmp_path / "x.csv").exists()
 
@@ -60,8 +94,9 @@ def test_checkpoint_of_another_space_fails_in_one_line(checkpoint, tmp_path, cap
 def test_corrupt_checkpoint_fails_in_one_line(checkpoint, tmp_path, capsys):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(checkpoint.read_bytes()[:1000])
-    err = run_expecting_error(["generate", "--config", CONFIG, "--ckpt_path", str(broken),
-                               f"--output={tmp_path / 'x.csv'}"], capsys)
+    err = run_expecting_error(
+        ["generate", "--config", CONFIG, "--ckpt_path", str(broken), f"--output={tmp_path / 'x.csv'}"], capsys
+    )
     assert "not a readable checkpoint" in err
 
 

@@ -25,8 +25,13 @@ def row(i, arch, key, acc, valid=True):
 
 
 def test_table_ranks_distinct_architectures_and_counts_repeats():
-    rows = [row(0, "a", "ka", 90.0), row(1, "b", "kb", 93.0), row(2, "a2", "ka", 90.0),
-            row(3, "", "", math.nan, valid=False), row(4, "c", "kc", math.nan)]
+    rows = [
+        row(0, "a", "ka", 90.0),
+        row(1, "b", "kb", 93.0),
+        row(2, "a2", "ka", 90.0),
+        row(3, "", "", math.nan, valid=False),
+        row(4, "c", "kc", math.nan),
+    ]
     lines = format_table(rows, ["acc"], limit=2).splitlines()
     assert lines[0].split() == ["rank", "n", "acc", "arch"]
     assert lines[1].split() == ["1", "1", "93", "b"]

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def dm() -> ArchitectureDataModule:
-    data = ArchitectureDataModule(NBGraphBenchmark("cora"), targets=["valid_acc"], split=(0.8, 0.1, 0.1),
-                                  train_size=64, batch_size=16)
+    data = ArchitectureDataModule(
+        NBGraphBenchmark("cora"), targets=["valid_acc"], split=(0.8, 0.1, 0.1), train_size=64, batch_size=16
+    )
     data.setup()
     return data
 
@@ -50,19 +51,35 @@ def spy(obj: Any, names: list[str], seen: list[torch.dtype]) -> None:
 
 
 def bf16_trainer(tmp_path, **kwargs) -> NagTrainer:
-    return NagTrainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return NagTrainer(
+        accelerator="cpu",
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 MODULES = {
     # module, the object holding its noise arithmetic, the methods of it to watch
-    "score_diffusion": (lambda spec: ScoreDiffusionModule(spec, dim=16, layers=1, heads=2, warmup_steps=2),
-                        "sde", ["marginal_prob", "perturb", "sde", "reverse_drift"]),
-    "predictor": (lambda spec: PredictorModule(spec, hidden=16, num_layers=2, noise_aware=True),
-                  "sde", ["marginal_prob", "perturb"]),
-    "discrete_diffusion": (lambda spec: DiscreteDiffusionModule(spec, T=20, dim=16, edge_dim=8, layers=1, heads=2,
-                                                                warmup_steps=2),
-                           "diffusion", ["q_probs", "reverse_probs"]),
+    "score_diffusion": (
+        lambda spec: ScoreDiffusionModule(spec, dim=16, layers=1, heads=2, warmup_steps=2),
+        "sde",
+        ["marginal_prob", "perturb", "sde", "reverse_drift"],
+    ),
+    "predictor": (
+        lambda spec: PredictorModule(spec, hidden=16, num_layers=2, noise_aware=True),
+        "sde",
+        ["marginal_prob", "perturb"],
+    ),
+    "discrete_diffusion": (
+        lambda spec: DiscreteDiffusionModule(spec, T=20, dim=16, edge_dim=8, layers=1, heads=2, warmup_steps=2),
+        "diffusion",
+        ["q_probs", "reverse_probs"],
+    ),
 }
 
 

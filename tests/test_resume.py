@@ -80,13 +80,18 @@ def steps_in(folder: Path) -> list[int]:
 
 def run_killed(tmp_path: Path, run: Path, table: Path) -> None:
     marker = tmp_path / "stalled"
-    stall = (f"    - class_path: test_resume.StallAt\n"
-             f"      init_args: {{step: {STALL_STEP}, marker: {marker}}}")
+    stall = f"    - class_path: test_resume.StallAt\n      init_args: {{step: {STALL_STEP}, marker: {marker}}}"
     config = write_config(tmp_path / "killed.yaml", run, table, stall)
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "nag.cli", "fit", "--config", CONFIG, "--config", config],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nag.cli", "fit", "--config", CONFIG, "--config", config],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -109,8 +114,17 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(nb201_table, tmp_path):
         assert load_checkpoint(p)["global_step"] == 3
 
     main(["fit", "--config", CONFIG, "--config", write_config(tmp_path / "ref.yaml", reference, nb201_table)])
-    main(["fit", "--config", CONFIG, "--config", write_config(tmp_path / "run.yaml", run, nb201_table),
-          "--ckpt_path", "last"])
+    main(
+        [
+            "fit",
+            "--config",
+            CONFIG,
+            "--config",
+            write_config(tmp_path / "run.yaml", run, nb201_table),
+            "--ckpt_path",
+            "last",
+        ]
+    )
 
     resumed = run / "lightning_logs" / "version_1" / "checkpoints"
     assert steps_in(resumed) == [6, 9, 12, 15]  # counting went on from step 3
@@ -146,7 +160,6 @@ def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(target)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
-
 
 
 def test_trainer_defaults_add_to_the_users_callbacks_and_plugins(tmp_path):

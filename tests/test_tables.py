@@ -8,7 +8,14 @@ from nag.tables import cell, format_table, latency_metric
 
 def test_cells_are_compact_and_missing_values_are_dashes():
     assert [cell(v) for v in (94.37333, 0.819333, 344346.0, 3, math.nan, True, "gcn~0")] == [
-        "94.37", "0.8193", "344346", "3", "-", "True", "gcn~0"]
+        "94.37",
+        "0.8193",
+        "344346",
+        "3",
+        "-",
+        "True",
+        "gcn~0",
+    ]
     assert cell(1234.5678) == "1234.57"
 
 
@@ -20,10 +27,17 @@ def test_numbers_right_aligned_text_left_last_column_unpadded():
 
 def test_latency_column_is_shown_only_when_unambiguous():
     one = SimpleNamespace(metrics=("valid_acc", "latency", "params"))
-    many = SimpleNamespace(metrics=("cifar10_test_200ep", "hwnb_cifar10_fpga_latency", "hwnb_cifar10_pixel3_latency",
-                                    "hwnb_cifar100_fpga_latency"))
-    per_dataset = SimpleNamespace(metrics=("cifar10_test_200ep", "hwnb_cifar10_fpga_latency",
-                                           "hwnb_cifar100_fpga_latency"))
+    many = SimpleNamespace(
+        metrics=(
+            "cifar10_test_200ep",
+            "hwnb_cifar10_fpga_latency",
+            "hwnb_cifar10_pixel3_latency",
+            "hwnb_cifar100_fpga_latency",
+        )
+    )
+    per_dataset = SimpleNamespace(
+        metrics=("cifar10_test_200ep", "hwnb_cifar10_fpga_latency", "hwnb_cifar100_fpga_latency")
+    )
     assert latency_metric(one, ["valid_acc"]) == "latency"
     assert latency_metric(one, ["valid_acc", "latency"]) is None  # already shown
     assert latency_metric(many, ["cifar10_test_200ep"]) is None  # two cifar10 devices: ask with --metrics

@@ -80,8 +80,7 @@ class Benchmark(ABC, Generic[Arch]):
         """All values of ``metric`` in table order (NaN where the table has none)."""
         if metric not in self._columns:
             raise UnknownMetric(
-                f"unknown metric {metric!r} for {type(self).__name__}; "
-                f"available: {', '.join(self.metrics)}"
+                f"unknown metric {metric!r} for {type(self).__name__}; available: {', '.join(self.metrics)}"
             )
         return self._columns[metric]
 

@@ -129,5 +129,7 @@ class LatencyTableBenchmark(Benchmark[Arch]):
         return self.base.name
 
     def __repr__(self) -> str:
-        return (f"LatencyTableBenchmark({self.base!r} + {self.metric!r} from {str(self.path)!r}, "
-                f"{self.num_measured} measured)")
+        return (
+            f"LatencyTableBenchmark({self.base!r} + {self.metric!r} from {str(self.path)!r}, "
+            f"{self.num_measured} measured)"
+        )

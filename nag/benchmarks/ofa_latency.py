@@ -45,9 +45,7 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
             )
         latency = [c for c in header if c not in (*ARCH_COLUMNS, RESOLUTION_COLUMN)]
         if not latency:
-            raise DataFileError(
-                f"{self.path}: no latency columns besides ks, e, d, r; expected e.g. help_lat_2080ti_1"
-            )
+            raise DataFileError(f"{self.path}: no latency columns besides ks, e, d, r; expected e.g. help_lat_2080ti_1")
         archs: list[MBV3Arch] = []
         values: dict[str, list[float]] = {c: [] for c in (*latency, RESOLUTION_COLUMN)}
         seen: dict[str, int] = {}
@@ -56,8 +54,7 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
                 continue
             if len(row) != len(header):
                 raise DataFileError(
-                    f"{self.path}: line {line} has {len(row)} fields, the header has {len(header)}; "
-                    "re-copy the table"
+                    f"{self.path}: line {line} has {len(row)} fields, the header has {len(header)}; re-copy the table"
                 )
             cells = dict(zip(header, row))
             arch = self._parse_arch(cells, line)
@@ -90,9 +87,7 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
         try:
             return self.space.from_ofa(lists["ks"], lists["e"], lists["d"])
         except InvalidArchitecture as err:
-            raise DataFileError(
-                f"{self.path}: line {line} (columns ks, e, d) is not a valid subnet: {err}"
-            ) from None
+            raise DataFileError(f"{self.path}: line {line} (columns ks, e, d) is not a valid subnet: {err}") from None
 
     def _parse_number(self, text: str, column: str, line: int) -> float:
         try:
@@ -100,7 +95,5 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            raise DataFileError(
-                f"{self.path}: line {line}, column {column} is {text!r}; expected a finite number"
-            )
+            raise DataFileError(f"{self.path}: line {line}, column {column} is {text!r}; expected a finite number")
         return value

@@ -22,8 +22,16 @@ class GenerationMetricsCallback(pl.Callback):
     ``num_drawn`` generated DAGs and a histogram of their true metrics against the benchmark's.
     """
 
-    def __init__(self, every_n_epochs: int = 5, num_samples: int = 256, sampler: str | None = None,
-                 steps: int | None = None, seed: int = 0, log_images: bool = True, num_drawn: int = 8) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int = 5,
+        num_samples: int = 256,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        log_images: bool = True,
+        num_drawn: int = 8,
+    ) -> None:
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.sampler, self.steps, self.seed = sampler, steps, seed
         self.log_images, self.num_drawn = log_images, num_drawn
@@ -37,16 +45,31 @@ class GenerationMetricsCallback(pl.Callback):
         extra = {} if self.sampler is None else {"sampler": self.sampler}  # else the generator's own default
         generator = ModelGenerator(pl_module, dm.space, **extra)
         result = generator.sample(per_rank, seed=self.seed + trainer.global_rank, steps=self.steps)
-        summary = score_samples(result, dm.space, dm.train_keys(), benchmark,
-                                dm.targets if benchmark is not None else [], device=pl_module.device)
+        summary = score_samples(
+            result,
+            dm.space,
+            dm.train_keys(),
+            benchmark,
+            dm.targets if benchmark is not None else [],
+            device=pl_module.device,
+        )
         summary.pop("samples")
         pl_module.log_dict({f"gen/{k.replace('/', '_')}": v for k, v in summary.items()})
         tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         if self.log_images and tensorboard is not None and trainer.is_global_zero:
-            self._add_figures(tensorboard.experiment, trainer.global_step, dm.space, result.valid, benchmark, dm.targets)
+            self._add_figures(
+                tensorboard.experiment, trainer.global_step, dm.space, result.valid, benchmark, dm.targets
+            )
 
-    def _add_figures(self, writer: Any, step: int, space: SearchSpace, archs: list[Arch],
-                     benchmark: Benchmark | None, metrics: list[str]) -> None:
+    def _add_figures(
+        self,
+        writer: Any,
+        step: int,
+        space: SearchSpace,
+        archs: list[Arch],
+        benchmark: Benchmark | None,
+        metrics: list[str],
+    ) -> None:
         """A grid of this rank's first valid samples (titled with their true first metric) and,
         per metric, their true values against the benchmark's distribution."""
         from nag import plots  # matplotlib and networkx are imported only when drawing
@@ -56,7 +79,11 @@ class GenerationMetricsCallback(pl.Callback):
 
         drawn = archs[: self.num_drawn]
         if drawn:
-            titles = [f"{metrics[0]} = {truth(a, metrics[0]):.4g}" for a in drawn] if benchmark is not None and metrics else None
+            titles = (
+                [f"{metrics[0]} = {truth(a, metrics[0]):.4g}" for a in drawn]
+                if benchmark is not None and metrics
+                else None
+            )
             writer.add_figure("gen/architectures", plots.draw_architectures(space, drawn, titles), step)
         for metric in metrics if benchmark is not None and archs else []:
             values = [truth(a, metric) for a in archs]

@@ -59,10 +59,7 @@ def split_by_key(keys: Sequence[str], fractions: Sequence[float], seed: int) -> 
     np.random.default_rng(seed).shuffle(order)
     bounds = np.floor(np.cumsum(fractions) / sum(fractions) * len(order) + 0.5).astype(int)
     starts = np.concatenate([[0], bounds[:-1]])
-    return [
-        np.array(sorted(i for k in order[s:e] for i in groups[k]), dtype=np.int64)
-        for s, e in zip(starts, bounds)
-    ]
+    return [np.array(sorted(i for k in order[s:e] for i in groups[k]), dtype=np.int64) for s, e in zip(starts, bounds)]
 
 
 class ArchitectureDataModule(pl.LightningDataModule):
@@ -111,7 +108,9 @@ class ArchitectureDataModule(pl.LightningDataModule):
             except UnknownMetric as e:
                 raise UnknownMetric(f"data.targets: {e}") from None
             if np.isnan(column).all():
-                raise ConfigError(f"data.targets: {t!r} has no values in {type(benchmark).__name__}; pick a measured metric")
+                raise ConfigError(
+                    f"data.targets: {t!r} has no values in {type(benchmark).__name__}; pick a measured metric"
+                )
         self.split, self.train_size, self.num_archs = tuple(split), train_size, num_archs
         self.seed, self.batch_size, self.num_workers = seed, batch_size, num_workers
 
@@ -121,7 +120,11 @@ class ArchitectureDataModule(pl.LightningDataModule):
         """All usable architectures and their raw targets ``[n, T]`` (rows with NaN dropped)."""
         if self.benchmark is not None:
             archs = self.benchmark.archs()
-            y = np.stack([self.benchmark.column(t) for t in self.targets], 1) if self.targets else np.zeros((len(archs), 0))
+            y = (
+                np.stack([self.benchmark.column(t) for t in self.targets], 1)
+                if self.targets
+                else np.zeros((len(archs), 0))
+            )
             keep = ~np.isnan(y).any(1)
             return [a for a, k in zip(archs, keep) if k], y[keep]
         if self.num_archs is None:
@@ -175,8 +178,12 @@ class ArchitectureDataModule(pl.LightningDataModule):
         stats = {}
         for j, t in enumerate(self.targets):
             std = float(train[:, j].std())
-            stats[t] = {"mean": float(train[:, j].mean()), "std": std if std > 0 and math.isfinite(std) else 1.0,
-                        "min": float(train[:, j].min()), "max": float(train[:, j].max())}
+            stats[t] = {
+                "mean": float(train[:, j].mean()),
+                "std": std if std > 0 and math.isfinite(std) else 1.0,
+                "min": float(train[:, j].min()),
+                "max": float(train[:, j].max()),
+            }
         return stats
 
     def spec(self) -> dict:

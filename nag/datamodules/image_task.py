@@ -32,8 +32,9 @@ class ImageEpisodeDataset(EpisodeDataset):
     images are drawn from their own stream, so the architectures of episode ``i`` are those
     :class:`EpisodeDataset` draws."""
 
-    def __init__(self, *args: Any, class_images: list[list[torch.Tensor]], max_classes: int, per_class: int,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, class_images: list[list[torch.Tensor]], max_classes: int, per_class: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.class_images, self.max_classes, self.per_class = class_images, max_classes, per_class
 
@@ -76,21 +77,37 @@ class ImageTaskDataModule(TaskDataModule):
         num_workers: int = 0,
     ) -> None:
         if not Path(scores).is_file():
-            raise DataFileError(f"data.init_args.scores: {scores!r} not found; measure it with "
-                                f"`python benchmarks/image_tasks.py measure --out {scores}`")
+            raise DataFileError(
+                f"data.init_args.scores: {scores!r} not found; measure it with "
+                f"`python benchmarks/image_tasks.py measure --out {scores}`"
+            )
         if not tasks:
             raise ConfigError("data.init_args.tasks: name at least two columns of the scores CSV with their images")
         if images_per_class < 1 or image_size < 4:
-            raise ConfigError(f"data.init_args.images_per_class={images_per_class}, image_size={image_size}: "
-                              "need at least 1 image per class and a side of at least 4")
+            raise ConfigError(
+                f"data.init_args.images_per_class={images_per_class}, image_size={image_size}: "
+                "need at least 1 image per class and a side of at least 4"
+            )
         bench = NB201Benchmark(scores)
         missing = [t for t in tasks if t not in bench.metrics]
         if missing:
-            raise ConfigError(f"data.init_args.tasks: {', '.join(missing)} not columns of {scores}; "
-                              f"columns: {', '.join(bench.metrics)}")
-        super().__init__([bench], list(tasks), held_out, context_size=context_size, query_size=query_size,
-                         train_episodes=train_episodes, eval_episodes=eval_episodes, split=split, seed=seed,
-                         batch_size=batch_size, num_workers=num_workers)
+            raise ConfigError(
+                f"data.init_args.tasks: {', '.join(missing)} not columns of {scores}; "
+                f"columns: {', '.join(bench.metrics)}"
+            )
+        super().__init__(
+            [bench],
+            list(tasks),
+            held_out,
+            context_size=context_size,
+            query_size=query_size,
+            train_episodes=train_episodes,
+            eval_episodes=eval_episodes,
+            split=split,
+            seed=seed,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
         self.image_sets = {name: ImageSet(**t) if isinstance(t, Mapping) else t for name, t in tasks.items()}
         self.images_per_class, self.image_size = images_per_class, image_size
         self.max_classes = max(len(t.classes) for t in self.image_sets.values())
@@ -103,8 +120,10 @@ class ImageTaskDataModule(TaskDataModule):
             spec = self.image_sets[name]
             field = f"data.init_args.tasks.{name}"
             if not Path(spec.images).is_file():
-                raise DataFileError(f"{field}.images: {spec.images!r} not found; point it at an image CSV such as "
-                                    "../shared/data/images/mnist_5k.csv.gz")
+                raise DataFileError(
+                    f"{field}.images: {spec.images!r} not found; point it at an image CSV such as "
+                    "../shared/data/images/mnist_5k.csv.gz"
+                )
             pixels, labels = load_images(str(spec.images))
             x = torch.from_numpy((pixels - pixels.mean()) / pixels.std()).unsqueeze(1)
             if x.shape[-1] != self.image_size:
@@ -113,18 +132,33 @@ class ImageTaskDataModule(TaskDataModule):
             for c in spec.classes:
                 pool = x[torch.from_numpy(labels == c)]
                 if len(pool) < self.images_per_class:
-                    raise ConfigError(f"{field}.classes: label {c} has {len(pool)} images in {spec.images}, fewer "
-                                      f"than data.init_args.images_per_class={self.images_per_class}")
+                    raise ConfigError(
+                        f"{field}.classes: label {c} has {len(pool)} images in {spec.images}, fewer "
+                        f"than data.init_args.images_per_class={self.images_per_class}"
+                    )
                 per_class.append(pool)
             out.append(per_class)
         return out
 
     def spec(self) -> dict:
         """:meth:`TaskDataModule.spec` plus the image shape the dataset encoder reads."""
-        return super().spec() | {"image_channels": 1, "image_size": self.image_size, "max_classes": self.max_classes,
-                                 "images_per_class": self.images_per_class}
+        return super().spec() | {
+            "image_channels": 1,
+            "image_size": self.image_size,
+            "max_classes": self.max_classes,
+            "images_per_class": self.images_per_class,
+        }
 
     def _episodes(self, task_ids: list[int], split: str, length: int, seed: int) -> ImageEpisodeDataset:
-        return ImageEpisodeDataset(self.tasks, task_ids, split, self.context_size, self.query_size, length, seed,
-                                   class_images=self.class_images, max_classes=self.max_classes,
-                                   per_class=self.images_per_class)
+        return ImageEpisodeDataset(
+            self.tasks,
+            task_ids,
+            split,
+            self.context_size,
+            self.query_size,
+            length,
+            seed,
+            class_images=self.class_images,
+            max_classes=self.max_classes,
+            per_class=self.images_per_class,
+        )

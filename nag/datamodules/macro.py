@@ -74,14 +74,25 @@ class MacroDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.num_settings={num_settings}: need at least 3 (one per split)")
         self.tokenizer, self.space = tokenizer, tokenizer.space
         self.path, self.images, self.proxy, self.proxy_batch_size = Path(path), images, proxy, proxy_batch_size
-        self.evolution = {"num_settings": num_settings, "population_size": population_size,
-                          "sample_size": sample_size, "cycles": cycles, "top_k": top_k, "seed": seed}
+        self.evolution = {
+            "num_settings": num_settings,
+            "population_size": population_size,
+            "sample_size": sample_size,
+            "cycles": cycles,
+            "top_k": top_k,
+            "seed": seed,
+        }
         self.split, self.seed, self.batch_size, self.num_workers = tuple(split), seed, batch_size, num_workers
 
     def generation_config(self) -> dict:
         """What determines the records: compared with the cache file's before reusing it."""
-        return {"tokenizer": self.tokenizer.config(), "proxy": self.proxy, "proxy_batch_size": self.proxy_batch_size,
-                "images": Path(self.images).name, **self.evolution}
+        return {
+            "tokenizer": self.tokenizer.config(),
+            "proxy": self.proxy,
+            "proxy_batch_size": self.proxy_batch_size,
+            "images": Path(self.images).name,
+            **self.evolution,
+        }
 
     @cached_property
     def records(self) -> list[dict]:
@@ -91,7 +102,9 @@ class MacroDataModule(pl.LightningDataModule):
                 stored = json.loads(self.path.read_text())
                 stored_config, records = stored["config"], stored["records"]
             except (ValueError, KeyError, TypeError):
-                raise DataFileError(f"data.path {str(self.path)!r} is not a macro-data file; delete it or change data.path") from None
+                raise DataFileError(
+                    f"data.path {str(self.path)!r} is not a macro-data file; delete it or change data.path"
+                ) from None
             if stored_config != config:
                 differs = sorted(k for k in config if stored_config.get(k) != config[k])
                 raise DataFileError(
@@ -120,8 +133,10 @@ class MacroDataModule(pl.LightningDataModule):
         parts = dict(zip(SPLITS, split_by_key(keys, self.split, self.seed)))
         for name in ("train", "val"):
             if len(parts[name]) == 0:
-                raise ConfigError(f"data.split {self.split} leaves the {name} split empty "
-                                  f"({len(self.records)} records); raise num_settings or the fraction")
+                raise ConfigError(
+                    f"data.split {self.split} leaves the {name} split empty "
+                    f"({len(self.records)} records); raise num_settings or the fraction"
+                )
         return parts
 
     def constraints(self, split: str) -> list[MacroConstraints]:

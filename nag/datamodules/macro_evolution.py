@@ -63,7 +63,10 @@ def draw_constraints(tokenizer: MacroTokenizer, rng: np.random.Generator) -> Mac
     f = space.flops(b, nc, tokenizer.in_channels, size)
     pe, fe = tokenizer.params_edges, tokenizer.flops_edges
     return MacroConstraints(
-        nc, size, pe[min(int(np.searchsorted(pe, p)), len(pe) - 1)], fe[min(int(np.searchsorted(fe, f)), len(fe) - 1)],
+        nc,
+        size,
+        pe[min(int(np.searchsorted(pe, p)), len(pe) - 1)],
+        fe[min(int(np.searchsorted(fe, f)), len(fe) - 1)],
         tokenizer.in_channels,
     )
 
@@ -125,8 +128,16 @@ def generate_records(
         constraints = draw_constraints(tokenizer, rng)
         for arch, value in evolve(space, constraints, fitness, rng, population_size, sample_size, cycles)[:top_k]:
             p, f = space.cost(arch, constraints)
-            records.append({"setting": i, **constraints._asdict(), "arch": space.to_string(arch),
-                            "fitness": value, "params": p, "flops": f})
+            records.append(
+                {
+                    "setting": i,
+                    **constraints._asdict(),
+                    "arch": space.to_string(arch),
+                    "fitness": value,
+                    "params": p,
+                    "flops": f,
+                }
+            )
         if progress is not None:
             progress(i)
     return records

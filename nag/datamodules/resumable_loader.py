@@ -45,8 +45,9 @@ class ResumableDataLoader(DataLoader):
                 yield batch
 
 
-def seeded_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
-                  trainer: pl.Trainer | None = None) -> DataLoader:
+def seeded_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, trainer: pl.Trainer | None = None
+) -> DataLoader:
     """The loader every nag datamodule uses.
 
     Training (``shuffle``) draws a permutation from ``seed + epoch`` and gives this process
@@ -60,5 +61,6 @@ def seeded_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, n
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, generator=generator)
     world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                               generator=generator)
+    return ResumableDataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, generator=generator
+    )

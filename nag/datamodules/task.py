@@ -35,8 +35,16 @@ class Task:
 class EpisodeDataset(Dataset):
     """Episode ``i`` is drawn with its own seeded generator, so epochs and runs repeat exactly."""
 
-    def __init__(self, tasks: list[Task], task_ids: list[int], split: str, context_size: int,
-                 query_size: int, length: int, seed: int) -> None:
+    def __init__(
+        self,
+        tasks: list[Task],
+        task_ids: list[int],
+        split: str,
+        context_size: int,
+        query_size: int,
+        length: int,
+        seed: int,
+    ) -> None:
         self.tasks, self.task_ids, self.split = tasks, task_ids, split
         self.context_size, self.query_size, self.length, self.seed = context_size, query_size, length, seed
 
@@ -54,8 +62,12 @@ class EpisodeDataset(Dataset):
         item = {"task": torch.tensor(tid)}
         for prefix, idx in (("ctx_", ctx), ("", query)):
             idx = torch.as_tensor(idx)
-            item |= {prefix + "x": task.x[idx], prefix + "adj": task.adj[idx],
-                     prefix + "mask": task.mask[idx], prefix + "y": task.y[idx]}
+            item |= {
+                prefix + "x": task.x[idx],
+                prefix + "adj": task.adj[idx],
+                prefix + "mask": task.mask[idx],
+                prefix + "y": task.y[idx],
+            }
         return item
 
 

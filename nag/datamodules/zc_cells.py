@@ -83,8 +83,13 @@ class ProxyNormalizer:
         def one(x: torch.Tensor, s: Mapping) -> torch.Tensor:
             if self.kind == "log":
                 return (torch.sign(x) * torch.log1p(x.abs()) - s["mean"]) / s["std"]
-            return torch.special.ndtri(_interp(x, torch.tensor(s["values"], dtype=x.dtype, device=x.device),
-                                               torch.tensor(s["probs"], dtype=x.dtype, device=x.device)))
+            return torch.special.ndtri(
+                _interp(
+                    x,
+                    torch.tensor(s["values"], dtype=x.dtype, device=x.device),
+                    torch.tensor(s["probs"], dtype=x.dtype, device=x.device),
+                )
+            )
 
         return self._columns(one, raw)
 
@@ -93,8 +98,11 @@ class ProxyNormalizer:
             if self.kind == "log":
                 t = x * s["std"] + s["mean"]
                 return torch.sign(t) * torch.expm1(t.abs())
-            return _interp(torch.special.ndtr(x), torch.tensor(s["probs"], dtype=x.dtype, device=x.device),
-                           torch.tensor(s["values"], dtype=x.dtype, device=x.device))
+            return _interp(
+                torch.special.ndtr(x),
+                torch.tensor(s["probs"], dtype=x.dtype, device=x.device),
+                torch.tensor(s["values"], dtype=x.dtype, device=x.device),
+            )
 
         return self._columns(one, z)
 
@@ -173,14 +181,17 @@ class ZCCellDataModule(pl.LightningDataModule):
             raise DataFileError(f"data.path {str(p)!r}: empty file; expected a header of arch and proxy columns")
         return columns
 
-    def _parse(self, columns: dict[str, list], proxies: Sequence[str] | None,
-               arch_column: str | None) -> tuple[list[Arch], np.ndarray, list[str], int]:
+    def _parse(
+        self, columns: dict[str, list], proxies: Sequence[str] | None, arch_column: str | None
+    ) -> tuple[list[Arch], np.ndarray, list[str], int]:
         where = self._where()
         if arch_column is None:
             arch_column = next((c for c in ARCH_COLUMNS if c in columns), None)
             if arch_column is None:
-                raise DataFileError(f"{where}: no architecture column ({', '.join(ARCH_COLUMNS)}); "
-                                    f"set data.arch_column to one of {list(columns)}")
+                raise DataFileError(
+                    f"{where}: no architecture column ({', '.join(ARCH_COLUMNS)}); "
+                    f"set data.arch_column to one of {list(columns)}"
+                )
         elif arch_column not in columns:
             raise ConfigError(f"data.arch_column {arch_column!r} is not a column of {where}; columns: {list(columns)}")
         n = len(columns[arch_column])
@@ -220,8 +231,10 @@ class ZCCellDataModule(pl.LightningDataModule):
         parts = dict(zip(SPLITS, split_by_key([self.space.key(a) for a in self.archs_all], self.split, self.seed)))
         for name in ("train", "val"):
             if len(parts[name]) == 0:
-                raise ConfigError(f"data.split {self.split} leaves the {name} split empty "
-                                  f"({len(self.archs_all)} cells); raise its fraction")
+                raise ConfigError(
+                    f"data.split {self.split} leaves the {name} split empty "
+                    f"({len(self.archs_all)} cells); raise its fraction"
+                )
         return parts
 
     def archs(self, split: str) -> list[Arch]:
@@ -253,8 +266,12 @@ class ZCCellDataModule(pl.LightningDataModule):
     def spec(self) -> dict:
         """Search space, proxy names and their training-split normalisation: what a model
         stores so that its ZC vectors (targets, conditions, clusters) keep their meaning."""
-        return {**space_spec(self.space), "proxies": list(self.proxies), "proxy_stats": self.proxy_stats,
-                "normalization": self.normalization}
+        return {
+            **space_spec(self.space),
+            "proxies": list(self.proxies),
+            "proxy_stats": self.proxy_stats,
+            "normalization": self.normalization,
+        }
 
     # --- Lightning hooks -------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

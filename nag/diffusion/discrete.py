@@ -53,7 +53,7 @@ def posterior(z_t: torch.Tensor, q_ts: torch.Tensor, qbar_s: torch.Tensor, qbar_
     Bayes: ``q(z_t | z_s) q(z_s | x_0) / q(z_t | x_0)``; ``z_t`` is one-hot ``[..., K]``.
     Rows of ``x_0`` classes that cannot have produced ``z_t`` are zero."""
     likelihood = (q_ts @ z_t.unsqueeze(-1)).squeeze(-1)  # q(z_t | z_s = j)         [..., K]
-    evidence = (qbar_t @ z_t.unsqueeze(-1))  # q(z_t | x_0 = k)                       [..., K, 1]
+    evidence = qbar_t @ z_t.unsqueeze(-1)  # q(z_t | x_0 = k)                       [..., K, 1]
     possible = evidence > 0
     return likelihood.unsqueeze(-2) * qbar_s / torch.where(possible, evidence, 1.0) * possible
 
@@ -145,8 +145,10 @@ class CategoricalDiffusion(nn.Module):
 
     def prior(self, batch: int, generator: torch.Generator | None = None) -> State:
         """``z_T`` drawn from the per-position marginals."""
-        return {kind: categorical_sample(self.marginals(kind).expand(batch, *self.marginals(kind).shape), generator)
-                for kind in self.kinds}
+        return {
+            kind: categorical_sample(self.marginals(kind).expand(batch, *self.marginals(kind).shape), generator)
+            for kind in self.kinds
+        }
 
     # --- reverse process -----------------------------------------------------------------
     def reverse_probs(self, kind: str, z_t: torch.Tensor, x0_probs: torch.Tensor, t: int, s: int) -> torch.Tensor:
@@ -160,13 +162,16 @@ class CategoricalDiffusion(nn.Module):
             ss = torch.full((b,), s, dtype=torch.long, device=z_t.device)
             k = x0_probs.shape[-1]
             onehot = torch.nn.functional.one_hot(z_t.long(), k).float()
-            post = posterior(onehot, self.transition(kind, tt, ss), self.cumulative(kind, ss), self.cumulative(kind, tt))
+            post = posterior(
+                onehot, self.transition(kind, tt, ss), self.cumulative(kind, ss), self.cumulative(kind, tt)
+            )
             probs = (x0_probs.float().unsqueeze(-1) * post).sum(-2)
             total = probs.sum(-1, keepdim=True)
             return torch.where(total > 1e-12, probs / total.clamp_min(1e-12), onehot)
 
-    def step(self, state: State, x0_probs: dict[str, torch.Tensor], t: int, s: int,
-             generator: torch.Generator | None = None) -> State:
+    def step(
+        self, state: State, x0_probs: dict[str, torch.Tensor], t: int, s: int, generator: torch.Generator | None = None
+    ) -> State:
         """One ancestral step ``z_t -> z_s`` (any ``s < t``: skipping steps is exact)."""
         out = dict(state)
         for kind in self.kinds:

@@ -31,8 +31,9 @@ def clean_state(batch: dict[str, torch.Tensor], fixed_topology: bool) -> tuple[S
     return state, masks
 
 
-def perturb_state(state: State, masks: State, sde: SDE, t: torch.Tensor,
-                  generator: torch.Generator | None = None) -> tuple[State, State]:
+def perturb_state(
+    state: State, masks: State, sde: SDE, t: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[State, State]:
     """A draw of ``x_t ~ p_t(. | x_0)`` for every part, and the unit noise used."""
     noise = {k: torch.randn(v.shape, device=v.device, generator=generator) * masks[k] for k, v in state.items()}
     noisy = {k: sde.perturb(v, t, noise[k]) * masks[k] for k, v in state.items()}
@@ -52,7 +53,8 @@ def encoder_inputs(state: State, fixed_adj: torch.Tensor | None) -> tuple[torch.
     return x, adj, torch.ones(b, n, dtype=torch.bool, device=x.device)
 
 
-def sample_times(batch_size: int, sde: SDE, eps: float, device: torch.device,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_times(
+    batch_size: int, sde: SDE, eps: float, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Uniform diffusion times in ``[eps, T)``."""
     return torch.rand(batch_size, device=device, generator=generator) * (sde.T - eps) + eps

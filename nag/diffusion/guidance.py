@@ -148,8 +148,7 @@ def _norms(v: Tensor) -> Tensor:
     return _per_sample(torch.linalg.vector_norm(v.float().flatten(1), dim=-1), v)
 
 
-def normalized_guidance(terms: Sequence[GuidanceTerm], score: State, state: State, t: Tensor,
-                        horizon: float) -> State:
+def normalized_guidance(terms: Sequence[GuidanceTerm], score: State, state: State, t: Tensor, horizon: float) -> State:
     """``sum_i w_i(t) |score_k| grad_k v_i / |grad_k v_i|`` per sample and key (the norm
     ratio); a zero gradient stays zero."""
     total = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in state.items()}
@@ -206,7 +205,13 @@ def guided_score(
 
 
 _DIRECTIONS: dict[str, Direction] = {
-    "max": "max", "maximize": "max", "maximise": "max", "min": "min", "minimize": "min", "minimise": "min"}
+    "max": "max",
+    "maximize": "max",
+    "maximise": "max",
+    "min": "min",
+    "minimize": "min",
+    "minimise": "min",
+}
 _NAME = r"[A-Za-z_][\w.\-]*"
 _GOAL = re.compile(rf"(?P<word>[A-Za-z]+)\s+(?P<target>{_NAME})")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"

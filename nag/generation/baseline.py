@@ -27,14 +27,28 @@ class UniformRandom:
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
 
-    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Conditions | None = None,
-               guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet:
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        conditions: Conditions | None = None,
+        guidance: Sequence[GuidanceTerm] | None = None,
+        progress: bool = False,
+    ) -> GeneratedSet:
         return GeneratedSet(self.space.sample(n, np.random.default_rng(seed)), [None] * n)
 
 
-def compare_with_random(generator: Generator, train_keys: set[str], benchmark: Benchmark | None,
-                        metrics: Sequence[str], n: int = 500, seed: int = 0,
-                        conditions: Conditions | None = None) -> tuple[dict[str, dict[str, float]], str]:
+def compare_with_random(
+    generator: Generator,
+    train_keys: set[str],
+    benchmark: Benchmark | None,
+    metrics: Sequence[str],
+    n: int = 500,
+    seed: int = 0,
+    conditions: Conditions | None = None,
+) -> tuple[dict[str, dict[str, float]], str]:
     """Score ``n`` samples of ``generator`` (unconditional and, with ``conditions``,
     conditioned) and ``n`` uniform random ones with the same seed; returns the summaries by
     row name and a terminal table of them."""
@@ -53,6 +67,8 @@ def format_comparison(summaries: Mapping[str, Mapping[str, float]], metrics: Seq
     columns = {"validity": "valid", "raw_validity": "raw valid", "uniqueness": "distinct", "novelty": "novel"}
     for m in metrics:
         columns.update({f"{m}/mean": f"mean {m}", f"{m}/best": f"best {m}", f"{m}/top_share": f"top-5% {m}"})
-    rows = [{"samples": name, **{label: s.get(key, float("nan")) for key, label in columns.items()}}
-            for name, s in summaries.items()]
+    rows = [
+        {"samples": name, **{label: s.get(key, float("nan")) for key, label in columns.items()}}
+        for name, s in summaries.items()
+    ]
     return tables.format_table(rows, ["samples", *columns.values()])

@@ -59,9 +59,17 @@ class BudgetResult:
         return len(self.archs) / self.drawn if self.drawn else math.nan
 
 
-def generate_within_budget(generator: Generator, benchmark: Benchmark, metric: str, budget: float,
-                           num_samples: int, conditions: Conditions | None = None, seed: int = 0,
-                           max_draws: int | None = None, steps: int | None = None) -> BudgetResult:
+def generate_within_budget(
+    generator: Generator,
+    benchmark: Benchmark,
+    metric: str,
+    budget: float,
+    num_samples: int,
+    conditions: Conditions | None = None,
+    seed: int = 0,
+    max_draws: int | None = None,
+    steps: int | None = None,
+) -> BudgetResult:
     """Draw batches of ``num_samples`` (seeds ``seed, seed + 1, ...``) until ``num_samples``
     samples have ``metric <= budget`` in ``benchmark`` (``>=`` for a maximised metric) or
     ``max_draws`` (default ``20 * num_samples``) were drawn. Samples whose cost the table does

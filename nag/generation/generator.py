@@ -29,8 +29,16 @@ class Generator(Protocol):
     condition_names: Sequence[str]
     supports_guidance: bool
 
-    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Mapping[str, Any] | None = None,
-               guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet: ...
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        guidance: Sequence[GuidanceTerm] | None = None,
+        progress: bool = False,
+    ) -> GeneratedSet: ...
 
 
 class ModelGenerator:
@@ -42,8 +50,9 @@ class ModelGenerator:
     ``guidance_scale``, ``mode``), fixed for every call.
     """
 
-    def __init__(self, model: Any, space: SearchSpace, batch_size: int = 1000,
-                 project: bool = True, **options: Any) -> None:
+    def __init__(
+        self, model: Any, space: SearchSpace, batch_size: int = 1000, project: bool = True, **options: Any
+    ) -> None:
         if not hasattr(model, "sample_graphs"):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
         self.model, self.space, self.batch_size, self.project, self.options = model, space, batch_size, project, options
@@ -56,28 +65,41 @@ class ModelGenerator:
     def supports_guidance(self) -> bool:
         return bool(getattr(self.model, "supports_guidance", False))
 
-    def sample(self, n: int, *, seed: int = 0, steps: int | None = None, conditions: Mapping[str, Any] | None = None,
-               guidance: Sequence[GuidanceTerm] | None = None, progress: bool = False) -> GeneratedSet:
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        guidance: Sequence[GuidanceTerm] | None = None,
+        progress: bool = False,
+    ) -> GeneratedSet:
         """``n`` samples in sampling order; the same seed gives the same samples."""
         kwargs = dict(self.options)
         if conditions:
             unknown = [c for c in conditions if c not in self.condition_names]
             if unknown:
                 known = ", ".join(self.condition_names) or "none: it is unconditional"
-                raise ConfigError(f"conditions {unknown}: {type(self.model).__name__} was trained with conditions "
-                                  f"{known}; drop or rename them")
+                raise ConfigError(
+                    f"conditions {unknown}: {type(self.model).__name__} was trained with conditions "
+                    f"{known}; drop or rename them"
+                )
             kwargs["conditions"] = Conditions(conditions)
         if guidance:
             if not self.supports_guidance:
-                raise ConfigError(f"guidance: {type(self.model).__name__} does not take predictor guidance; "
-                                  "use a score-diffusion generator or drop the guidance terms")
+                raise ConfigError(
+                    f"guidance: {type(self.model).__name__} does not take predictor guidance; "
+                    "use a score-diffusion generator or drop the guidance terms"
+                )
             kwargs["guidance"] = list(guidance)
         was_training = getattr(self.model, "training", False)
         if was_training:
             self.model.eval()
         try:
-            graphs = self.model.sample_graphs(n, steps=steps, seed=seed, batch_size=self.batch_size,
-                                              progress=progress, **kwargs)
+            graphs = self.model.sample_graphs(
+                n, steps=steps, seed=seed, batch_size=self.batch_size, progress=progress, **kwargs
+            )
         finally:
             if was_training:
                 self.model.train()

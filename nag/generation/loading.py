@@ -28,8 +28,13 @@ def generator_class(hparams: dict[str, Any]) -> type[torch.nn.Module] | None:
     return None
 
 
-def load_generator(path: str | Path, space: SearchSpace | None = None, device: torch.device | str = "cpu",
-                   flag: str = "checkpoint", **options: Any) -> ModelGenerator:
+def load_generator(
+    path: str | Path,
+    space: SearchSpace | None = None,
+    device: torch.device | str = "cpu",
+    flag: str = "checkpoint",
+    **options: Any,
+) -> ModelGenerator:
     """The generator saved at ``path`` (score diffusion, discrete diffusion or cell flow), as a
     :class:`~nag.generation.Generator` on the space it was trained on.
 
@@ -43,14 +48,18 @@ def load_generator(path: str | Path, space: SearchSpace | None = None, device: t
     hparams = ckpt["hyper_parameters"]
     cls = generator_class(hparams)
     if cls is None:
-        raise ConfigError(f"{flag} {str(path)!r} holds no generator (score diffusion, discrete diffusion or cell "
-                          "flow); pass a checkpoint written by `nag fit` with one of those models")
+        raise ConfigError(
+            f"{flag} {str(path)!r} holds no generator (score diffusion, discrete diffusion or cell "
+            "flow); pass a checkpoint written by `nag fit` with one of those models"
+        )
     spec = hparams.get("data_spec", {})
     if space is None:
         config = spec.get("space_config")
         if config is None:
-            raise ConfigError(f"{flag} {str(path)!r} does not record how to rebuild its search space "
-                              f"({spec.get('space', {}).get('name')!r}); pass space=")
+            raise ConfigError(
+                f"{flag} {str(path)!r} does not record how to rebuild its search space "
+                f"({spec.get('space', {}).get('name')!r}); pass space="
+            )
         space = build_space(config)
     batch_size = options.pop("batch_size", 1000)
     return ModelGenerator(load_module(cls, path, space, flag, device), space, batch_size=batch_size, **options)

@@ -22,9 +22,14 @@ from nag.metrics.generation import BenchmarkTruth, Novelty, Uniqueness, Validity
 from nag.spaces.base import SearchSpace
 
 
-def score_samples(result: GeneratedSet, space: SearchSpace, train_keys: set[str],
-                  benchmark: Benchmark | None, metrics: Sequence[str],
-                  device: torch.device | str = "cpu") -> dict[str, float]:
+def score_samples(
+    result: GeneratedSet,
+    space: SearchSpace,
+    train_keys: set[str],
+    benchmark: Benchmark | None,
+    metrics: Sequence[str],
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """Validity (after the space's projection) and raw validity (before it), uniqueness by
     isomorphism class (canonical key) and by string, novelty against the training split, and
     true benchmark metrics.
@@ -40,9 +45,14 @@ def score_samples(result: GeneratedSet, space: SearchSpace, train_keys: set[str]
     uniqueness.update(keys)
     by_string.update([space.to_string(a) for a in valid])
     novelty.update(keys)
-    summary = {"samples": float(len(result.archs)), "validity": float(validity.compute()),
-               "raw_validity": float(raw_validity.compute()), "uniqueness": float(uniqueness.compute()),
-               "uniqueness_string": float(by_string.compute()), "novelty": float(novelty.compute())}
+    summary = {
+        "samples": float(len(result.archs)),
+        "validity": float(validity.compute()),
+        "raw_validity": float(raw_validity.compute()),
+        "uniqueness": float(uniqueness.compute()),
+        "uniqueness_string": float(by_string.compute()),
+        "novelty": float(novelty.compute()),
+    }
     for metric in metrics:
         truth = BenchmarkTruth(benchmark, metric).to(device)
         truth.update(valid)
@@ -52,13 +62,19 @@ def score_samples(result: GeneratedSet, space: SearchSpace, train_keys: set[str]
     return summary
 
 
-def rows_for(result: GeneratedSet, space: SearchSpace, benchmark: Benchmark | None,
-             metrics: Sequence[str]) -> list[dict[str, Any]]:
+def rows_for(
+    result: GeneratedSet, space: SearchSpace, benchmark: Benchmark | None, metrics: Sequence[str]
+) -> list[dict[str, Any]]:
     rows = []
     for i, (arch, err) in enumerate(zip(result.archs, result.errors)):
-        row: dict[str, Any] = {"sample": i, "valid": arch is not None, "raw_valid": result.raw_valid[i],
-                               "arch": space.to_string(arch) if arch is not None else "",
-                               "key": space.key(arch) if arch is not None else "", "error": err or ""}
+        row: dict[str, Any] = {
+            "sample": i,
+            "valid": arch is not None,
+            "raw_valid": result.raw_valid[i],
+            "arch": space.to_string(arch) if arch is not None else "",
+            "key": space.key(arch) if arch is not None else "",
+            "error": err or "",
+        }
         for m in metrics:
             row[m] = benchmark.query(arch, m) if arch is not None and arch in benchmark else math.nan
         rows.append(row)
@@ -94,8 +110,9 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def add_predictions(rows: list[dict[str, Any]], result: GeneratedSet, space: SearchSpace,
-                    predictor: Any, batch_size: int = 1024) -> list[str]:
+def add_predictions(
+    rows: list[dict[str, Any]], result: GeneratedSet, space: SearchSpace, predictor: Any, batch_size: int = 1024
+) -> list[str]:
     """Add ``predicted_<target>`` to every row (NaN for invalid samples) from a trained
     :class:`~nag.lightning_modules.predictor.PredictorModule`; returns the new column names."""
     names = [f"predicted_{t}" for t in predictor.targets]
@@ -103,7 +120,7 @@ def add_predictions(rows: list[dict[str, Any]], result: GeneratedSet, space: Sea
     values = torch.full((len(rows), len(names)), math.nan)
     with torch.no_grad():
         for start in range(0, len(index), batch_size):
-            chunk = index[start:start + batch_size]
+            chunk = index[start : start + batch_size]
             x, adj, mask = (t.to(predictor.device) for t in space.encode_batch([result.archs[i] for i in chunk]))
             values[chunk] = predictor.denormalize(predictor.predict_graphs(x, adj, mask).float()).cpu()
     for row, value in zip(rows, values.tolist()):
@@ -111,8 +128,9 @@ def add_predictions(rows: list[dict[str, Any]], result: GeneratedSet, space: Sea
     return names
 
 
-def format_table(rows: list[dict[str, Any]], metrics: Sequence[str], limit: int | None = 10,
-                 maximize: bool = True) -> str:
+def format_table(
+    rows: list[dict[str, Any]], metrics: Sequence[str], limit: int | None = 10, maximize: bool = True
+) -> str:
     """The best ``limit`` distinct valid architectures (by the first metric's true value, when
     there is one; all of them for None): rank, how often it was sampled, predicted values
     where a predictor gave them, true metrics, architecture."""

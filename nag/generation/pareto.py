@@ -62,8 +62,9 @@ class ParetoSweep:
         return out
 
 
-def target_grid(benchmark: Benchmark, metrics: Sequence[str], points: Sequence[int],
-                quantiles: Sequence[tuple[float, float]]) -> np.ndarray:
+def target_grid(
+    benchmark: Benchmark, metrics: Sequence[str], points: Sequence[int], quantiles: Sequence[tuple[float, float]]
+) -> np.ndarray:
     """All combinations of ``points[i]`` evenly spaced quantiles of each metric's column.
 
     Quantiles count in the metric's good direction, so ``(0.5, 1.0)`` is the better half of
@@ -74,20 +75,27 @@ def target_grid(benchmark: Benchmark, metrics: Sequence[str], points: Sequence[i
     axes = []
     for m, k, (lo, hi), maximize in zip(metrics, points, quantiles, directions(benchmark, metrics)):
         if k < 1 or not 0.0 <= lo <= hi <= 1.0:
-            raise ConfigError(f"target_grid: {m}: need at least one point and 0 <= lo <= hi <= 1, got {k}, ({lo}, {hi})")
+            raise ConfigError(
+                f"target_grid: {m}: need at least one point and 0 <= lo <= hi <= 1, got {k}, ({lo}, {hi})"
+            )
         col = benchmark.column(m)
         q = np.linspace(lo, hi, k)
         axes.append(np.nanquantile(col, q if maximize else 1.0 - q))
     return np.array(list(itertools.product(*axes)), dtype=np.float64)
 
 
-def pareto_sweep(generator: Generator, benchmark: Benchmark,
-                 metrics: Sequence[str] = ("cifar10_test_200ep", "hwnb_cifar10_fpga_latency"),
-                 targets: np.ndarray | None = None, points: Sequence[int] = (3, 8),
-                 quantiles: Sequence[tuple[float, float]] = ((0.5, 1.0), (0.0, 1.0)),
-                 samples_per_target: int = 25,
-                 reference: Sequence[float] | None = None, seed: int = 0,
-                 steps: int | None = None) -> ParetoSweep:
+def pareto_sweep(
+    generator: Generator,
+    benchmark: Benchmark,
+    metrics: Sequence[str] = ("cifar10_test_200ep", "hwnb_cifar10_fpga_latency"),
+    targets: np.ndarray | None = None,
+    points: Sequence[int] = (3, 8),
+    quantiles: Sequence[tuple[float, float]] = ((0.5, 1.0), (0.0, 1.0)),
+    samples_per_target: int = 25,
+    reference: Sequence[float] | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+) -> ParetoSweep:
     """Sample ``samples_per_target`` architectures for every row of ``targets`` (``[G, M]`` raw
     values, one column per metric; default :func:`target_grid` over ``points``/``quantiles``),
     conditioning on all metrics at once, and score the union.
@@ -103,8 +111,9 @@ def pareto_sweep(generator: Generator, benchmark: Benchmark,
         targets = target_grid(benchmark, metrics, points, quantiles)
     targets = np.asarray(targets, dtype=np.float64).reshape(-1, len(metrics))
     if samples_per_target < 1 or len(targets) == 0:
-        raise ConfigError(f"pareto_sweep: need targets and samples_per_target >= 1, got {len(targets)} and "
-                          f"{samples_per_target}")
+        raise ConfigError(
+            f"pareto_sweep: need targets and samples_per_target >= 1, got {len(targets)} and {samples_per_target}"
+        )
     # one call: each sample carries its own targets, so guidance passes batch across the grid
     conditions = {m: np.repeat(targets[:, j], samples_per_target).tolist() for j, m in enumerate(metrics)}
     archs = generator.sample(len(targets) * samples_per_target, seed=seed, steps=steps, conditions=conditions).archs
@@ -114,8 +123,14 @@ def pareto_sweep(generator: Generator, benchmark: Benchmark,
     front = front_of([a for a, k in zip(archs, known) if k], values[known], metrics, maximize)
     truth = true_front(benchmark, metrics)
     return ParetoSweep(
-        metrics=metrics, targets=targets, archs=archs,
-        target_index=np.repeat(np.arange(len(targets)), samples_per_target), values=values,
-        front=front, true_front=truth, reference=ref,
-        hypervolume=front.hypervolume(ref), true_hypervolume=truth.hypervolume(ref),
+        metrics=metrics,
+        targets=targets,
+        archs=archs,
+        target_index=np.repeat(np.arange(len(targets)), samples_per_target),
+        values=values,
+        front=front,
+        true_front=truth,
+        reference=ref,
+        hypervolume=front.hypervolume(ref),
+        true_hypervolume=truth.hypervolume(ref),
     )

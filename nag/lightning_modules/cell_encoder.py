@@ -93,21 +93,32 @@ class CellEncoderModule(pl.LightningModule):
         self.save_hyperparameters()
         self.proxies = list(data_spec["proxies"])
         fixed = data_spec.get("fixed_adjacency")
-        self.vae = GraphVAE(data_spec["num_ops"], data_spec["max_nodes"], latent_dim, hidden, encoder_layers,
-                            decoder_layers, heads,
-                            fixed_adj=torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
+        self.vae = GraphVAE(
+            data_spec["num_ops"],
+            data_spec["max_nodes"],
+            latent_dim,
+            hidden,
+            encoder_layers,
+            decoder_layers,
+            heads,
+            fixed_adj=torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None,
+        )
         p = len(self.proxies)
         self.zc_head = nn.Sequential(nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, p))
         self.register_buffer("cluster_centers", torch.zeros(num_clusters, p))
         self.register_buffer("cluster_sizes", torch.zeros(num_clusters, dtype=torch.long))
-        self.metrics = nn.ModuleDict({
-            stage: nn.ModuleDict({
-                "recon_acc": MeanMetric(),
-                "latent_zc_spearman": SpearmanCorrCoef(),
-                "zc_spearman": SpearmanCorrCoef(num_outputs=p),
-            })
-            for stage in ("val", "test")
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "recon_acc": MeanMetric(),
+                        "latent_zc_spearman": SpearmanCorrCoef(),
+                        "zc_spearman": SpearmanCorrCoef(num_outputs=p),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
 
     # --- encoding / decoding -----------------------------------------------------------
     def embed(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -67,8 +67,10 @@ class CellFlowModule(pl.LightningModule):
         state = None
         if encoder_hparams is None:
             if encoder_ckpt is None:
-                raise ConfigError(f"{ENCODER_FLAG}: the flow needs a trained CellEncoderModule checkpoint (nag fit "
-                                  "--config configs/nb201/cell_encoder.yaml writes one)")
+                raise ConfigError(
+                    f"{ENCODER_FLAG}: the flow needs a trained CellEncoderModule checkpoint (nag fit "
+                    "--config configs/nb201/cell_encoder.yaml writes one)"
+                )
             ckpt = load_checkpoint(encoder_ckpt, ENCODER_FLAG)
             encoder_hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
             state = ckpt["state_dict"]
@@ -82,14 +84,16 @@ class CellFlowModule(pl.LightningModule):
             if state is not None:
                 self.encoder.load_state_dict(state)
         except (TypeError, RuntimeError) as e:
-            raise ConfigError(f"{ENCODER_FLAG} {encoder_ckpt!r} is not a CellEncoderModule checkpoint "
-                              f"({type(e).__name__})") from None
+            raise ConfigError(
+                f"{ENCODER_FLAG} {encoder_ckpt!r} is not a CellEncoderModule checkpoint ({type(e).__name__})"
+            ) from None
         self.encoder.requires_grad_(False)
         self.proxies = list(data_spec["proxies"])
         self.normalizer = ProxyNormalizer.from_spec(data_spec)
         dim, p = self.encoder.hparams.latent_dim, len(self.proxies)
-        self.flow = ConditionalFlowMatching(ConditionalVectorField(dim, 2 * p, hidden, layers), sigma_min,
-                                            solver, atol, rtol, steps)
+        self.flow = ConditionalFlowMatching(
+            ConditionalVectorField(dim, 2 * p, hidden, layers), sigma_min, solver, atol, rtol, steps
+        )
         self.register_buffer("latent_mean", torch.zeros(dim))
         self.register_buffer("latent_std", torch.ones(dim))
         self._val_conditions: torch.Tensor | None = None
@@ -110,7 +114,9 @@ class CellFlowModule(pl.LightningModule):
         else:
             c = torch.as_tensor(conditions, dtype=torch.float32).cpu()
             if c.shape[-1] != p or c.dim() > 2:
-                raise ConfigError(f"conditions: expected shape [{p}] or [B, {p}] ({self.proxies}), got {tuple(c.shape)}")
+                raise ConfigError(
+                    f"conditions: expected shape [{p}] or [B, {p}] ({self.proxies}), got {tuple(c.shape)}"
+                )
         c = c.float().reshape(-1, p)
         if raw:
             known = ~c.isnan()
@@ -130,8 +136,9 @@ class CellFlowModule(pl.LightningModule):
     def _standardize(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.latent_mean) / self.latent_std
 
-    def sample(self, conditions: ProxyTargets = None, num_samples: int | None = None, seed: int = 0,
-               raw: bool = False) -> dict[str, torch.Tensor]:
+    def sample(
+        self, conditions: ProxyTargets = None, num_samples: int | None = None, seed: int = 0, raw: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Cells for ``conditions`` (see :meth:`conditions`) as graphs ``{x, adj, mask}`` plus
         their ``latent``; ``nag.generation.decode_samples(space, ...)`` turns them into
         architectures, keeping invalid decodes as counted ``None`` entries. Same seed, same cells."""
@@ -147,8 +154,15 @@ class CellFlowModule(pl.LightningModule):
         return list(self.proxies)
 
     @torch.no_grad()
-    def sample_graphs(self, num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int = 1000,
-                      progress: bool = False, conditions: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+    def sample_graphs(
+        self,
+        num_samples: int,
+        steps: int | None = None,
+        seed: int = 0,
+        batch_size: int = 1000,
+        progress: bool = False,
+        conditions: Mapping[str, float] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The generators' sampling call (:class:`nag.generation.Generator`): ``conditions`` in
         the proxies' raw units. The ODE solver's steps are the ``steps`` hyper-parameter."""
         if steps is not None:
@@ -156,12 +170,14 @@ class CellFlowModule(pl.LightningModule):
         graphs = self.sample(conditions, num_samples, seed=seed, raw=True)
         return {k: graphs[k].cpu() for k in ("x", "adj", "mask")}
 
-    def log_prob(self, latents: torch.Tensor, conditions: ProxyTargets = None, exact: bool = True,
-                 seed: int = 0) -> torch.Tensor:
+    def log_prob(
+        self, latents: torch.Tensor, conditions: ProxyTargets = None, exact: bool = True, seed: int = 0
+    ) -> torch.Tensor:
         """``log p(z | c)`` of encoder latents ``[B, D]`` (the standardisation's Jacobian included)."""
         c = self.conditions(conditions, latents.shape[0])
-        lp, _ = self.flow.log_prob(self._standardize(latents.to(self.device)), self._field_input(c), exact,
-                                   torch.Generator().manual_seed(seed))
+        lp, _ = self.flow.log_prob(
+            self._standardize(latents.to(self.device)), self._field_input(c), exact, torch.Generator().manual_seed(seed)
+        )
         return lp - self.latent_std.log().sum()
 
     # --- training ---------------------------------------------------------------------
@@ -170,8 +186,16 @@ class CellFlowModule(pl.LightningModule):
         data = getattr(self.trainer.datamodule, "datasets", {}).get("train")
         if data is None:
             raise ConfigError("data: CellFlowModule needs ZCCellDataModule (cells with their ZC vectors)")
-        z = torch.cat([self.encoder.embed(data.x[i:i + 1024].to(self.device), data.adj[i:i + 1024].to(self.device),
-                                          data.mask[i:i + 1024].to(self.device)) for i in range(0, len(data), 1024)])
+        z = torch.cat(
+            [
+                self.encoder.embed(
+                    data.x[i : i + 1024].to(self.device),
+                    data.adj[i : i + 1024].to(self.device),
+                    data.mask[i : i + 1024].to(self.device),
+                )
+                for i in range(0, len(data), 1024)
+            ]
+        )
         self.latent_mean.copy_(z.mean(0))
         self.latent_std.copy_(z.std(0).clamp_min(1e-4))
 
@@ -193,8 +217,12 @@ class CellFlowModule(pl.LightningModule):
 
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
         n = batch["y"].shape[0]
-        self.log(f"{stage}/fm_loss", self.flow.loss(self._batch_latents(batch), self._field_input(batch["y"])),
-                 batch_size=n, sync_dist=True)
+        self.log(
+            f"{stage}/fm_loss",
+            self.flow.loss(self._batch_latents(batch), self._field_input(batch["y"])),
+            batch_size=n,
+            sync_dist=True,
+        )
         if batch_idx == 0:
             k = self.hparams.logprob_samples
             z = self.encoder.embed(batch["x"][:k], batch["adj"][:k], batch["mask"][:k])
@@ -216,8 +244,9 @@ class CellFlowModule(pl.LightningModule):
             return
         c = self._val_conditions
         graphs = self.sample(c, seed=self.hparams.seed)
-        valid = torch.tensor([space.decodes(x, a, m) for x, a, m in zip(graphs["x"], graphs["adj"], graphs["mask"])],
-                             device=self.device)
+        valid = torch.tensor(
+            [space.decodes(x, a, m) for x, a, m in zip(graphs["x"], graphs["adj"], graphs["mask"])], device=self.device
+        )
         self.log("val/invalid_share", 1.0 - valid.float().mean())
         if int(valid.sum()) > 2:
             zc = self.encoder.predict_zc(self.encoder.embed(graphs["x"], graphs["adj"], graphs["mask"].bool()))
@@ -229,8 +258,14 @@ class CellFlowModule(pl.LightningModule):
 
 def _check_same_data(encoder_spec: Mapping, data_spec: Mapping, path: str | None) -> None:
     """Conditions and latents mean the same thing only on the encoder's own space and ZC units."""
-    for key, what in (("space", "search space"), ("proxies", "proxies"), ("normalization", "normalization"),
-                      ("proxy_stats", "proxy statistics (table, split or seed)")):
+    for key, what in (
+        ("space", "search space"),
+        ("proxies", "proxies"),
+        ("normalization", "normalization"),
+        ("proxy_stats", "proxy statistics (table, split or seed)"),
+    ):
         if encoder_spec.get(key) != data_spec.get(key):
-            raise ConfigError(f"{ENCODER_FLAG} {path!r}: the encoder was trained with other {what} than "
-                              "this config's data; use the data settings it was trained with")
+            raise ConfigError(
+                f"{ENCODER_FLAG} {path!r}: the encoder was trained with other {what} than "
+                "this config's data; use the data settings it was trained with"
+            )

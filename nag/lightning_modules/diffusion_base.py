@@ -50,13 +50,15 @@ class DiffusionModule(pl.LightningModule, ABC):
 
     # --- subclass hooks ---------------------------------------------------------------
     @abstractmethod
-    def loss(self, batch: Mapping[str, torch.Tensor], net: nn.Module,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, batch: Mapping[str, torch.Tensor], net: nn.Module, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss of ``net`` on ``batch`` and its named parts (logged)."""
 
     @abstractmethod
-    def sample_batch(self, b: int, generator: torch.Generator, steps: int | None, progress: bool,
-                     start: int, **options: Any) -> Graphs:
+    def sample_batch(
+        self, b: int, generator: torch.Generator, steps: int | None, progress: bool, start: int, **options: Any
+    ) -> Graphs:
         """``b`` samples (``start``: index of the first in the whole request, for per-sample
         conditions)."""
 
@@ -89,8 +91,15 @@ class DiffusionModule(pl.LightningModule, ABC):
 
     # --- sampling ---------------------------------------------------------------------
     @torch.no_grad()
-    def sample_graphs(self, num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int = 1000,
-                      progress: bool = False, **options: Any) -> Graphs:
+    def sample_graphs(
+        self,
+        num_samples: int,
+        steps: int | None = None,
+        seed: int = 0,
+        batch_size: int = 1000,
+        progress: bool = False,
+        **options: Any,
+    ) -> Graphs:
         """Raw samples in the {0, 1} scale, ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``,
         drawn in batches of ``batch_size`` from one seeded generator (same seed, same samples).
         ``options`` are the subclass's (sampler, conditions, guidance, ...)."""
@@ -99,7 +108,8 @@ class DiffusionModule(pl.LightningModule, ABC):
         if steps is not None and steps < 1:
             raise ConfigError(f"steps={steps}: need at least one sampling step")
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        outs = [self.sample_batch(min(batch_size, num_samples - start), gen, steps, progress, start, **options)
-                for start in range(0, num_samples, batch_size)]
+        outs = [
+            self.sample_batch(min(batch_size, num_samples - start), gen, steps, progress, start, **options)
+            for start in range(0, num_samples, batch_size)
+        ]
         return {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}
-

@@ -34,7 +34,9 @@ class ConditionalDenoiser(nn.Module):
         super().__init__()
         self.transformer, self.conditions = transformer, conditions
 
-    def forward(self, state: State, t: torch.Tensor, values: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, state: State, t: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         return self.transformer(state["nodes"], state["edges"], t, self.conditions(values, keep))
 
 
@@ -97,8 +99,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         self.num_ops = v
         self.diffusion = CategoricalDiffusion(n, v + 1, None if self.fixed_topology else EDGE_CLASSES, T)
         self.net = ConditionalDenoiser(
-            GraphTransformer(v + 1, EDGE_CLASSES, n, dim, edge_dim, layers, heads, dropout,
-                             predict_edges=not self.fixed_topology),
+            GraphTransformer(
+                v + 1, EDGE_CLASSES, n, dim, edge_dim, layers, heads, dropout, predict_edges=not self.fixed_topology
+            ),
             ConditionEncoder(self.condition_names, dim, binned, bins, cond_drop),
         )
         self.init_ema()  # buffers (quantile knots, edge directions) are set on both copies in setup()
@@ -127,16 +130,18 @@ class DiscreteDiffusionModule(DiffusionModule):
         """The conditions' (already normalised) columns of ``batch["y"]``: ``[B, C]``."""
         return batch["y"][:, self.condition_columns].float()
 
-    def normalize_conditions(self, conditions: Mapping[str, RawValue], num_samples: int,
-                             extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def normalize_conditions(
+        self, conditions: Mapping[str, RawValue], num_samples: int, extrapolate: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Asked values to ``values [S, C]`` and ``given [C]`` with this checkpoint's training
         statistics (:meth:`nag.nn.conditions.Conditions.normalize`)."""
         stats = self.hparams.data_spec.get("target_stats", {})
         return Conditions(conditions).normalize(self.condition_names, stats, num_samples, extrapolate)
 
     # --- the denoiser -----------------------------------------------------------------
-    def predict(self, net: nn.Module, state: State, t: torch.Tensor, values: torch.Tensor,
-                keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(
+        self, net: nn.Module, state: State, t: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """x_0 logits for the diffused kinds; ``t`` are integer steps ``[B]``."""
         out = net(self._with_edges(state), t.float() / self.diffusion.T, values, keep)
         return {kind: out[kind] for kind in self.diffusion.kinds}
@@ -144,8 +149,9 @@ class DiscreteDiffusionModule(DiffusionModule):
     # --- training ---------------------------------------------------------------------
     loss_name = "discrete diffusion loss"
 
-    def loss(self, batch: Mapping[str, torch.Tensor], net: nn.Module,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, batch: Mapping[str, torch.Tensor], net: nn.Module, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         clean = self.clean_state(batch)
         b = clean["nodes"].shape[0]
         t = torch.randint(1, self.diffusion.T + 1, (b,), device=self.device, generator=generator)
@@ -176,9 +182,14 @@ class DiscreteDiffusionModule(DiffusionModule):
                 net.conditions.fit(torch.cat(values).to(self.device))
 
     # --- sampling ---------------------------------------------------------------------
-    def guidance_plan(self, conditions: Mapping[str, Any] | None, guidance_scale: float | Mapping[str, float],
-                      mode: GuidanceMode, num_samples: int,
-                      extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    def guidance_plan(
+        self,
+        conditions: Mapping[str, Any] | None,
+        guidance_scale: float | Mapping[str, float],
+        mode: GuidanceMode,
+        num_samples: int,
+        extrapolate: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
         """The forward passes of classifier-free guidance and their weights.
 
         Returns ``values [S, C]``, ``keep [P, C]`` (which conditions each pass sees) and
@@ -211,8 +222,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         used = [i for i, w in enumerate(weights) if w != 0.0]
         return values, torch.stack([keeps[i] for i in used]), [weights[i] for i in used]
 
-    def guided_x0(self, net: nn.Module, state: State, t: int, values: torch.Tensor, keep: torch.Tensor,
-                  weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    def guided_x0(
+        self, net: nn.Module, state: State, t: int, values: torch.Tensor, keep: torch.Tensor, weights: Sequence[float]
+    ) -> dict[str, torch.Tensor]:
         """``p(x_0 | z_t)`` from the guided logits; all passes are one batched forward.
 
         Classes never seen at a position in the training split (its marginal is 0: "input"
@@ -238,11 +250,19 @@ class DiscreteDiffusionModule(DiffusionModule):
         return {"x": x, "adj": adj * real.unsqueeze(-1) * real.unsqueeze(-2), "mask": real}
 
     @torch.no_grad()
-    def sample_graphs(self, num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int = 1000,
-                      progress: bool = False, sampler: Literal["ancestral"] = "ancestral",
-                      conditions: Mapping[str, float | Sequence[float]] | None = None,
-                      guidance_scale: float | Mapping[str, float] = 1.0,
-                      mode: GuidanceMode = "compositional", extrapolate: bool = False) -> Graphs:
+    def sample_graphs(
+        self,
+        num_samples: int,
+        steps: int | None = None,
+        seed: int = 0,
+        batch_size: int = 1000,
+        progress: bool = False,
+        sampler: Literal["ancestral"] = "ancestral",
+        conditions: Mapping[str, float | Sequence[float]] | None = None,
+        guidance_scale: float | Mapping[str, float] = 1.0,
+        mode: GuidanceMode = "compositional",
+        extrapolate: bool = False,
+    ) -> Graphs:
         """Ancestral sampling (``p(z_s | z_t)`` from the predicted ``x_0``); see
         :meth:`DiffusionModule.sample_graphs`.
 
@@ -260,10 +280,17 @@ class DiscreteDiffusionModule(DiffusionModule):
         plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1), extrapolate)
         return super().sample_graphs(num_samples, steps, seed, batch_size, progress, plan=plan)
 
-    def sample_batch(self, b: int, generator: torch.Generator, steps: int | None, progress: bool, start: int,
-                     plan: tuple[torch.Tensor, torch.Tensor, list[float]]) -> Graphs:
+    def sample_batch(
+        self,
+        b: int,
+        generator: torch.Generator,
+        steps: int | None,
+        progress: bool,
+        start: int,
+        plan: tuple[torch.Tensor, torch.Tensor, list[float]],
+    ) -> Graphs:
         values, keep, weights = plan
-        chunk = values[start:start + b].to(self.device)
+        chunk = values[start : start + b].to(self.device)
         times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T))
         state = self.diffusion.prior(b, generator)
         for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):

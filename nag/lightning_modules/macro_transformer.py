@@ -60,7 +60,7 @@ class MacroTransformerModule(pl.LightningModule):
         h = self.embed(tokens) + self.position.weight[:t]
         h = self.blocks(h, mask=self.causal[:t, :t], is_causal=True)
         logits = self.head(h).float()
-        return logits.masked_fill(~self.grammar[1:t + 1], float("-inf"))
+        return logits.masked_fill(~self.grammar[1 : t + 1], float("-inf"))
 
     def _loss(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy and token accuracy over architecture tokens (prefix and padding ignored)."""
@@ -82,8 +82,12 @@ class MacroTransformerModule(pl.LightningModule):
         tokens = batch["tokens"]
         n = tokens.shape[0]
         loss, accuracy = self._loss(tokens)
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/token_accuracy": accuracy}, batch_size=n, sync_dist=True,
-                      prog_bar=stage == "val")
+        self.log_dict(
+            {f"{stage}/loss": loss, f"{stage}/token_accuracy": accuracy},
+            batch_size=n,
+            sync_dist=True,
+            prog_bar=stage == "val",
+        )
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         sampled = self.generate(tokens[:, :PREFIX_LENGTH], generator=generator)
         space, rng = self.tokenizer.space, np.random.default_rng(batch_idx)
@@ -92,8 +96,11 @@ class MacroTransformerModule(pl.LightningModule):
             constraints, arch = self.tokenizer.decode(row)
             hits += space.satisfies(arch, constraints)
             random_hits += space.satisfies(random_arch, constraints)
-        self.log_dict({f"{stage}/constraint_share": hits / n, f"{stage}/random_share": random_hits / n},
-                      batch_size=n, sync_dist=True)
+        self.log_dict(
+            {f"{stage}/constraint_share": hits / n, f"{stage}/random_share": random_hits / n},
+            batch_size=n,
+            sync_dist=True,
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")
@@ -103,8 +110,9 @@ class MacroTransformerModule(pl.LightningModule):
 
     # --- sampling -----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prefix: torch.Tensor, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self, prefix: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Complete constraint prefixes ``[B, PREFIX_LENGTH]`` to full sequences
         ``[B, max_length]`` (``<pad>`` after ``<eos>``); ``temperature == 0`` is greedy."""
         training = self.training
@@ -127,8 +135,9 @@ class MacroTransformerModule(pl.LightningModule):
         pad = tokens.new_full((tokens.shape[0], self.tokenizer.max_length - tokens.shape[1]), self.tokenizer.pad_id)
         return torch.cat([tokens, pad], dim=1)
 
-    def sample(self, constraints: MacroConstraints, num_samples: int = 1, temperature: float = 1.0,
-               seed: int = 0) -> list[MacroArch]:
+    def sample(
+        self, constraints: MacroConstraints, num_samples: int = 1, temperature: float = 1.0, seed: int = 0
+    ) -> list[MacroArch]:
         """``num_samples`` architectures for ``constraints`` (budgets rounded down to the
         tokenizer's bins); the same seed gives the same architectures. They always parse,
         but may exceed the budgets: check with ``tokenizer.space.satisfies``."""

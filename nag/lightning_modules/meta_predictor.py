@@ -103,8 +103,10 @@ class MetaPredictorModule(pl.LightningModule):
         super().__init__()
         tasks, held_out = data_spec.get("tasks"), data_spec.get("held_out")
         if not tasks or held_out not in tasks:
-            raise NagError("model: the meta-predictor needs a task datamodule (data: TaskDataModule) "
-                           "whose spec names its tasks and held_out task")
+            raise NagError(
+                "model: the meta-predictor needs a task datamodule (data: TaskDataModule) "
+                "whose spec names its tasks and held_out task"
+            )
         if min_context < 0:
             raise ConfigError(f"model.min_context={min_context} must be >= 0")
         if not 0.0 <= clean_fraction <= 1.0:
@@ -112,8 +114,10 @@ class MetaPredictorModule(pl.LightningModule):
         if task_encoder not in ("context", "dataset", "none"):
             raise ConfigError(f"model.task_encoder={task_encoder!r}: expected context, dataset or none")
         if task_encoder == "dataset" and "image_channels" not in data_spec:
-            raise ConfigError("model.task_encoder=dataset reads each task's images: use "
-                              "data: nag.datamodules.image_task.ImageTaskDataModule, or task_encoder: context")
+            raise ConfigError(
+                "model.task_encoder=dataset reads each task's images: use "
+                "data: nag.datamodules.image_task.ImageTaskDataModule, or task_encoder: context"
+            )
         self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
         self.save_hyperparameters()
         self.held_out_id = list(tasks).index(held_out)
@@ -128,15 +132,26 @@ class MetaPredictorModule(pl.LightningModule):
         self.time_embed = TimeEmbedding(hidden) if noise_aware else None
         self.task_gate = nn.Linear(hidden, self.encoder.out_dim)
         head_in = 2 * self.encoder.out_dim + hidden + (hidden if noise_aware else 0)
-        self.head = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
         self.metrics = nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric(nan_strategy="ignore") for stage in ("val", "test") for name in _RANK_METRICS}
+            {
+                f"{stage}_{name}": MeanMetric(nan_strategy="ignore")
+                for stage in ("val", "test")
+                for name in _RANK_METRICS
+            }
         )
 
     # --- public API -------------------------------------------------------------------
-    def encode_context(self, ctx_x: torch.Tensor, ctx_adj: torch.Tensor, ctx_mask: torch.Tensor,
-                       ctx_y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_context(
+        self,
+        ctx_x: torch.Tensor,
+        ctx_adj: torch.Tensor,
+        ctx_mask: torch.Tensor,
+        ctx_y: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Task vectors ``[B, hidden]`` from ``[B, K, ...]`` measured archs; ``valid [B, K]``
         (default: all) marks the items that count. Only valid archs are encoded."""
         self._require_encoder("context", "encode_context")
@@ -144,8 +159,10 @@ class MetaPredictorModule(pl.LightningModule):
         valid = torch.ones(b, k, dtype=torch.bool, device=ctx_y.device) if valid is None else valid.bool()
         emb = ctx_x.new_zeros(b, k, self.encoder.out_dim)
         if bool(valid.any()):
-            emb = emb.index_put(valid.nonzero(as_tuple=True),
-                                self._embed_clean(ctx_x[valid], ctx_adj[valid], ctx_mask[valid]).to(emb.dtype))
+            emb = emb.index_put(
+                valid.nonzero(as_tuple=True),
+                self._embed_clean(ctx_x[valid], ctx_adj[valid], ctx_mask[valid]).to(emb.dtype),
+            )
         return self.context(emb, ctx_y, valid)
 
     def encode_images(self, images: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
@@ -169,8 +186,9 @@ class MetaPredictorModule(pl.LightningModule):
         """Scores ``[B]`` of a signed diffusion state at time ``t`` (``[B]``) for guidance."""
         return self(*encoder_inputs(state, self.fixed_adj), task_vec, t)
 
-    def predict_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor,
-                       task_vec: torch.Tensor) -> torch.Tensor:
+    def predict_graphs(
+        self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor, task_vec: torch.Tensor
+    ) -> torch.Tensor:
         """Scores ``[B]`` of clean encoded archs, read exactly as training reads them."""
         return self.score_embeddings(self._embed_clean(x, adj, mask), task_vec)
 
@@ -188,15 +206,23 @@ class MetaPredictorModule(pl.LightningModule):
         return self.head(torch.cat(parts, dim=-1)).squeeze(-1)
 
     # --- internals --------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor, task_vec: torch.Tensor,
-                t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        adj: torch.Tensor,
+        mask: torch.Tensor,
+        task_vec: torch.Tensor,
+        t: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Scores ``[B]``; ``task_vec`` is ``[B or 1, hidden]``; ``t`` is read only when noise-aware."""
         return self.score_embeddings(self.encoder(x, adj, mask), task_vec, t)
 
     def _require_encoder(self, kind: str, method: str) -> None:
         if self.hparams.task_encoder != kind:
-            raise NagError(f"{method} needs model.task_encoder={kind}; this model's is "
-                           f"{self.hparams.task_encoder!r} (use encode_task)")
+            raise NagError(
+                f"{method} needs model.task_encoder={kind}; this model's is "
+                f"{self.hparams.task_encoder!r} (use encode_task)"
+            )
 
     def _eps_times(self, n: int) -> torch.Tensor:
         return torch.full((n,), self.hparams.eps, device=self.device)

@@ -84,7 +84,11 @@ class PredictorModule(pl.LightningModule):
                 stage: nn.ModuleDict(
                     {
                         t: MetricCollection(
-                            {"spearman": SpearmanCorrCoef(), "kendall": KendallRankCorrCoef(), "mse": MeanSquaredError()},
+                            {
+                                "spearman": SpearmanCorrCoef(),
+                                "kendall": KendallRankCorrCoef(),
+                                "mse": MeanSquaredError(),
+                            },
                             prefix=f"{stage}/{t}_",
                         )
                         for t in targets
@@ -94,8 +98,9 @@ class PredictorModule(pl.LightningModule):
             }
         )
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor,
-                t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Normalised predictions ``[B, T]``; ``t`` (``[B]``) is read only when noise-aware."""
         h = self.encoder(x, adj, mask)
         if self.time_embed is not None:

@@ -54,15 +54,23 @@ class ScoreDiffusionModule(DiffusionModule):
         self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
         self.save_hyperparameters()
         self.fixed_topology = bool(data_spec.get("fixed_topology", False))
-        self.net = DagTransformer(data_spec["num_ops"], data_spec["max_nodes"], dim, layers, heads, dropout,
-                                  predict_edges=not self.fixed_topology)
+        self.net = DagTransformer(
+            data_spec["num_ops"],
+            data_spec["max_nodes"],
+            dim,
+            layers,
+            heads,
+            dropout,
+            predict_edges=not self.fixed_topology,
+        )
         self.init_ema()
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
 
     # --- the score --------------------------------------------------------------------
-    def predict_noise(self, state: dict[str, torch.Tensor], t: torch.Tensor,
-                      net: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    def predict_noise(
+        self, state: dict[str, torch.Tensor], t: torch.Tensor, net: torch.nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
         """The network reads the continuous noisy state: ops ``x_t`` and, where the topology is
         generated, edge values ``A_t`` (the space's fixed graph, signed, otherwise). The
         threshold ``A_t > 0`` is used only for the attention mask. Under the VE SDE the inputs
@@ -99,8 +107,9 @@ class ScoreDiffusionModule(DiffusionModule):
         return score
 
     # --- training ---------------------------------------------------------------------
-    def loss(self, batch: dict[str, torch.Tensor], net: torch.nn.Module,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, batch: dict[str, torch.Tensor], net: torch.nn.Module, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         clean, masks = clean_state(batch, self.fixed_topology)
         t = sample_times(batch["x"].shape[0], self.sde, self.hparams.eps, self.device, generator)
         noisy, noise = perturb_state(clean, masks, self.sde, t, generator)
@@ -109,9 +118,17 @@ class ScoreDiffusionModule(DiffusionModule):
         return total / sum(m.sum() for m in masks.values()), {}
 
     # --- sampling ---------------------------------------------------------------------
-    def sample_batch(self, b: int, generator: torch.Generator, steps: int | None, progress: bool, start: int,
-                     sampler: Literal["ode", "pc"] = "ode", guidance: Sequence[GuidanceTerm] = (),
-                     normalize_guidance: bool = False) -> Graphs:
+    def sample_batch(
+        self,
+        b: int,
+        generator: torch.Generator,
+        steps: int | None,
+        progress: bool,
+        start: int,
+        sampler: Literal["ode", "pc"] = "ode",
+        guidance: Sequence[GuidanceTerm] = (),
+        normalize_guidance: bool = False,
+    ) -> Graphs:
         """``b`` samples: op scores and edge values in the {0, 1} scale. ``guidance`` terms
         (predictor objectives, budgets) are added to the score at every step; with
         ``normalize_guidance`` each term's scale is a ratio to the score's norm (DiffusionNAG's
@@ -121,13 +138,22 @@ class ScoreDiffusionModule(DiffusionModule):
         and repairs the topology."""
         if sampler not in ("ode", "pc"):
             raise ConfigError(f"sampler={sampler!r}; expected 'ode' or 'pc'")
-        score_fn = guided_score(self.score_fn(), guidance, self.sde.T, normalize=normalize_guidance,
-                                probability_flow=sampler == "ode", sde=self.sde)
+        score_fn = guided_score(
+            self.score_fn(),
+            guidance,
+            self.sde.T,
+            normalize=normalize_guidance,
+            probability_flow=sampler == "ode",
+            sde=self.sde,
+        )
         n, v = self.hparams.data_spec["max_nodes"], self.hparams.data_spec["num_ops"]
         shapes, masks = {"x": (b, n, v)}, None
         if not self.fixed_topology:
             shapes["adj"] = (b, n, n)
-            masks = {"x": torch.ones(b, n, v, device=self.device), "adj": torch.ones(b, n, n, device=self.device).triu(1)}
+            masks = {
+                "x": torch.ones(b, n, v, device=self.device),
+                "adj": torch.ones(b, n, n, device=self.device).triu(1),
+            }
         kwargs = {"generator": generator, "device": self.device, "mask": masks, "progress": progress}
         if sampler == "ode":
             state = ode_sample(self.sde, score_fn, shapes, num_steps=steps or 50, **kwargs)

@@ -52,9 +52,9 @@ def _non_dominated_min(p: np.ndarray) -> np.ndarray:
     else:
         keep = np.ones(len(unique), dtype=bool)
         for start in range(0, len(unique), _CHUNK):
-            q = unique[start:start + _CHUNK, None, :]
+            q = unique[start : start + _CHUNK, None, :]
             dominated = ((unique[None] <= q).all(-1) & (unique[None] < q).any(-1)).any(-1)
-            keep[start:start + _CHUNK] = ~dominated
+            keep[start : start + _CHUNK] = ~dominated
     return keep[inverse.reshape(-1)]
 
 
@@ -128,8 +128,7 @@ def directions(benchmark: Benchmark, metrics: Sequence[str]) -> tuple[bool, ...]
     return tuple(benchmark.higher_is_better(m) for m in metrics)
 
 
-def front_of(archs: Sequence[Arch], points: ArrayLike, metrics: Sequence[str],
-             maximize: Sequence[bool]) -> ParetoFront:
+def front_of(archs: Sequence[Arch], points: ArrayLike, metrics: Sequence[str], maximize: Sequence[bool]) -> ParetoFront:
     """The Pareto front of ``archs`` scored by ``points``; rows with a NaN are left out."""
     p = np.asarray(points, dtype=np.float64).reshape(len(archs), len(metrics))
     measured = np.flatnonzero(~np.isnan(p).any(1))

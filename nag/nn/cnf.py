@@ -13,8 +13,9 @@ from torchdiffeq import odeint
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 
 
-def velocity_and_divergence(field: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
-                            probe: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def velocity_and_divergence(
+    field: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, probe: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``v(x, t | c)`` and ``tr(dv/dx)`` per row, detached.
 
     Exact without ``probe``: the batch is evaluated as ``D`` stacked copies and one backward
@@ -47,8 +48,15 @@ class ConditionalFlowMatching(nn.Module):
     ``d log p_t(x_t)/dt = -tr(dv/dx)``.
     """
 
-    def __init__(self, field: nn.Module, sigma_min: float = 1e-4, solver: str = "rk4",
-                 atol: float = 1e-5, rtol: float = 1e-5, steps: int = 20) -> None:
+    def __init__(
+        self,
+        field: nn.Module,
+        sigma_min: float = 1e-4,
+        solver: str = "rk4",
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
+        steps: int = 20,
+    ) -> None:
         super().__init__()
         self.field, self.sigma_min = field, sigma_min
         self.solver, self.atol, self.rtol, self.steps = solver, atol, rtol, steps
@@ -72,8 +80,13 @@ class ConditionalFlowMatching(nn.Module):
         """Push base samples ``noise [B, D]`` (``t = 0``) to data space (``t = 1``)."""
         return self._odeint(lambda t, x: self.field(x, t, cond), noise, 0.0, 1.0, noise)[-1]
 
-    def log_prob(self, x1: torch.Tensor, cond: torch.Tensor | None = None, exact: bool = True,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob(
+        self,
+        x1: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        exact: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log p_1(x1) [B], x0 [B, D])``: the density of the flow at ``x1`` and the base point
         it came from. ``exact`` takes the full trace (``D`` times the work of a sampling
         step; fine for small ``D``); otherwise one Rademacher probe per sample, fixed along the solve

@@ -37,8 +37,9 @@ class FourierEmbedding(nn.Module):
 
     def forward(self, value: torch.Tensor, quantile: torch.Tensor) -> torch.Tensor:
         angles = quantile.float().unsqueeze(-1) * self.freqs
-        return self.mlp(torch.cat([value.float().unsqueeze(-1), quantile.float().unsqueeze(-1),
-                                   angles.sin(), angles.cos()], dim=-1))
+        return self.mlp(
+            torch.cat([value.float().unsqueeze(-1), quantile.float().unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
+        )
 
 
 def empirical_cdf(values: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
@@ -63,8 +64,9 @@ class ConditionEncoder(nn.Module):
         drop_prob: probability of dropping each condition in training.
     """
 
-    def __init__(self, names: Sequence[str], dim: int, binned: Sequence[str] = (), bins: int = 10,
-                 drop_prob: float = 0.1) -> None:
+    def __init__(
+        self, names: Sequence[str], dim: int, binned: Sequence[str] = (), bins: int = 10, drop_prob: float = 0.1
+    ) -> None:
         super().__init__()
         unknown = [b for b in binned if b not in names]
         if unknown:
@@ -74,8 +76,9 @@ class ConditionEncoder(nn.Module):
         if bins < 2:
             raise ConfigError(f"bins={bins}: a binned condition needs at least 2 bins")
         self.names, self.binned, self.drop_prob, self.dim = list(names), set(binned), drop_prob, dim
-        self.embed = nn.ModuleList(nn.Embedding(bins, dim) if n in self.binned else FourierEmbedding(dim)
-                                   for n in self.names)
+        self.embed = nn.ModuleList(
+            nn.Embedding(bins, dim) if n in self.binned else FourierEmbedding(dim) for n in self.names
+        )
         self.null = nn.Parameter(torch.randn(len(self.names), dim) * 0.02)
         self.register_buffer("bin_edges", torch.linspace(-2.0, 2.0, bins + 1)[1:-1].repeat(len(self.names), 1))
         self.register_buffer("cdf_knots", torch.linspace(-3.0, 3.0, QUANTILES + 1).repeat(len(self.names), 1))
@@ -85,11 +88,14 @@ class ConditionEncoder(nn.Module):
         the knots of the empirical CDF."""
         values = values.float()
         bins = self.bin_edges.shape[1] + 1
-        self.bin_edges.copy_(torch.quantile(values, torch.linspace(0, 1, bins + 1, device=values.device)[1:-1], dim=0).T)
+        self.bin_edges.copy_(
+            torch.quantile(values, torch.linspace(0, 1, bins + 1, device=values.device)[1:-1], dim=0).T
+        )
         self.cdf_knots.copy_(torch.quantile(values, torch.linspace(0, 1, QUANTILES + 1, device=values.device), dim=0).T)
 
-    def sample_keep(self, batch: int, device: torch.device | str = "cpu",
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_keep(
+        self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Training dropout: ``[B, C]`` True where a condition is kept (each with ``1 - p``)."""
         u = torch.rand(batch, len(self.names), device=device, generator=generator)
         return u >= self.drop_prob
@@ -135,14 +141,21 @@ class Conditions(Mapping[str, RawValue]):
     def __repr__(self) -> str:
         return f"Conditions({self._values!r})"
 
-    def normalize(self, names: Sequence[str], stats: Mapping[str, Mapping[str, float]], num_samples: int,
-                  extrapolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def normalize(
+        self,
+        names: Sequence[str],
+        stats: Mapping[str, Mapping[str, float]],
+        num_samples: int,
+        extrapolate: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``values [S, C]`` (normalised; zero where not asked) and ``given [C]`` over the
         model's condition ``names``, for ``num_samples`` samples."""
         unknown = [name for name in self if name not in names]
         if unknown:
-            raise UnknownMetric(f"conditions {unknown}: this model was trained with conditions "
-                                f"{', '.join(names) or 'none'}; use those names")
+            raise UnknownMetric(
+                f"conditions {unknown}: this model was trained with conditions "
+                f"{', '.join(names) or 'none'}; use those names"
+            )
         values = torch.zeros(num_samples, len(names), dtype=torch.float64)
         given = torch.zeros(len(names), dtype=torch.bool)
         for c, name in enumerate(names):
@@ -154,8 +167,10 @@ class Conditions(Mapping[str, RawValue]):
             lo, hi = stats[name].get("min", -math.inf), stats[name].get("max", math.inf)
             outside = (raw < lo) | (raw > hi)
             if not extrapolate and outside.any():
-                raise ConfigError(f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
-                                  f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate")
+                raise ConfigError(
+                    f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
+                    f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate"
+                )
             values[:, c] = (raw - stats[name]["mean"]) / stats[name]["std"]
             given[c] = True
         return values.float(), given

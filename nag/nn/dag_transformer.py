@@ -72,8 +72,16 @@ class DagTransformer(nn.Module):
     ordered pair ``(i, j)``; callers keep only ``i < j``, so samples are DAGs by construction.
     """
 
-    def __init__(self, num_ops: int, max_nodes: int, dim: int = 128, layers: int = 4, heads: int = 4,
-                 dropout: float = 0.0, predict_edges: bool = False) -> None:
+    def __init__(
+        self,
+        num_ops: int,
+        max_nodes: int,
+        dim: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
+        predict_edges: bool = False,
+    ) -> None:
         super().__init__()
         self.op_in = nn.Linear(num_ops, dim)
         self.register_buffer("position", sinusoidal(torch.arange(max_nodes), dim), persistent=False)
@@ -86,8 +94,9 @@ class DagTransformer(nn.Module):
         self.edge_in = nn.Linear(2, dim) if predict_edges else None
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 1)) if predict_edges else None
 
-    def forward(self, x: torch.Tensor, edges: torch.Tensor, node_mask: torch.Tensor, t: torch.Tensor,
-                allowed: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, edges: torch.Tensor, node_mask: torch.Tensor, t: torch.Tensor, allowed: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         temb = self.time(t)
         h = self.op_in(x) + self.position + temb.unsqueeze(1)
         pair = torch.stack([edges, edges.transpose(-1, -2)], dim=-1).to(h.dtype)

@@ -27,14 +27,22 @@ class DatasetEncoder(nn.Module):
     initialisation (no pretrained weights exist offline): fixed random features, cheaper.
     """
 
-    def __init__(self, in_channels: int, hidden: int, channels: int = 16, train_cnn: bool = True,
-                 heads: int = 4) -> None:
+    def __init__(
+        self, in_channels: int, hidden: int, channels: int = 16, train_cnn: bool = True, heads: int = 4
+    ) -> None:
         super().__init__()
         wide = 2 * channels
         self.cnn = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(channels, wide, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(wide, wide, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(in_channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, wide, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(wide, wide, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
             nn.Linear(wide, hidden),
         )
         self.cnn.requires_grad_(train_cnn)

@@ -28,8 +28,11 @@ class GraphTransformerLayer(nn.Module):
         self.node_norm2 = nn.LayerNorm(dim, elementwise_affine=False)
         self.edge_norm = nn.LayerNorm(edge_dim, elementwise_affine=False)
         self.node_mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, dim))
-        self.edge_mlp = nn.Sequential(nn.Linear(edge_dim + heads, 2 * edge_dim), nn.SiLU(),
-                                      nn.Linear(2 * edge_dim, edge_dim)) if update_edges else None
+        self.edge_mlp = (
+            nn.Sequential(nn.Linear(edge_dim + heads, 2 * edge_dim), nn.SiLU(), nn.Linear(2 * edge_dim, edge_dim))
+            if update_edges
+            else None
+        )
         self.modulation = nn.Linear(dim, 4 * dim + 2 * edge_dim)
         self.dropout = nn.Dropout(dropout)
         self.split = (dim, dim, dim, dim, edge_dim, edge_dim)
@@ -63,8 +66,18 @@ class GraphTransformer(nn.Module):
     condition embedding) is added to the timestep embedding.
     """
 
-    def __init__(self, node_classes: int, edge_classes: int, max_nodes: int, dim: int = 64, edge_dim: int = 16,
-                 layers: int = 4, heads: int = 4, dropout: float = 0.0, predict_edges: bool = True) -> None:
+    def __init__(
+        self,
+        node_classes: int,
+        edge_classes: int,
+        max_nodes: int,
+        dim: int = 64,
+        edge_dim: int = 16,
+        layers: int = 4,
+        heads: int = 4,
+        dropout: float = 0.0,
+        predict_edges: bool = True,
+    ) -> None:
         super().__init__()
         self.edge_classes = edge_classes
         self.node_in = nn.Embedding(node_classes, dim)
@@ -73,8 +86,9 @@ class GraphTransformer(nn.Module):
         n = torch.arange(max_nodes)
         self.register_buffer("direction", torch.sign(n[None, :] - n[:, None]), persistent=False)
         self.time = TimeEmbedding(dim)
-        self.layers = nn.ModuleList(GraphTransformerLayer(dim, edge_dim, heads, dropout, predict_edges or i < layers - 1)
-                                    for i in range(layers))
+        self.layers = nn.ModuleList(
+            GraphTransformerLayer(dim, edge_dim, heads, dropout, predict_edges or i < layers - 1) for i in range(layers)
+        )
         self.node_norm = nn.LayerNorm(dim)
         self.node_out = nn.Linear(dim, node_classes)
         self.predict_edges = predict_edges
@@ -92,8 +106,9 @@ class GraphTransformer(nn.Module):
         d = self.direction
         return torch.where(d > 0, forward, torch.where(d < 0, backward, diagonal))
 
-    def forward(self, nodes: torch.Tensor, edges: torch.Tensor, t: torch.Tensor,
-                cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, nodes: torch.Tensor, edges: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """``nodes [B, N]`` and ``edges [B, N, N]`` class ids, ``t [B]`` in ``[0, 1]``.
 
         Returns logits ``nodes [B, N, Kn]`` and, with ``predict_edges``, ``edges [B, N, N, Ke]``

@@ -43,8 +43,16 @@ class GraphDecoder(nn.Module):
     with full attention, so each node's op and edges are decided jointly with the others.
     """
 
-    def __init__(self, num_ops: int, max_nodes: int, latent_dim: int, hidden: int = 64, num_layers: int = 2,
-                 heads: int = 4, predict_edges: bool = True) -> None:
+    def __init__(
+        self,
+        num_ops: int,
+        max_nodes: int,
+        latent_dim: int,
+        hidden: int = 64,
+        num_layers: int = 2,
+        heads: int = 4,
+        predict_edges: bool = True,
+    ) -> None:
         super().__init__()
         self.max_nodes, self.hidden = max_nodes, hidden
         self.expand = nn.Linear(latent_dim, max_nodes * hidden)
@@ -73,14 +81,23 @@ class GraphVAE(nn.Module):
     graph gets that adjacency.
     """
 
-    def __init__(self, num_ops: int, max_nodes: int, latent_dim: int = 16, hidden: int = 64,
-                 encoder_layers: int = 3, decoder_layers: int = 2, heads: int = 4,
-                 fixed_adj: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        num_ops: int,
+        max_nodes: int,
+        latent_dim: int = 16,
+        hidden: int = 64,
+        encoder_layers: int = 3,
+        decoder_layers: int = 2,
+        heads: int = 4,
+        fixed_adj: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.num_ops, self.latent_dim = num_ops, latent_dim
         self.encoder = GraphEncoder(num_ops, max_nodes, latent_dim, hidden, encoder_layers)
-        self.decoder = GraphDecoder(num_ops, max_nodes, latent_dim, hidden, decoder_layers, heads,
-                                    predict_edges=fixed_adj is None)
+        self.decoder = GraphDecoder(
+            num_ops, max_nodes, latent_dim, hidden, decoder_layers, heads, predict_edges=fixed_adj is None
+        )
         self.register_buffer("fixed_adj", fixed_adj)
 
     def encode(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,14 +122,17 @@ class GraphVAE(nn.Module):
             adj = ((logits["adj"] > 0) & pair).float().triu(1)
         return {"x": x, "adj": adj, "mask": mask}
 
-    def reconstruction_loss(self, logits: dict[str, torch.Tensor], x: torch.Tensor, adj: torch.Tensor,
-                            mask: torch.Tensor) -> torch.Tensor:
+    def reconstruction_loss(
+        self, logits: dict[str, torch.Tensor], x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Negative log-likelihood per graph (summed over nodes and edges, averaged over the batch)."""
         target = torch.where(mask, x.argmax(-1), torch.full_like(mask, self.num_ops, dtype=torch.long))
         nll = F.cross_entropy(logits["ops"].flatten(0, 1), target.flatten(), reduction="sum")
         if "adj" in logits:
             n = adj.shape[-1]
-            pairs = (mask.unsqueeze(-1) & mask.unsqueeze(-2)) & torch.ones(n, n, dtype=torch.bool, device=adj.device).triu(1)
+            pairs = (mask.unsqueeze(-1) & mask.unsqueeze(-2)) & torch.ones(
+                n, n, dtype=torch.bool, device=adj.device
+            ).triu(1)
             nll = nll + F.binary_cross_entropy_with_logits(logits["adj"][pairs], adj[pairs], reduction="sum")
         return nll / x.shape[0]
 

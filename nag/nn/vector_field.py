@@ -31,7 +31,9 @@ class ConditionalVectorField(nn.Module):
         super().__init__()
         self.inp = nn.Linear(dim, hidden)
         self.time = TimeEmbedding(hidden)
-        self.cond = nn.Sequential(nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if cond_dim else None
+        self.cond = (
+            nn.Sequential(nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if cond_dim else None
+        )
         self.blocks = nn.ModuleList(FiLMBlock(hidden) for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, dim))
 

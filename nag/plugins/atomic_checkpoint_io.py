@@ -51,8 +51,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
     @override
-    def load_checkpoint(self, path: _PATH, map_location: Any = "cpu",
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
         if isinstance(get_filesystem(path), LocalFileSystem):
             return read_checkpoint(path, "--ckpt_path", map_location)
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):

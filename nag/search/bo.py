@@ -118,11 +118,15 @@ class BayesianOptimization(SearchStrategy):
             if generator is None:
                 pool = pool or CandidatePool(oracle)
                 index = pool.available(oracle)
-                picks = [pool.archs[i] for i in index[top_k(pool.score(index, surrogate.on_graphs, self.device).numpy(), need)]]
+                picks = [
+                    pool.archs[i]
+                    for i in index[top_k(pool.score(index, surrogate.on_graphs, self.device).numpy(), need)]
+                ]
             else:
                 term = GuidanceTerm(surrogate.on_state, self.guidance_scale, self.schedule, self.acquisition)
-                proposals = generate(generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds,
-                                     self.stats)
+                proposals = generate(
+                    generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds, self.stats
+                )
                 proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short
                 scores = score_archs(oracle.space, proposals, surrogate.on_graphs, self.device)
                 picks = [proposals[i] for i in top_k(scores, need)]
@@ -136,12 +140,12 @@ class BayesianOptimization(SearchStrategy):
     def _load_generator(self, oracle: QueryOracle[Any]) -> Generator | None:
         """Loaded once per strategy (seeds reuse it), checked against the oracle's space."""
         if self.generator_ckpt and self._generator is None:
-            self._generator = load_generator(self.generator_ckpt, oracle.space, self.device,
-                                             "strategy.init_args.generator_ckpt")
+            self._generator = load_generator(
+                self.generator_ckpt, oracle.space, self.device, "strategy.init_args.generator_ckpt"
+            )
         return self._generator
 
-    def _fit_surrogate(self, oracle: QueryOracle[Any], generator: Generator | None,
-                       seed: int) -> Surrogate:
+    def _fit_surrogate(self, oracle: QueryOracle[Any], generator: Generator | None, seed: int) -> Surrogate:
         """Members differ in initialisation and data order; noise-aware on the generator's SDE
         when there is one, so the acquisition's gradient is meaningful along sampling."""
         archs = [a for a, _ in oracle.history]
@@ -151,27 +155,49 @@ class BayesianOptimization(SearchStrategy):
         y = np.where(finite, (y - mean) / std, -3.0)
         x, adj, mask = oracle.space.encode_batch(archs)
         data = _DictBatches(x, adj, mask, torch.tensor(y, dtype=torch.float32).unsqueeze(-1))
-        spec = {**space_spec(oracle.space), "targets": ["objective"],
-                "target_stats": {"objective": {"mean": 0.0, "std": 1.0}}}
+        spec = {
+            **space_spec(oracle.space),
+            "targets": ["objective"],
+            "target_stats": {"objective": {"mean": 0.0, "std": 1.0}},
+        }
         guided = generator is not None and generator.supports_guidance
         sde = {k: generator.model.hparams[k] for k in _SDE_KEYS} if guided else {}
         members = []
         for m in range(self.ensemble_size):
             torch.manual_seed(seed * 100 + m)
-            member = PredictorModule(spec, hidden=self.hidden, num_layers=self.num_layers, lr=self.lr,
-                                     rank_weight=0.5, noise_aware=guided, **sde)
+            member = PredictorModule(
+                spec,
+                hidden=self.hidden,
+                num_layers=self.num_layers,
+                lr=self.lr,
+                rank_weight=0.5,
+                noise_aware=guided,
+                **sde,
+            )
             # one epoch of train_steps batches drawn with replacement: Lightning's per-epoch
             # overhead would otherwise dominate on a few dozen points
-            sampler = RandomSampler(data, replacement=True, num_samples=self.train_steps * 32,
-                                    generator=torch.Generator().manual_seed(seed + m))
+            sampler = RandomSampler(
+                data,
+                replacement=True,
+                num_samples=self.train_steps * 32,
+                generator=torch.Generator().manual_seed(seed + m),
+            )
             loader = DataLoader(data, batch_size=32, sampler=sampler)
-            trainer = pl.Trainer(max_epochs=1,
-                                 accelerator=self.device.type, devices=1, logger=False, enable_checkpointing=False,
-                                 enable_progress_bar=False, enable_model_summary=False)
+            trainer = pl.Trainer(
+                max_epochs=1,
+                accelerator=self.device.type,
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
             trainer.fit(member, train_dataloaders=loader)
             members.append(member.to(self.device).eval())
         return Surrogate(members, float(y.max()), self.acquisition, self.kappa)
 
     def __repr__(self) -> str:
-        return (f"BayesianOptimization(generator_ckpt={self.generator_ckpt!r}, acquisition={self.acquisition!r}, "
-                f"num_init={self.num_init}, batch_size={self.batch_size}, ensemble_size={self.ensemble_size})")
+        return (
+            f"BayesianOptimization(generator_ckpt={self.generator_ckpt!r}, acquisition={self.acquisition!r}, "
+            f"num_init={self.num_init}, batch_size={self.batch_size}, ensemble_size={self.ensemble_size})"
+        )

@@ -191,8 +191,9 @@ class CellProxies:
             known = self._cache.setdefault(key, {})
             missing = [n for n in names if n not in known]
             if missing:
-                known.update(compute_proxies(self.network(cell), x, y % self.table.num_classes, missing,
-                                             self.table.seed))
+                known.update(
+                    compute_proxies(self.network(cell), x, y % self.table.num_classes, missing, self.table.seed)
+                )
             out[i] = [known[n] for n in names]
         return out
 
@@ -207,8 +208,10 @@ def build_cell_table(table: CellTable, progress: Callable[[int, int], None] | No
     if path.is_file():
         stored = json.loads(record.read_text()) if record.is_file() else None
         if stored != settings:
-            raise DataFileError(f"cell_table.path {str(path)!r} was made with other settings (see {record.name}); "
-                                "delete it to recompute or point cell_table.path elsewhere")
+            raise DataFileError(
+                f"cell_table.path {str(path)!r} was made with other settings (see {record.name}); "
+                "delete it to recompute or point cell_table.path elsewhere"
+            )
         return path
     if table.num_cells < 10:
         raise ConfigError(f"cell_table.num_cells={table.num_cells}: the cell models need at least 10 cells")
@@ -251,8 +254,14 @@ def _set(config: dict, dotted: str, value: Any) -> None:
     config[last] = value
 
 
-def fit_model(name: str, fit: ModelFit, cache_dir: str | Path, overrides: Mapping[str, Any] | None = None,
-              upstream: Any = None, quiet: bool = False) -> Path:
+def fit_model(
+    name: str,
+    fit: ModelFit,
+    cache_dir: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    upstream: Any = None,
+    quiet: bool = False,
+) -> Path:
     """The checkpoint of ``fit``: its ``ckpt`` when given, else the cached result of fitting
     the YAML's model on its data (``overrides``: dotted keys replaced in the YAML), named by a
     digest of the model and data sections, epochs, seed, trainer settings and ``upstream``."""
@@ -269,9 +278,14 @@ def fit_model(name: str, fit: ModelFit, cache_dir: str | Path, overrides: Mappin
         _set(config, key, value)
     trainer_config = config.get("trainer") or {}
     epochs = fit.epochs if fit.epochs is not None else trainer_config.get("max_epochs", 1)
-    recipe = {"model": config["model"], "data": config["data"], "seed": config.get("seed_everything", 0),
-              "epochs": epochs, "trainer": {k: trainer_config[k] for k in _TRAINER_KEYS if k in trainer_config},
-              "upstream": upstream}
+    recipe = {
+        "model": config["model"],
+        "data": config["data"],
+        "seed": config.get("seed_everything", 0),
+        "epochs": epochs,
+        "trainer": {k: trainer_config[k] for k in _TRAINER_KEYS if k in trainer_config},
+        "upstream": upstream,
+    }
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"{name}-{digest}.ckpt"
     if path.is_file():
@@ -279,8 +293,15 @@ def fit_model(name: str, fit: ModelFit, cache_dir: str | Path, overrides: Mappin
     pl.seed_everything(recipe["seed"], verbose=False)
     data = _instantiate(config["data"], pl.LightningDataModule)
     model = _instantiate(config["model"], pl.LightningModule, data_spec=data.spec())
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                         enable_progress_bar=not quiet, default_root_dir=str(cache_dir), **recipe["trainer"])
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=not quiet,
+        default_root_dir=str(cache_dir),
+        **recipe["trainer"],
+    )
     trainer.fit(model, data)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -290,8 +311,14 @@ def fit_model(name: str, fit: ModelFit, cache_dir: str | Path, overrides: Mappin
     return path
 
 
-def prepare_models(table: CellTable, macro: ModelFit, cell_encoder: ModelFit, cell_flow: ModelFit,
-                   cache_dir: str | Path, quiet: bool = False) -> tuple[MacroTransformerModule, CellFlowModule]:
+def prepare_models(
+    table: CellTable,
+    macro: ModelFit,
+    cell_encoder: ModelFit,
+    cell_flow: ModelFit,
+    cache_dir: str | Path,
+    quiet: bool = False,
+) -> tuple[MacroTransformerModule, CellFlowModule]:
     """The macro transformer and the CCNF (with its encoder), fitted where needed; the cell
     models read ``table.path``, which is computed first when missing. A given flow checkpoint
     carries its encoder, so ``cell_encoder`` is then unused."""
@@ -300,13 +327,21 @@ def prepare_models(table: CellTable, macro: ModelFit, cell_encoder: ModelFit, ce
         table_settings = json.loads(Path(table.path).with_suffix(".json").read_text())
         data = {"data.init_args.path": table.path}
         encoder = fit_model("cell_encoder", cell_encoder, cache_dir, data, table_settings, quiet)
-        flow_path = fit_model("cell_flow", cell_flow, cache_dir, {**data, "model.init_args.encoder_ckpt": str(encoder)},
-                              table_settings, quiet)
+        flow_path = fit_model(
+            "cell_flow",
+            cell_flow,
+            cache_dir,
+            {**data, "model.init_args.encoder_ckpt": str(encoder)},
+            table_settings,
+            quiet,
+        )
     else:
         flow_path = fit_model("cell_flow", cell_flow, cache_dir)
     macro_path = fit_model("macro", macro, cache_dir, quiet=quiet)
-    return (load_module(MacroTransformerModule, macro_path, None, "macro.ckpt"),
-            load_module(CellFlowModule, flow_path, None, "cell_flow.ckpt"))
+    return (
+        load_module(MacroTransformerModule, macro_path, None, "macro.ckpt"),
+        load_module(CellFlowModule, flow_path, None, "cell_flow.ckpt"),
+    )
 
 
 def _progress(what: str) -> Callable[[int, int], None]:
@@ -337,10 +372,17 @@ class Generated:
         return len(self.satisfiers) / max(len(self.built), 1)
 
     def summary(self) -> dict[str, float]:
-        return {"macro_samples": self.macro_samples, "macro_share": self.macro_share, "cell_draws": self.cell_draws,
-                "invalid_cells": self.invalid_cells, "invalid_share": self.invalid_cells / max(self.cell_draws, 1),
-                "incomplete": self.incomplete, "built": len(self.built), "satisfiers": len(self.satisfiers),
-                "share_before_check": self.share_before_check}
+        return {
+            "macro_samples": self.macro_samples,
+            "macro_share": self.macro_share,
+            "cell_draws": self.cell_draws,
+            "invalid_cells": self.invalid_cells,
+            "invalid_share": self.invalid_cells / max(self.cell_draws, 1),
+            "incomplete": self.incomplete,
+            "built": len(self.built),
+            "satisfiers": len(self.satisfiers),
+            "share_before_check": self.share_before_check,
+        }
 
 
 def free_space(macro: MacroTransformerModule) -> MacroSpace:
@@ -359,18 +401,25 @@ class HierarchicalGenerator:
         generation: sampling settings.
     """
 
-    def __init__(self, macro: MacroTransformerModule, flow: CellFlowModule, cell_proxies: CellProxies,
-                 generation: Generation) -> None:
+    def __init__(
+        self, macro: MacroTransformerModule, flow: CellFlowModule, cell_proxies: CellProxies, generation: Generation
+    ) -> None:
         spec = flow.hparams.data_spec
         if spec["space"].get("name") != CellSpace.name:
-            raise ConfigError(f"cell_flow: the flow was trained on {spec['space'].get('name')!r} cells; the hierarchical "
-                              f"pipeline needs one trained on {CellSpace.name!r} (configs/hierarchical/cell_flow.yaml)")
+            raise ConfigError(
+                f"cell_flow: the flow was trained on {spec['space'].get('name')!r} cells; the hierarchical "
+                f"pipeline needs one trained on {CellSpace.name!r} (configs/hierarchical/cell_flow.yaml)"
+            )
         if spec.get("normalization") != "rank":
-            raise ConfigError("cell_flow: generation.condition is in quantiles, which needs rank normalisation "
-                              "(data.normalization: rank)")
+            raise ConfigError(
+                "cell_flow: generation.condition is in quantiles, which needs rank normalisation "
+                "(data.normalization: rank)"
+            )
         if list(cell_proxies.table.proxies) != flow.proxies:
-            raise ConfigError(f"cell_table.proxies {list(cell_proxies.table.proxies)}: the flow learned {flow.proxies}; "
-                              "cell_table must describe the table the flow was trained on")
+            raise ConfigError(
+                f"cell_table.proxies {list(cell_proxies.table.proxies)}: the flow learned {flow.proxies}; "
+                "cell_table must describe the table the flow was trained on"
+            )
         for what, names in (("condition", list(generation.condition)), ("match", generation.match)):
             unknown = [n for n in names if n not in flow.proxies]
             if unknown:
@@ -379,8 +428,10 @@ class HierarchicalGenerator:
         if bad:
             raise ConfigError(f"generation.condition {bad}: quantiles must lie strictly between 0 and 1")
         if generation.cell_candidates < 1 or generation.cell_rounds < 1:
-            raise ConfigError(f"generation.cell_candidates={generation.cell_candidates}, cell_rounds="
-                              f"{generation.cell_rounds}: both must be at least 1")
+            raise ConfigError(
+                f"generation.cell_candidates={generation.cell_candidates}, cell_rounds="
+                f"{generation.cell_rounds}: both must be at least 1"
+            )
         self.macro, self.flow, self.cell_proxies, self.generation = macro, flow, cell_proxies, generation
         self.space, self.cell_space = free_space(macro), CellSpace()
         self._skip = self.cell_space.from_string(SKIP_CELL)
@@ -431,26 +482,34 @@ class HierarchicalGenerator:
         x, adj, mask = (t.to(encoder.device) for t in self.cell_space.encode_batch(cells))
         return encoder.predict_zc(encoder.embed(x, adj, mask))[:, names].mean(-1).cpu().numpy()
 
-    def _fill(self, arch: MacroArch, options: Sequence[Sequence[Cell]], scores: Sequence[np.ndarray],
-              constraints: MacroConstraints) -> MacroArch:
+    def _fill(
+        self,
+        arch: MacroArch,
+        options: Sequence[Sequence[Cell]],
+        scores: Sequence[np.ndarray],
+        constraints: MacroConstraints,
+    ) -> MacroArch:
         """``arch`` with one of ``options[i]`` (predicted ZC ``scores[i]``) in stage ``i``
         (the rule is :class:`Generation`'s)."""
+
         def with_cell(i: int, cell: Cell) -> MacroArch:
-            return MacroArch(empty.stem, (*empty.stages[:i], empty.stages[i]._replace(cell=cell), *empty.stages[i + 1:]))
+            return MacroArch(
+                empty.stem, (*empty.stages[:i], empty.stages[i]._replace(cell=cell), *empty.stages[i + 1 :])
+            )
 
         empty = MacroArch(arch.stem, tuple(s._replace(cell=self._skip) for s in arch.stages))
         spent = np.array(self.space.cost(empty, constraints), dtype=np.int64)
-        extra = [np.array([self.space.cost(with_cell(i, c), constraints) for c in cells], dtype=np.int64) - spent
-                 for i, cells in enumerate(options)]
+        extra = [
+            np.array([self.space.cost(with_cell(i, c), constraints) for c in cells], dtype=np.int64) - spent
+            for i, cells in enumerate(options)
+        ]
         budget = np.array([constraints.max_params, constraints.max_flops], dtype=np.int64)
         chosen = []
         for i, cells in enumerate(options):
-            rest = sum((e.min(0) for e in extra[i + 1:]), np.zeros(2, dtype=np.int64))
+            rest = sum((e.min(0) for e in extra[i + 1 :]), np.zeros(2, dtype=np.int64))
             fits = np.flatnonzero((spent + extra[i] + rest <= budget).all(1))
-            if len(fits):
-                j = int(fits[np.argmax(scores[i][fits])])
-            else:
-                j = int(np.argmin((extra[i] / budget).sum(1)))
+            # the best-scoring cell that leaves room for the rest, else the cheapest
+            j = int(fits[np.argmax(scores[i][fits])]) if len(fits) else int(np.argmin((extra[i] / budget).sum(1)))
             chosen.append(cells[j])
             spent = spent + extra[i][j]
         return MacroArch(arch.stem, tuple(s._replace(cell=c) for s, c in zip(arch.stages, chosen)))
@@ -469,11 +528,11 @@ class HierarchicalGenerator:
         built, seen, incomplete, k = [], set(), 0, 0
         for arch in macros:
             n = len(arch.stages)
-            filled, k = options[k:k + n], k + n
+            filled, k = options[k : k + n], k + n
             if not all(filled):
                 incomplete += 1
                 continue
-            network = self._fill(arch, filled, scores[k - n:k], constraints)
+            network = self._fill(arch, filled, scores[k - n : k], constraints)
             if (key := self.space.key(network)) not in seen:
                 seen.add(key)
                 built.append(network)
@@ -481,8 +540,9 @@ class HierarchicalGenerator:
         return Generated(len(macros), macro_share, draws, invalid, built, incomplete, satisfiers)
 
 
-def random_satisfiers(space: MacroSpace, constraints: MacroConstraints, k: int, rng: np.random.Generator,
-                      max_draws: int = 100_000) -> tuple[list[MacroArch], float]:
+def random_satisfiers(
+    space: MacroSpace, constraints: MacroConstraints, k: int, rng: np.random.Generator, max_draws: int = 100_000
+) -> tuple[list[MacroArch], float]:
     """``k`` distinct uniform random networks (random macro, random cells) within both budgets,
     by rejection, and the share of draws that were within them."""
     found: dict[str, MacroArch] = {}
@@ -493,7 +553,9 @@ def random_satisfiers(space: MacroSpace, constraints: MacroConstraints, k: int, 
         if space.satisfies(arch, constraints):
             found.setdefault(space.key(arch), arch)
     if len(found) < k:
-        raise ConfigError(f"task budgets: only {len(found)} of {draws} random networks fit them; raise max_params/max_flops")
+        raise ConfigError(
+            f"task budgets: only {len(found)} of {draws} random networks fit them; raise max_params/max_flops"
+        )
     return list(found.values()), len(found) / draws
 
 
@@ -507,13 +569,24 @@ def build(space: MacroSpace, arch: MacroArch, task: Task, seed: int) -> torch.nn
         return space.to_module(arch, task.num_classes, task.in_channels)
 
 
-def network_proxies(space: MacroSpace, archs: Sequence[MacroArch], task: Task, names: Sequence[str],
-                    images: str, batch_size: int = 32, seed: int = 0) -> np.ndarray:
+def network_proxies(
+    space: MacroSpace,
+    archs: Sequence[MacroArch],
+    task: Task,
+    names: Sequence[str],
+    images: str,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> np.ndarray:
     """``[len(archs), len(names)]`` ZC proxies of the freshly built networks on a seeded batch
     of task images."""
     x, y = image_batch(images, batch_size, seed, task.input_size, task.in_channels)
-    return np.array([[v for v in compute_proxies(build(space, a, task, seed), x, y % task.num_classes, names,
-                                                 seed).values()] for a in archs]).reshape(len(archs), len(names))
+    return np.array(
+        [
+            list(compute_proxies(build(space, a, task, seed), x, y % task.num_classes, names, seed).values())
+            for a in archs
+        ]
+    ).reshape(len(archs), len(names))
 
 
 def rank_score(values: np.ndarray) -> np.ndarray:
@@ -524,8 +597,7 @@ def rank_score(values: np.ndarray) -> np.ndarray:
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()) if len(v) else math.nan, "std": float(v.std()) if len(v) else math.nan,
-            "n": len(v)}
+    return {"mean": float(v.mean()) if len(v) else math.nan, "std": float(v.std()) if len(v) else math.nan, "n": len(v)}
 
 
 def shown_proxies(training: Training) -> list[str]:
@@ -533,54 +605,103 @@ def shown_proxies(training: Training) -> list[str]:
     return list(dict.fromkeys([*training.rank_by, "synflow", "nwot"]))
 
 
-def evaluate(space: MacroSpace, archs: Sequence[MacroArch], task: Task, data: ImageTask, training: Training,
-             images: str, seed: int) -> list[dict[str, Any]]:
+def evaluate(
+    space: MacroSpace,
+    archs: Sequence[MacroArch],
+    task: Task,
+    data: ImageTask,
+    training: Training,
+    images: str,
+    seed: int,
+) -> list[dict[str, Any]]:
     """Each network's cost, ranking proxies and test accuracy after brief training."""
     constraints, names = task.constraints, shown_proxies(training)
     zc = network_proxies(space, archs, task, names, images, training.proxy_batch_size, seed)
     rows = []
     for arch, values in zip(archs, zc):
         params, flops = space.cost(arch, constraints)
-        accuracy = train_briefly(build(space, arch, task, seed), data, training.epochs, training.batch_size,
-                                 training.lr, seed, training.accelerator)
-        rows.append({"arch": space.to_string(arch), "params": params, "flops": flops,
-                     **dict(zip(names, values.tolist())), "accuracy": accuracy})
+        accuracy = train_briefly(
+            build(space, arch, task, seed),
+            data,
+            training.epochs,
+            training.batch_size,
+            training.lr,
+            seed,
+            training.accelerator,
+        )
+        rows.append(
+            {
+                "arch": space.to_string(arch),
+                "params": params,
+                "flops": flops,
+                **dict(zip(names, values.tolist())),
+                "accuracy": accuracy,
+            }
+        )
     return rows
 
 
-def search(generator: HierarchicalGenerator, task: Task, training: Training, seeds: Sequence[int],
-           images: str = MNIST, quiet: bool = True) -> dict[str, Any]:
+def search(
+    generator: HierarchicalGenerator,
+    task: Task,
+    training: Training,
+    seeds: Sequence[int],
+    images: str = MNIST,
+    quiet: bool = True,
+) -> dict[str, Any]:
     """Per seed: generate, keep exact satisfiers, rank by ZC, train the top-k; and train
     ``top_k`` random networks within the same budgets. Accuracies summarised over seeds
     (each seed's mean over its networks)."""
     constraints, space = task.constraints, generator.space
-    data = ImageTask(images, task.input_size, task.in_channels, task.num_classes, training.test_size,
-                     training.train_size, training.split_seed)
+    data = ImageTask(
+        images,
+        task.input_size,
+        task.in_channels,
+        task.num_classes,
+        training.test_size,
+        training.train_size,
+        training.split_seed,
+    )
     runs = []
     for seed in seeds:
         start = time.perf_counter()
         generated = generator.generate(constraints, seed)
         ranked = []
         if generated.satisfiers:
-            zc = network_proxies(space, generated.satisfiers, task, training.rank_by, images,
-                                 training.proxy_batch_size, seed)
+            zc = network_proxies(
+                space, generated.satisfiers, task, training.rank_by, images, training.proxy_batch_size, seed
+            )
             order = np.argsort(-rank_score(zc), kind="stable")[: training.top_k]
             ranked = [generated.satisfiers[i] for i in order]
         generated_seconds = time.perf_counter() - start
         top = evaluate(space, ranked, task, data, training, images, seed)
         randoms, random_share = random_satisfiers(space, constraints, training.top_k, np.random.default_rng([seed, 1]))
         baseline = evaluate(space, randoms, task, data, training, images, seed)
-        runs.append({"seed": seed, **generated.summary(), "random_share": random_share,
-                     "generation_seconds": generated_seconds, "seconds": time.perf_counter() - start,
-                     "generated": top, "random": baseline})
+        runs.append(
+            {
+                "seed": seed,
+                **generated.summary(),
+                "random_share": random_share,
+                "generation_seconds": generated_seconds,
+                "seconds": time.perf_counter() - start,
+                "generated": top,
+                "random": baseline,
+            }
+        )
         if not quiet:
-            print(f"  seed {seed}: {len(generated.satisfiers)}/{len(generated.built)} generated networks within "
-                  f"budget; top-{len(top)} accuracy {_mean_std([r['accuracy'] for r in top])['mean']:.4f}, random "
-                  f"{_mean_std([r['accuracy'] for r in baseline])['mean']:.4f}", flush=True)
-    per_seed = {kind: [_mean_std([r["accuracy"] for r in run[kind]])["mean"] for run in runs]
-                for kind in ("generated", "random")}
-    summary = {f"{kind}_accuracy": _mean_std([v for v in values if not math.isnan(v)])
-               for kind, values in per_seed.items()}
+            print(
+                f"  seed {seed}: {len(generated.satisfiers)}/{len(generated.built)} generated networks within "
+                f"budget; top-{len(top)} accuracy {_mean_std([r['accuracy'] for r in top])['mean']:.4f}, random "
+                f"{_mean_std([r['accuracy'] for r in baseline])['mean']:.4f}",
+                flush=True,
+            )
+    per_seed = {
+        kind: [_mean_std([r["accuracy"] for r in run[kind]])["mean"] for run in runs]
+        for kind in ("generated", "random")
+    }
+    summary = {
+        f"{kind}_accuracy": _mean_std([v for v in values if not math.isnan(v)]) for kind, values in per_seed.items()
+    }
     for key in ("share_before_check", "macro_share", "invalid_share", "random_share"):
         summary[key] = _mean_std([run[key] for run in runs])
     summary["share_after_check"] = 1.0 if all(run["satisfiers"] for run in runs) else math.nan
@@ -589,31 +710,56 @@ def search(generator: HierarchicalGenerator, task: Task, training: Training, see
     gains = [g - r for g, r in zip(per_seed["generated"], per_seed["random"]) if not math.isnan(g)]
     summary["accuracy_gain"] = _mean_std(gains)  # paired by seed: same split, seed and budgets
     summary["seeds_won"] = sum(g > 0 for g in gains)
-    return {"task": asdict(task), "training": asdict(training), "generation": asdict(generator.generation),
-            "seeds": list(seeds), "summary": summary, "runs": runs}
+    return {
+        "task": asdict(task),
+        "training": asdict(training),
+        "generation": asdict(generator.generation),
+        "seeds": list(seeds),
+        "summary": summary,
+        "runs": runs,
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The summary and every trained network as terminal tables."""
     s, t = report["summary"], report["task"]
-    head = (f"task: {t['num_classes']} classes, {t['input_size']}x{t['input_size']}x{t['in_channels']}, "
-            f"<= {t['max_params']:,} params, <= {t['max_flops']:,} FLOPs; seeds {report['seeds']}")
-    lines = [("generated top-k accuracy", "generated_accuracy"), ("random accuracy (same budgets)", "random_accuracy"),
-             ("within budget before check", "share_before_check"),
-             ("  with the transformer's own cells", "macro_share"), ("  random draws", "random_share"),
-             ("invalid cell decodes", "invalid_share")]
+    head = (
+        f"task: {t['num_classes']} classes, {t['input_size']}x{t['input_size']}x{t['in_channels']}, "
+        f"<= {t['max_params']:,} params, <= {t['max_flops']:,} FLOPs; seeds {report['seeds']}"
+    )
+    lines = [
+        ("generated top-k accuracy", "generated_accuracy"),
+        ("random accuracy (same budgets)", "random_accuracy"),
+        ("within budget before check", "share_before_check"),
+        ("  with the transformer's own cells", "macro_share"),
+        ("  random draws", "random_share"),
+        ("invalid cell decodes", "invalid_share"),
+    ]
     summary = [{"": name, "mean": s[key]["mean"], "std": s[key]["std"]} for name, key in lines]
-    summary += [{"": "generated - random accuracy, per seed", "mean": s["accuracy_gain"]["mean"],
-                 "std": s["accuracy_gain"]["std"]},
-                {"": f"seeds where generated wins (of {len(report['seeds'])})", "mean": s["seeds_won"]},
-                {"": "generated / random accuracy", "mean": s["accuracy_ratio"]},
-                {"": "within budget after check", "mean": s["share_after_check"]}]
+    summary += [
+        {
+            "": "generated - random accuracy, per seed",
+            "mean": s["accuracy_gain"]["mean"],
+            "std": s["accuracy_gain"]["std"],
+        },
+        {"": f"seeds where generated wins (of {len(report['seeds'])})", "mean": s["seeds_won"]},
+        {"": "generated / random accuracy", "mean": s["accuracy_ratio"]},
+        {"": "within budget after check", "mean": s["share_after_check"]},
+    ]
     proxies = shown_proxies(Training(**report["training"]))
-    networks = [{"seed": run["seed"], "source": kind, **r} for run in report["runs"] for kind in ("generated", "random")
-                for r in run[kind]]
-    return "\n\n".join([head, tables.format_table(summary, ["", "mean", "std"]),
-                         tables.format_table(networks, ["seed", "source", "params", "flops", *proxies, "accuracy",
-                                                        "arch"])])
+    networks = [
+        {"seed": run["seed"], "source": kind, **r}
+        for run in report["runs"]
+        for kind in ("generated", "random")
+        for r in run[kind]
+    ]
+    return "\n\n".join(
+        [
+            head,
+            tables.format_table(summary, ["", "mean", "std"]),
+            tables.format_table(networks, ["seed", "source", "params", "flops", *proxies, "accuracy", "arch"]),
+        ]
+    )
 
 
 DEFAULT_TASK, DEFAULT_TABLE, DEFAULT_GENERATION, DEFAULT_TRAINING = Task(), CellTable(), Generation(), Training()
@@ -653,8 +799,12 @@ def run_hierarchical_search(
     generator = HierarchicalGenerator(macro_model, flow, CellProxies(cell_table), generation)
     report = search(generator, task, training, seeds, images, quiet)
     report["seconds"] = {"models": prepared, "search": time.perf_counter() - start - prepared}
-    rows = [{"seed": run["seed"], "source": kind, **r} for run in report["runs"] for kind in ("generated", "random")
-            for r in run[kind]]
+    rows = [
+        {"seed": run["seed"], "source": kind, **r}
+        for run in report["runs"]
+        for kind in ("generated", "random")
+        for r in run[kind]
+    ]
     write_rows(report if output.endswith(".json") else rows, output)
     if not quiet:
         print(format_report(report))

@@ -51,12 +51,20 @@ def unqueried(oracle: QueryOracle[Any], archs: Sequence[Arch | None]) -> list[Ar
     return out
 
 
-def generate(generator: Generator, oracle: QueryOracle[Any], terms: Sequence[GuidanceTerm],
-             num_samples: int, steps: int | None, seed: int, stats: ProposalStats | None = None) -> list[Arch]:
+def generate(
+    generator: Generator,
+    oracle: QueryOracle[Any],
+    terms: Sequence[GuidanceTerm],
+    num_samples: int,
+    steps: int | None,
+    seed: int,
+    stats: ProposalStats | None = None,
+) -> list[Arch]:
     """Samples decoded to usable (valid, benchmarked, unqueried, distinct) archs, guided by
     ``terms`` where the generator takes predictor guidance (else unguided, ranked afterwards)."""
-    result = generator.sample(num_samples, seed=seed, steps=steps,
-                              guidance=list(terms) if generator.supports_guidance else None)
+    result = generator.sample(
+        num_samples, seed=seed, steps=steps, guidance=list(terms) if generator.supports_guidance else None
+    )
     usable = unqueried(oracle, result.archs)
     if stats is not None:
         stats.add(len(result), len(result.valid), len(usable))
@@ -78,23 +86,25 @@ class CandidatePool:
         return np.array([i for i, k in enumerate(self.keys) if k not in done], dtype=np.int64)
 
     @torch.no_grad()
-    def score(self, index: np.ndarray, scorer: GraphScorer, device: torch.device | str,
-              chunk: int = 4096) -> torch.Tensor:
+    def score(
+        self, index: np.ndarray, scorer: GraphScorer, device: torch.device | str, chunk: int = 4096
+    ) -> torch.Tensor:
         """``scorer`` over the pool entries ``index``, in chunks (``[len(index), ...]``, on CPU)."""
         out = []
         for start in range(0, len(index), chunk):
-            i = torch.as_tensor(index[start:start + chunk])
+            i = torch.as_tensor(index[start : start + chunk])
             out.append(scorer(self.x[i].to(device), self.adj[i].to(device), self.mask[i].to(device)).float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()
-def score_archs(space: SearchSpace, archs: Sequence[Arch], scorer: GraphScorer, device: torch.device | str,
-                chunk: int = 4096) -> np.ndarray:
+def score_archs(
+    space: SearchSpace, archs: Sequence[Arch], scorer: GraphScorer, device: torch.device | str, chunk: int = 4096
+) -> np.ndarray:
     """``scorer`` over encoded ``archs`` in chunks (the NB201 pool is 15,625 graphs)."""
     scores = []
     for start in range(0, len(archs), chunk):
-        x, adj, mask = space.encode_batch(archs[start:start + chunk])
+        x, adj, mask = space.encode_batch(archs[start : start + chunk])
         scores.append(scorer(x.to(device), adj.to(device), mask.to(device)).float().cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0)
 

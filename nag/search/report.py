@@ -24,19 +24,24 @@ def best_at(result: SearchResult, queries: int) -> float:
     return curve[min(queries, len(curve)) - 1] if curve else math.nan
 
 
-def summarize(results: Sequence[SearchResult], optimum: float,
-              checkpoints: Sequence[int] = CHECKPOINTS) -> dict[str, Any]:
+def summarize(
+    results: Sequence[SearchResult], optimum: float, checkpoints: Sequence[int] = CHECKPOINTS
+) -> dict[str, Any]:
     """Medians over seeds (with the 25th/75th percentiles) of best found and regret at each
     checkpoint, and how many queries it took to reach ``optimum`` (None where it never did)."""
     sign = results[0].sign
     reach = [r.queries_to_reach(optimum) for r in results]
     budget = max(r.num_queries for r in results)
-    out: dict[str, Any] = {"method": results[0].method, "seeds": len(results), "optimum": optimum,
-                           "reached_optimum": sum(q is not None for q in reach) / len(reach),
-                           # a run that never reached it counts as needing more than its budget; None
-                           # when the median run never did
-                           "median_queries_to_optimum": _finite(median(q if q is not None else math.inf for q in reach)),
-                           "queries_to_optimum": reach}
+    out: dict[str, Any] = {
+        "method": results[0].method,
+        "seeds": len(results),
+        "optimum": optimum,
+        "reached_optimum": sum(q is not None for q in reach) / len(reach),
+        # a run that never reached it counts as needing more than its budget; None
+        # when the median run never did
+        "median_queries_to_optimum": _finite(median(q if q is not None else math.inf for q in reach)),
+        "queries_to_optimum": reach,
+    }
     for q in checkpoints:
         if q > budget:
             continue
@@ -60,6 +65,9 @@ def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[in
     for s in summaries:
         cells = [f"{s[f'best@{q}']:.4f}" if f"best@{q}" in s else "" for q in cols]
         q_opt = s["median_queries_to_optimum"]
-        lines.append(f"| {s['method']} | {s['seeds']} | " + " | ".join(cells)
-                     + f" | {s['reached_optimum']:.0%} | {'>budget' if q_opt is None else f'{q_opt:g}'} |")
+        lines.append(
+            f"| {s['method']} | {s['seeds']} | "
+            + " | ".join(cells)
+            + f" | {s['reached_optimum']:.0%} | {'>budget' if q_opt is None else f'{q_opt:g}'} |"
+        )
     return "\n".join(lines)

@@ -35,8 +35,9 @@ class ResidualGP:
     def _kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.exp(-torch.cdist(a, b).square() / self.length2)
 
-    def posterior(self, prior: torch.Tensor, h: torch.Tensor, seen_prior: torch.Tensor, seen_h: torch.Tensor,
-                  seen_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, prior: torch.Tensor, h: torch.Tensor, seen_prior: torch.Tensor, seen_h: torch.Tensor, seen_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation ``[N]`` for candidates with meta-predictor scores
         ``prior`` and embeddings ``h``, given measured archs (``seen_*``, at least 3)."""
         mu, sd = prior.double().mean(), prior.double().std().clamp_min(1e-9)

@@ -69,9 +69,15 @@ def run_search(
             bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
     opt_arch, optimum = benchmark.best(metric)
     summary = summarize(results, optimum)
-    report = {"benchmark": repr(benchmark), "metric": metric, "strategy": repr(strategy), "budget": budget,
-              "optimum_arch": benchmark.space.to_string(opt_arch), "summary": summary,
-              "runs": [r.to_dict() for r in results]}
+    report = {
+        "benchmark": repr(benchmark),
+        "metric": metric,
+        "strategy": repr(strategy),
+        "budget": budget,
+        "optimum_arch": benchmark.space.to_string(opt_arch),
+        "summary": summary,
+        "runs": [r.to_dict() for r in results],
+    }
     write_rows(report if output.endswith(".json") else query_rows(results), output)
     if not quiet:
         print(found_table(results, benchmark, None if verbose else show))
@@ -83,8 +89,11 @@ def run_search(
 
 def query_rows(results: Sequence[SearchResult]) -> list[dict[str, Any]]:
     """One row per paid query of every run: the tidy form for plotting best-so-far curves."""
-    return [{"method": r.method, "seed": r.seed, "query": q, "arch": arch, r.metric: value, "best_so_far": best}
-            for r in results for q, ((arch, value), best) in enumerate(zip(r.history, r.best_curve), start=1)]
+    return [
+        {"method": r.method, "seed": r.seed, "query": q, "arch": arch, r.metric: value, "best_so_far": best}
+        for r in results
+        for q, ((arch, value), best) in enumerate(zip(r.history, r.best_curve), start=1)
+    ]
 
 
 def found_table(results: Sequence[SearchResult], benchmark: Benchmark, limit: int | None) -> str:
@@ -114,8 +123,16 @@ def _runs_table(results: Sequence[SearchResult], optimum: float, show: int) -> s
     rows = []
     for r in results[:show] if show else results:
         reach = r.queries_to_reach(optimum)
-        rows.append({"seed": r.seed, "best": r.best_value, "regret": r.sign * (optimum - r.best_value),
-                     "queries": r.num_queries, "to opt.": "-" if reach is None else reach, "arch": r.best_arch})
+        rows.append(
+            {
+                "seed": r.seed,
+                "best": r.best_value,
+                "regret": r.sign * (optimum - r.best_value),
+                "queries": r.num_queries,
+                "to opt.": "-" if reach is None else reach,
+                "arch": r.best_arch,
+            }
+        )
     table = tables.format_table(rows, ["seed", "best", "regret", "queries", "to opt.", "arch"])
     if show and len(results) > show:
         table += f"\n... {len(results) - show} more seeds in the output file"

@@ -42,9 +42,17 @@ class ImageTask:
             be ``len(classes)``.
     """
 
-    def __init__(self, path: str | Path, size: int = 16, channels: int = 1, num_classes: int = 10,
-                 test_size: int = 1000, train_size: int | None = None, split_seed: int = 0,
-                 classes: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        size: int = 16,
+        channels: int = 1,
+        num_classes: int = 10,
+        test_size: int = 1000,
+        train_size: int | None = None,
+        split_seed: int = 0,
+        classes: Sequence[int] | None = None,
+    ) -> None:
         pixels, labels = load_images(str(path))
         if classes is not None:
             if len(classes) != num_classes or len(set(classes)) != len(classes):
@@ -55,10 +63,12 @@ class ImageTask:
         n = len(labels)
         train_size = n - test_size if train_size is None else train_size
         if test_size < 1 or train_size < 1 or test_size + train_size > n:
-            raise ConfigError(f"training.test_size={test_size}, train_size={train_size}: need both >= 1 and at most "
-                              f"the {n} images of {path} together")
+            raise ConfigError(
+                f"training.test_size={test_size}, train_size={train_size}: need both >= 1 and at most "
+                f"the {n} images of {path} together"
+            )
         order = np.random.default_rng(split_seed).permutation(n)
-        test, train = order[:test_size], order[test_size:test_size + train_size]
+        test, train = order[:test_size], order[test_size : test_size + train_size]
         mean, std = float(pixels[train].mean()), float(pixels[train].std())
         x = torch.from_numpy((pixels - mean) / std).unsqueeze(1)
         if x.shape[-1] != size:
@@ -111,8 +121,15 @@ def quiet_lightning() -> Iterator[None]:
             log.setLevel(level)
 
 
-def train_briefly(network: nn.Module, task: ImageTask, epochs: int = 2, batch_size: int = 64, lr: float = 3e-3,
-                  seed: int = 0, accelerator: str = "auto") -> float:
+def train_briefly(
+    network: nn.Module,
+    task: ImageTask,
+    epochs: int = 2,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    accelerator: str = "auto",
+) -> float:
     """Train ``network`` (in place) on ``task.train`` for ``epochs`` and return its test
     accuracy. ``seed`` fixes the batch order and anything random in the network's forward
     pass; the caller seeds the weights when building the network."""
@@ -122,8 +139,15 @@ def train_briefly(network: nn.Module, task: ImageTask, epochs: int = 2, batch_si
     loader = DataLoader(task.train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     with quiet_lightning(), torch.random.fork_rng():
         torch.manual_seed(seed)
-        trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.fit(model, loader)
         result = trainer.test(model, DataLoader(task.test, batch_size=500), verbose=False)
     return float(result[0]["test/accuracy"])

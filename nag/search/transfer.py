@@ -90,10 +90,15 @@ class TransferSearch(SearchStrategy):
                 picks = [pool.archs[i] for i in index[top_k(scores, need)]]
             else:
                 if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
-                    term = GuidanceTerm(lambda s, t, v=task_vec: meta.predict_state(s, t, v),
-                                        self.guidance_scale, self.schedule, "meta-predictor")
-                    proposals = generate(generator, oracle, [term], self.num_samples, self.steps,
-                                         seed * 1000 + rounds, self.stats)
+                    term = GuidanceTerm(
+                        lambda s, t, v=task_vec: meta.predict_state(s, t, v),
+                        self.guidance_scale,
+                        self.schedule,
+                        "meta-predictor",
+                    )
+                    proposals = generate(
+                        generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds, self.stats
+                    )
                     since_generation = 0
                 proposals = unqueried(oracle, proposals)
                 proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short
@@ -112,8 +117,14 @@ class TransferSearch(SearchStrategy):
         return SearchResult.from_oracle(self.name, seed, oracle)
 
     @torch.no_grad()
-    def _score(self, meta: MetaPredictorModule, task_vec: torch.Tensor, h: torch.Tensor, oracle: QueryOracle[Any],
-               gp: ResidualGP | None) -> np.ndarray:
+    def _score(
+        self,
+        meta: MetaPredictorModule,
+        task_vec: torch.Tensor,
+        h: torch.Tensor,
+        oracle: QueryOracle[Any],
+        gp: ResidualGP | None,
+    ) -> np.ndarray:
         """Candidates' scores (higher is better) from their embeddings ``h``: the
         meta-predictor's, corrected by ``gp`` once three measured archs can fit it."""
         prior = meta.score_embeddings(h.to(self.device), task_vec).cpu()
@@ -134,22 +145,27 @@ class TransferSearch(SearchStrategy):
         else:
             n, v = oracle.space.max_nodes, oracle.space.num_ops
             x, adj, mask = (torch.zeros(1, 0, n, v), torch.zeros(1, 0, n, n), torch.zeros(1, 0, n, dtype=torch.bool))
-        y = torch.tensor([[oracle.score(v) if np.isfinite(oracle.score(v)) else 0.0 for _, v in history]],
-                         dtype=torch.float32)
+        y = torch.tensor(
+            [[oracle.score(v) if np.isfinite(oracle.score(v)) else 0.0 for _, v in history]], dtype=torch.float32
+        )
         return meta.encode_context(x.to(self.device), adj.to(self.device), mask.to(self.device), y.to(self.device))
 
     def _load(self, oracle: QueryOracle[Any]) -> tuple[MetaPredictorModule, Generator | None]:
         if self._models is None:
-            meta = load_module(MetaPredictorModule, self.predictor_ckpt, oracle.space,
-                               "strategy.init_args.predictor_ckpt", self.device)
+            meta = load_module(
+                MetaPredictorModule, self.predictor_ckpt, oracle.space, "strategy.init_args.predictor_ckpt", self.device
+            )
             generator = None
             if self.generator_ckpt:
-                generator = load_generator(self.generator_ckpt, oracle.space, self.device,
-                                           "strategy.init_args.generator_ckpt")
+                generator = load_generator(
+                    self.generator_ckpt, oracle.space, self.device, "strategy.init_args.generator_ckpt"
+                )
                 if generator.supports_guidance:
                     if not meta.hparams.noise_aware:
-                        raise ConfigError("strategy.init_args.predictor_ckpt: guided generation needs a meta-predictor "
-                                          "trained with model.init_args.noise_aware: true")
+                        raise ConfigError(
+                            "strategy.init_args.predictor_ckpt: guided generation needs a meta-predictor "
+                            "trained with model.init_args.noise_aware: true"
+                        )
                     check_same_sde(generator.model.sde, meta.sde)
             self._models = (meta, generator)
         self._check_unseen(self._models[0], oracle)

@@ -11,5 +11,15 @@ from nag.spaces.registry import build_space, register_space, space_classes
 for _space in (CellSpace, MBV3Space, MacroSpace, NB101Space, NB201Space, NBGraphSpace):
     register_space(_space)
 
-__all__ = ["CellSpace", "MBV3Space", "MacroSpace", "NB101Space", "NB201Space", "NBGraphSpace", "SearchSpace",
-           "build_space", "register_space", "space_classes"]
+__all__ = [
+    "CellSpace",
+    "MBV3Space",
+    "MacroSpace",
+    "NB101Space",
+    "NB201Space",
+    "NBGraphSpace",
+    "SearchSpace",
+    "build_space",
+    "register_space",
+    "space_classes",
+]

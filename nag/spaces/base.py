@@ -160,7 +160,9 @@ class SearchSpace(ABC, Generic[Arch]):
         scores = x.detach().double().cpu().numpy()
         edges = a.detach().double().cpu().numpy()
         if not (np.isfinite(scores).all() and np.isfinite(edges).all()):
-            raise InvalidArchitecture(f"{self.name}: the soft graph holds non-finite scores; project needs finite X and A")
+            raise InvalidArchitecture(
+                f"{self.name}: the soft graph holds non-finite scores; project needs finite X and A"
+            )
         mask = np.abs(scores).sum(-1) > 0 if node_mask is None else node_mask.detach().cpu().numpy().astype(bool)
         return np.where(self._allowed_mask, scores, -np.inf), np.triu(edges, k=1), int(mask.sum())
 

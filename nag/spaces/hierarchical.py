@@ -57,8 +57,13 @@ def _format_cell(cell: Cell) -> str:
 
 def _checked_cell(arch: object) -> Cell:
     """``arch`` as a well-formed (not yet pruned) cell; raises on anything that is not one."""
-    if not (isinstance(arch, tuple) and len(arch) == 2 and isinstance(arch[0], tuple) and isinstance(arch[1], tuple)
-            and all(isinstance(row, tuple) for row in arch[0])):
+    if not (
+        isinstance(arch, tuple)
+        and len(arch) == 2
+        and isinstance(arch[0], tuple)
+        and isinstance(arch[1], tuple)
+        and all(isinstance(row, tuple) for row in arch[0])
+    ):
         raise InvalidArchitecture(
             f"cell: {arch!r} is not a cell; expected Cell(adjacency, ops) of tuples or a string like {_CELL_EXAMPLE}"
         )
@@ -67,7 +72,8 @@ def _checked_cell(arch: object) -> Cell:
     what = repr(arch)
     if not 3 <= n <= MAX_OP_NODES + 2:
         raise InvalidArchitecture(
-            f"cell: {what} has {n} nodes; expected 3 to {MAX_OP_NODES + 2} (input, 1 to {MAX_OP_NODES} op nodes, output)"
+            f"cell: {what} has {n} nodes; expected 3 to {MAX_OP_NODES + 2} "
+            f"(input, 1 to {MAX_OP_NODES} op nodes, output)"
         )
     if len(adjacency) != n or any(len(row) != n for row in adjacency):
         raise InvalidArchitecture(f"cell: {what} has {n} ops, so it needs a {n}x{n} adjacency")
@@ -79,10 +85,14 @@ def _checked_cell(arch: object) -> Cell:
                     "(order the nodes topologically)"
                 )
     if ops[0] != INPUT or ops[-1] != OUTPUT:
-        raise InvalidArchitecture(f"cell: {what} runs from {ops[0]!r} to {ops[-1]!r}; expected {INPUT!r} ... {OUTPUT!r}")
+        raise InvalidArchitecture(
+            f"cell: {what} runs from {ops[0]!r} to {ops[-1]!r}; expected {INPUT!r} ... {OUTPUT!r}"
+        )
     for i, op in enumerate(ops[1:-1], start=1):
         if op not in CELL_OPS:
-            raise InvalidArchitecture(f"cell: {what} has unknown op {op!r} at node {i}; expected one of {', '.join(CELL_OPS)}")
+            raise InvalidArchitecture(
+                f"cell: {what} has unknown op {op!r} at node {i}; expected one of {', '.join(CELL_OPS)}"
+            )
     return Cell(tuple(tuple(int(v) for v in row) for row in adjacency), ops)
 
 
@@ -160,8 +170,7 @@ def _canonical(arch: Cell) -> Cell:
     rank = [_RANK[op] for op in cell.ops]
     preds = [frozenset(np.flatnonzero(adjacency[:, j]).tolist()) for j in range(len(cell.ops))]
     best = min(
-        (tuple(adjacency[np.ix_(order, order)].ravel().tolist()), order)
-        for order in _candidate_orders(preds, rank)
+        (tuple(adjacency[np.ix_(order, order)].ravel().tolist()), order) for order in _candidate_orders(preds, rank)
     )
     order = list(best[1])
     return Cell(tuple(map(tuple, adjacency[np.ix_(order, order)].tolist())), tuple(cell.ops[v] for v in order))
@@ -192,7 +201,7 @@ def _cell_neighbours(arch: Cell) -> tuple[Cell, ...]:
         flipped = adjacency.copy()
         flipped[i, j] ^= 1
         edits.append((flipped, ops))
-    edits += [(adjacency, (*ops[:i], op, *ops[i + 1:])) for i in range(1, n - 1) for op in CELL_OPS if op != ops[i]]
+    edits += [(adjacency, (*ops[:i], op, *ops[i + 1 :])) for i in range(1, n - 1) for op in CELL_OPS if op != ops[i]]
     if n - 2 < MAX_OP_NODES:
         for i, j in np.argwhere(adjacency).tolist():
             split = np.insert(np.insert(adjacency, j, 0, axis=0), j, 0, axis=1)
@@ -266,9 +275,7 @@ class CellSpace(SearchSpace[Cell]):
     def allowed_ops(self) -> torch.Tensor:
         """Input first; position 1 always holds an op node; the output may close a cell at
         positions 2 to 7 (1 to 6 op nodes)."""
-        return self.allowed_table(
-            [{INPUT}, set(CELL_OPS), *[{*CELL_OPS, OUTPUT}] * (MAX_OP_NODES - 1), {OUTPUT}]
-        )
+        return self.allowed_table([{INPUT}, set(CELL_OPS), *[{*CELL_OPS, OUTPUT}] * (MAX_OP_NODES - 1), {OUTPUT}])
 
     def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> Cell:
         """The nearest cell: the node mask's count of nodes (3 to 8), input, each op node's
@@ -408,8 +415,12 @@ class MacroSpace(SearchSpace[MacroArch]):
         max_stages: int = 4,
     ) -> None:
         self.cell_space = CellSpace()
-        for field, values in (("stem_channels", stem_channels), ("channels", channels), ("strides", strides),
-                              ("repeats", repeats)):
+        for field, values in (
+            ("stem_channels", stem_channels),
+            ("channels", channels),
+            ("strides", strides),
+            ("repeats", repeats),
+        ):
             if not values or any(int(v) != v or v < 1 for v in values) or len(set(values)) != len(values):
                 raise ConfigError(f"{self.name}.{field}={list(values)}: expected distinct positive integers")
         if not 1 <= min_stages <= max_stages:
@@ -423,7 +434,9 @@ class MacroSpace(SearchSpace[MacroArch]):
             cells = self._sample_vocabulary(num_cells, cell_seed)
         self.cells: tuple[Cell, ...] | None = None
         if cells is not None:
-            parsed = [self.cell_space.canonical(self.cell_space.from_string(c) if isinstance(c, str) else c) for c in cells]
+            parsed = [
+                self.cell_space.canonical(self.cell_space.from_string(c) if isinstance(c, str) else c) for c in cells
+            ]
             self.cells = tuple(dict.fromkeys(parsed))
             if not self.cells:
                 raise ConfigError(f"{self.name}.cells is empty; give at least one cell or leave it unset")
@@ -446,9 +459,12 @@ class MacroSpace(SearchSpace[MacroArch]):
         """Keyword arguments that rebuild this space (cells as strings): stored in checkpoints."""
         return {
             "cells": None if self.cells is None else [_format_cell(c) for c in self.cells],
-            "stem_channels": list(self.stem_channels), "channels": list(self.channels),
-            "strides": list(self.strides), "repeats": list(self.repeats),
-            "min_stages": self.min_stages, "max_stages": self.max_stages,
+            "stem_channels": list(self.stem_channels),
+            "channels": list(self.channels),
+            "strides": list(self.strides),
+            "repeats": list(self.repeats),
+            "min_stages": self.min_stages,
+            "max_stages": self.max_stages,
         }
 
     @property
@@ -471,12 +487,19 @@ class MacroSpace(SearchSpace[MacroArch]):
         out = []
         for i, stage in enumerate(stages):
             if not (isinstance(stage, tuple) and len(stage) == 4):
-                raise InvalidArchitecture(f"{self.name}: stage {i} is {stage!r}; expected Stage(cell, channels, stride, repeats)")
+                raise InvalidArchitecture(
+                    f"{self.name}: stage {i} is {stage!r}; expected Stage(cell, channels, stride, repeats)"
+                )
             cell, c, s, r = stage
-            for field, value, choices in (("channels", c, self.channels), ("stride", s, self.strides),
-                                          ("repeats", r, self.repeats)):
+            for field, value, choices in (
+                ("channels", c, self.channels),
+                ("stride", s, self.strides),
+                ("repeats", r, self.repeats),
+            ):
                 if value not in choices:
-                    raise InvalidArchitecture(f"{self.name}: stage {i} {field}={value!r}; expected one of {list(choices)}")
+                    raise InvalidArchitecture(
+                        f"{self.name}: stage {i} {field}={value!r}; expected one of {list(choices)}"
+                    )
             out.append(Stage(_pruned(cell), int(c), int(s), int(r)))
         return MacroArch(int(stem), tuple(out))
 
@@ -498,7 +521,9 @@ class MacroSpace(SearchSpace[MacroArch]):
         try:
             return self.cell_ids[_cell_key(cell)]
         except KeyError:
-            raise InvalidArchitecture(f"{self.name}: cell {_format_cell(_pruned(cell))!r} is not in the vocabulary") from None
+            raise InvalidArchitecture(
+                f"{self.name}: cell {_format_cell(_pruned(cell))!r} is not in the vocabulary"
+            ) from None
 
     def key(self, arch: MacroArch) -> str:
         """Canonical cells, and a stage that continues the previous one (same cell and width,
@@ -534,7 +559,9 @@ class MacroSpace(SearchSpace[MacroArch]):
                 cell, c, s, r = part.rsplit(":", 3)
                 stages.append(Stage(self.cell_space.from_string(cell), int(c), int(s), int(r)))
         except ValueError as e:
-            raise fail(str(e) if isinstance(e, InvalidArchitecture) else "a field is missing or not an integer") from None
+            raise fail(
+                str(e) if isinstance(e, InvalidArchitecture) else "a field is missing or not an integer"
+            ) from None
         arch = MacroArch(stem, tuple(stages))
         self.validate(arch)
         return arch
@@ -553,7 +580,7 @@ class MacroSpace(SearchSpace[MacroArch]):
         for start, stage in zip(blocks, arch.stages):
             k = len(stage.cell.ops)
             adjacency[previous, start] = 1
-            adjacency[start:start + k, start:start + k] = stage.cell.adjacency
+            adjacency[start : start + k, start : start + k] = stage.cell.adjacency
             previous = start + k - 1
         adjacency[previous, -1] = 1
         return labels, adjacency
@@ -565,27 +592,30 @@ class MacroSpace(SearchSpace[MacroArch]):
             raise InvalidArchitecture(f"{self.name}: {n} labels need an {n}x{n} 0/1 adjacency, got {matrix.shape}")
         stem = _STEM.match(labels[0])
         if stem is None or labels[-1] != OUTPUT:
-            raise InvalidArchitecture(f"{self.name}: graph must run from 'stem_c<C>' to {OUTPUT!r}, got {labels[0]!r}, {labels[-1]!r}")
+            raise InvalidArchitecture(
+                f"{self.name}: graph must run from 'stem_c<C>' to {OUTPUT!r}, got {labels[0]!r}, {labels[-1]!r}"
+            )
         stages, expected, i, previous = [], np.zeros_like(matrix), 1, 0
         while i < n - 1:
             header = _HEADER.match(labels[i])
-            if header is None or CELL_OUTPUT not in labels[i + 1:]:
+            if header is None or CELL_OUTPUT not in labels[i + 1 :]:
                 raise InvalidArchitecture(
                     f"{self.name}: node {i} is {labels[i]!r}; expected a 'stage_c<C>_s<S>_r<R>' header starting a "
                     f"block that ends in {CELL_OUTPUT!r}"
                 )
             end = labels.index(CELL_OUTPUT, i + 1)
-            block = matrix[i:end + 1, i:end + 1]
-            cell = Cell(tuple(map(tuple, block.astype(np.int64).tolist())), (INPUT, *labels[i + 1:end], OUTPUT))
+            block = matrix[i : end + 1, i : end + 1]
+            cell = Cell(tuple(map(tuple, block.astype(np.int64).tolist())), (INPUT, *labels[i + 1 : end], OUTPUT))
             c, s, r = map(int, header.groups())
             stages.append(Stage(_pruned(cell), c, s, r))
             expected[previous, i] = 1
-            expected[i:end + 1, i:end + 1] = block
+            expected[i : end + 1, i : end + 1] = block
             previous, i = end, end + 1
         expected[previous, n - 1] = 1
         if not np.array_equal(expected, matrix):
-            raise InvalidArchitecture(f"{self.name}: graph has edges between stages other than the chain "
-                                      "stem -> stage -> ... -> output")
+            raise InvalidArchitecture(
+                f"{self.name}: graph has edges between stages other than the chain stem -> stage -> ... -> output"
+            )
         arch = MacroArch(int(stem.group(1)), tuple(stages))
         self.validate(arch)
         return arch
@@ -653,8 +683,12 @@ class MacroSpace(SearchSpace[MacroArch]):
             k = int(rng.integers(self.min_stages, self.max_stages + 1))
             stem = self.stem_channels[int(rng.integers(len(self.stem_channels)))]
             stages = tuple(
-                Stage(self._random_cell(rng), self.channels[int(rng.integers(len(self.channels)))],
-                      self.strides[int(rng.integers(len(self.strides)))], self.repeats[int(rng.integers(len(self.repeats)))])
+                Stage(
+                    self._random_cell(rng),
+                    self.channels[int(rng.integers(len(self.channels)))],
+                    self.strides[int(rng.integers(len(self.strides)))],
+                    self.repeats[int(rng.integers(len(self.repeats)))],
+                )
                 for _ in range(k)
             )
             out.append(MacroArch(stem, stages))
@@ -673,14 +707,18 @@ class MacroSpace(SearchSpace[MacroArch]):
             options += [Stage(cell, x, s, r) for x in self.channels if x != c]
             options += [Stage(cell, c, x, r) for x in self.strides if x != s]
             options += [Stage(cell, c, s, x) for x in self.repeats if x != r]
-            edits += [MacroArch(stem, (*stages[:i], o, *stages[i + 1:])) for o in options]
+            edits += [MacroArch(stem, (*stages[:i], o, *stages[i + 1 :])) for o in options]
             if len(stages) > self.min_stages:
-                edits.append(MacroArch(stem, stages[:i] + stages[i + 1:]))
+                edits.append(MacroArch(stem, stages[:i] + stages[i + 1 :]))
         last = stages[-1]
         wider = [c for c in self.channels if c > last.channels]
         if len(stages) < self.max_stages:
-            edits.append(MacroArch(stem, (*stages, Stage(last.cell, min(wider, default=last.channels),
-                                                          self.strides[-1], self.repeats[0]))))
+            edits.append(
+                MacroArch(
+                    stem,
+                    (*stages, Stage(last.cell, min(wider, default=last.channels), self.strides[-1], self.repeats[0])),
+                )
+            )
         seen, out = {self.key(arch)}, []
         for edit in edits:
             if self.is_valid(edit) and (k := self.key(edit)) not in seen:

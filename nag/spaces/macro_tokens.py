@@ -85,9 +85,13 @@ class MacroTokenizer:
     def config(self) -> dict:
         """Everything that defines the vocabulary and grammar: stored in checkpoints."""
         return {
-            "space": self.space.config(), "num_classes": list(self.num_classes), "input_sizes": list(self.input_sizes),
-            "in_channels": self.in_channels, "params_range": list(self.params_range),
-            "flops_range": list(self.flops_range), "num_bins": self.num_bins,
+            "space": self.space.config(),
+            "num_classes": list(self.num_classes),
+            "input_sizes": list(self.input_sizes),
+            "in_channels": self.in_channels,
+            "params_range": list(self.params_range),
+            "flops_range": list(self.flops_range),
+            "num_bins": self.num_bins,
         }
 
     @classmethod
@@ -100,7 +104,9 @@ class MacroTokenizer:
     def _bin(value: float, edges: Sequence[int], field: str) -> int:
         i = int(np.searchsorted(edges, value, side="right")) - 1
         if i < 0:
-            raise ConfigError(f"{field}={value:g} is below the smallest budget {edges[0]}; raise it or lower the tokenizer's range")
+            raise ConfigError(
+                f"{field}={value:g} is below the smallest budget {edges[0]}; raise it or lower the tokenizer's range"
+            )
         return i
 
     def quantize(self, constraints: MacroConstraints) -> MacroConstraints:
@@ -117,7 +123,9 @@ class MacroTokenizer:
         if c != self.in_channels:
             raise ConfigError(f"in_channels={c}: the tokenizer was built for {self.in_channels}")
         return [
-            self.bos_id, self.index[f"classes_{nc}"], self.index[f"size_{size}"],
+            self.bos_id,
+            self.index[f"classes_{nc}"],
+            self.index[f"size_{size}"],
             self.index[f"params_{self._bin(p, self.params_edges, 'max_params')}"],
             self.index[f"flops_{self._bin(f, self.flops_edges, 'max_flops')}"],
         ]
@@ -126,8 +134,9 @@ class MacroTokenizer:
         self._check(ids[:PREFIX_LENGTH])
         names = [self.tokens[i] for i in ids[1:PREFIX_LENGTH]]
         values = [int(t.rsplit("_", 1)[1]) for t in names]
-        return MacroConstraints(values[0], values[1], self.params_edges[values[2]], self.flops_edges[values[3]],
-                                self.in_channels)
+        return MacroConstraints(
+            values[0], values[1], self.params_edges[values[2]], self.flops_edges[values[3]], self.in_channels
+        )
 
     # --- whole sequences ----------------------------------------------------------------
     def encode(self, arch: MacroArch, constraints: MacroConstraints) -> list[int]:
@@ -135,8 +144,12 @@ class MacroTokenizer:
         self.space.validate(arch)
         body = [self.index[f"stem_{arch.stem}"]]
         for cell, c, s, r in arch.stages:
-            body += [self.index[f"cell_{self.space.cell_id(cell)}"], self.index[f"ch_{c}"],
-                     self.index[f"stride_{s}"], self.index[f"repeat_{r}"]]
+            body += [
+                self.index[f"cell_{self.space.cell_id(cell)}"],
+                self.index[f"ch_{c}"],
+                self.index[f"stride_{s}"],
+                self.index[f"repeat_{r}"],
+            ]
         return [*self.encode_constraints(constraints), *body, self.eos_id]
 
     def decode(self, ids: Sequence[int]) -> tuple[MacroConstraints, MacroArch]:
@@ -146,9 +159,9 @@ class MacroTokenizer:
         if self.eos_id not in ids:
             raise InvalidArchitecture(f"macro tokens {self.to_text(ids)!r} have no {EOS}; the sequence is cut short")
         end = ids.index(self.eos_id)
-        if any(i != self.pad_id for i in ids[end + 1:]):
+        if any(i != self.pad_id for i in ids[end + 1 :]):
             raise InvalidArchitecture(f"macro tokens {self.to_text(ids)!r} continue after {EOS}")
-        self._check(ids[:end + 1])
+        self._check(ids[: end + 1])
         constraints = self.decode_constraints(ids)
         values = [int(self.tokens[i].rsplit("_", 1)[1]) for i in ids[PREFIX_LENGTH:end]]
         stem, fields = values[0], values[1:]
@@ -165,14 +178,16 @@ class MacroTokenizer:
         """``[B, max_length]`` int64, right-padded with ``<pad>``."""
         out = torch.full((len(sequences), self.max_length), self.pad_id, dtype=torch.long)
         for i, seq in enumerate(sequences):
-            out[i, :len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+            out[i, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
         return out
 
     # --- grammar ------------------------------------------------------------------------
     def allowed(self, position: int) -> list[int]:
         """Token ids that may stand at ``position`` of a sequence that has not ended yet."""
         if position < PREFIX_LENGTH:
-            return [self.bos_id] if position == 0 else self._groups[("classes", "size", "params", "flops")[position - 1]]
+            return (
+                [self.bos_id] if position == 0 else self._groups[("classes", "size", "params", "flops")[position - 1]]
+            )
         if position == PREFIX_LENGTH:
             return self._groups["stem"]
         stage, field = divmod(position - PREFIX_LENGTH - 1, _FIELDS)

@@ -105,8 +105,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         for s, depth in enumerate(d):
             if depth not in DEPTHS:
                 raise InvalidArchitecture(
-                    f"{self.name}: stage {s + 1} has depth {depth!r} in d={list(d)}; "
-                    f"expected one of {_choices(DEPTHS)}"
+                    f"{self.name}: stage {s + 1} has depth {depth!r} in d={list(d)}; expected one of {_choices(DEPTHS)}"
                 )
             slots = range(s * MAX_DEPTH, s * MAX_DEPTH + int(depth))
             stages.append(tuple((int(ks[j]), int(e[j])) for j in slots))
@@ -152,8 +151,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         labels = list(labels)
         if len(labels) != self.max_nodes or labels[0] != "input" or labels[-1] != "output":
             raise InvalidArchitecture(
-                f"{self.name}: expected {self.max_nodes} node labels 'input', 20 layer slots, "
-                f"'output'; got {labels}"
+                f"{self.name}: expected {self.max_nodes} node labels 'input', 20 layer slots, 'output'; got {labels}"
             )
         adjacency = np.asarray(adjacency)
         if not np.array_equal(adjacency != 0, self._chain()):

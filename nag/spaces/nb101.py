@@ -57,8 +57,9 @@ def _checked(arch: object) -> NB101Cell:
             f"nb101: {what} is not a cell; expected NB101Cell(adjacency, ops) or a string like {_EXAMPLE}"
         )
     adjacency, ops = arch
-    if not (isinstance(ops, tuple) and isinstance(adjacency, tuple)
-            and all(isinstance(row, tuple) for row in adjacency)):
+    if not (
+        isinstance(ops, tuple) and isinstance(adjacency, tuple) and all(isinstance(row, tuple) for row in adjacency)
+    ):
         raise InvalidArchitecture(
             f"nb101: cell {what} must hold tuples (cells are hashable values); build it with "
             "NB101Cell(tuple(map(tuple, adjacency)), tuple(ops))"
@@ -66,13 +67,11 @@ def _checked(arch: object) -> NB101Cell:
     n = len(ops)
     if not 2 <= n <= MAX_NODES:
         raise InvalidArchitecture(
-            f"nb101: cell {what} has {n} nodes; expected 2 to {MAX_NODES} "
-            "(input, 0 to 5 op nodes, output)"
+            f"nb101: cell {what} has {n} nodes; expected 2 to {MAX_NODES} (input, 0 to 5 op nodes, output)"
         )
     if len(adjacency) != n or any(len(row) != n for row in adjacency):
         raise InvalidArchitecture(
-            f"nb101: cell {what} has {n} ops, so it needs a {n}x{n} adjacency; "
-            "give one row and one column per node"
+            f"nb101: cell {what} has {n} ops, so it needs a {n}x{n} adjacency; give one row and one column per node"
         )
     for i, row in enumerate(adjacency):
         for j, v in enumerate(row):
@@ -87,8 +86,7 @@ def _checked(arch: object) -> NB101Cell:
                 )
     if ops[0] != INPUT or ops[-1] != OUTPUT:
         raise InvalidArchitecture(
-            f"nb101: cell {what} runs from {ops[0]!r} to {ops[-1]!r}; expected {INPUT!r} first and "
-            f"{OUTPUT!r} last"
+            f"nb101: cell {what} runs from {ops[0]!r} to {ops[-1]!r}; expected {INPUT!r} first and {OUTPUT!r} last"
         )
     for i, op in enumerate(ops[1:-1], start=1):
         if op not in CELL_OPS:
@@ -186,9 +184,7 @@ def _path_complete_adjacencies(n: int) -> tuple[tuple[tuple[int, ...], ...], ...
         j = len(columns) + 1
         if j == n:
             if {i for col in columns for i in col} == set(range(n - 1)):
-                found.append(tuple(
-                    tuple(int(c > i and i in columns[c - 1]) for c in range(n)) for i in range(n)
-                ))
+                found.append(tuple(tuple(int(c > i and i in columns[c - 1]) for c in range(n)) for i in range(n)))
             return
         for size in range(1, min(j, MAX_EDGES - edges - (n - 1 - j)) + 1):
             for predecessors in combinations(range(j), size):
@@ -209,9 +205,13 @@ def _graph_hash(cell: NB101Cell) -> str:
     for _ in range(n):
         hashes = [
             hashlib.md5(
-                ("".join(sorted(hashes[w] for w in range(n) if adjacency[w][v])) + "|"
-                 + "".join(sorted(hashes[w] for w in range(n) if adjacency[v][w])) + "|"
-                 + hashes[v]).encode("utf-8")
+                (
+                    "".join(sorted(hashes[w] for w in range(n) if adjacency[w][v]))
+                    + "|"
+                    + "".join(sorted(hashes[w] for w in range(n) if adjacency[v][w]))
+                    + "|"
+                    + hashes[v]
+                ).encode("utf-8")
             ).hexdigest()
             for v in range(n)
         ]
@@ -392,7 +392,9 @@ class NB101Space(SearchSpace[NB101Cell]):
             )
         if not np.isin(matrix, (0, 1)).all():
             raise InvalidArchitecture(f"nb101: record adjacency for ops {codes} has entries other than 0/1")
-        return _pruned(NB101Cell(
-            tuple(map(tuple, matrix[:n, :n].astype(np.int64).tolist())),
-            tuple(RECORD_OPS[c] for c in codes[:n]),
-        ))
+        return _pruned(
+            NB101Cell(
+                tuple(map(tuple, matrix[:n, :n].astype(np.int64).tolist())),
+                tuple(RECORD_OPS[c] for c in codes[:n]),
+            )
+        )

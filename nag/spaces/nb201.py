@@ -67,9 +67,7 @@ class NB201Space(SearchSpace[Arch201]):
                 f"nb201: expected {self.max_nodes} nodes (input, 6 edge ops, output), got {len(labels)}"
             )
         if labels[0] != "input" or labels[-1] != "output":
-            raise InvalidArchitecture(
-                f"nb201: first/last nodes must be input/output, got {labels[0]!r}/{labels[-1]!r}"
-            )
+            raise InvalidArchitecture(f"nb201: first/last nodes must be input/output, got {labels[0]!r}/{labels[-1]!r}")
         return self.validate(tuple(labels[1:-1]))
 
     def allowed_ops(self) -> torch.Tensor:
@@ -82,9 +80,7 @@ class NB201Space(SearchSpace[Arch201]):
             raise InvalidArchitecture(f"nb201: expected a tuple of {len(EDGES)} edge ops, got {arch!r}")
         for op in arch:
             if op not in EDGE_OPS:
-                raise InvalidArchitecture(
-                    f"nb201: unknown edge op {op!r}; expected one of {', '.join(EDGE_OPS)}"
-                )
+                raise InvalidArchitecture(f"nb201: unknown edge op {op!r}; expected one of {', '.join(EDGE_OPS)}")
         return arch
 
     def key(self, arch: Arch201) -> str:
@@ -114,8 +110,7 @@ class NB201Space(SearchSpace[Arch201]):
         m = _STRING.match(text.strip()) if isinstance(text, str) else None
         if m is None:
             raise InvalidArchitecture(
-                f"nb201: malformed architecture string {text!r}; expected "
-                "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'"
+                f"nb201: malformed architecture string {text!r}; expected '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'"
             )
         ops = []
         for token, (src, _) in zip(m.groups(), EDGES):

@@ -66,16 +66,12 @@ class NBGraphSpace(SearchSpace[ArchGraph]):
     def from_graph(self, labels: Sequence[str], adjacency: np.ndarray) -> ArchGraph:
         n = self.max_nodes
         if len(labels) != n or labels[0] != "input" or labels[-1] != "output":
-            raise InvalidArchitecture(
-                f"nbgraph: expected {n} nodes [input, 4 layers, output], got {list(labels)}"
-            )
+            raise InvalidArchitecture(f"nbgraph: expected {n} nodes [input, 4 layers, output], got {list(labels)}")
         links = []
         for layer in range(1, NUM_LAYERS + 1):
             srcs = np.flatnonzero(adjacency[:layer, layer]).tolist()
             if len(srcs) != 1:
-                raise InvalidArchitecture(
-                    f"nbgraph: layer {layer} must read exactly one earlier node, reads {srcs}"
-                )
+                raise InvalidArchitecture(f"nbgraph: layer {layer} must read exactly one earlier node, reads {srcs}")
             links.append(srcs[0])
         arch = (tuple(links), tuple(labels[1:-1]))
         expected = self.to_graph(arch)[1]

@@ -31,8 +31,10 @@ def build_space(config: dict) -> SearchSpace:
     """The space ``config`` (``{"name", "init_args"}``) describes."""
     name = config.get("name") if isinstance(config, dict) else None
     if name not in _SPACES:
-        raise ConfigError(f"search space {name!r} is not registered (known: {', '.join(sorted(_SPACES))}); "
-                          "import the module that defines it and call nag.spaces.register_space, or pass space=")
+        raise ConfigError(
+            f"search space {name!r} is not registered (known: {', '.join(sorted(_SPACES))}); "
+            "import the module that defines it and call nag.spaces.register_space, or pass space="
+        )
     try:
         return _SPACES[name](**config.get("init_args", {}))
     except (TypeError, ValueError) as e:

@@ -2,8 +2,8 @@
 
 Two CSV layouts are read (``../shared/data/images``), both with the label in the last column:
 MNIST, 28x28 uint8 pixels + label (``mnist_5k.csv.gz``; its first column is the always-blank
-top-left pixel, not the label), and UCI digits, 8x8 values in 0..16 + label (``digits.csv.gz``). Images are scaled to [0, 1],
-standardised with the set's own mean/std (as CIFAR pipelines do with theirs), resized
+top-left pixel, not the label), and UCI digits, 8x8 values in 0..16 + label (``digits.csv.gz``).
+Images are scaled to [0, 1], standardised with the set's own mean/std (as CIFAR pipelines do with theirs), resized
 bilinearly and the grey channel replicated, so CIFAR-shaped networks (3x32x32) can run on them.
 """
 

@@ -87,6 +87,7 @@ def _batch_proxies(module: nn.Module, images: torch.Tensor, labels: torch.Tensor
     loss_backward = False  # fisher reads the loss gradient only, not jacov's
 
     if "fisher" in names:
+
         def fisher_hook(layer: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
             if not out.requires_grad:
                 return
@@ -103,6 +104,7 @@ def _batch_proxies(module: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
     kernel = torch.zeros((images.shape[0], images.shape[0]), dtype=torch.float64, device=images.device)
     if "nwot" in names:
+
         def nwot_hook(_module: nn.Module, inputs: tuple, _out: torch.Tensor) -> None:
             nonlocal kernel
             codes = (inputs[0].detach().flatten(1) > 0).double()
@@ -150,8 +152,9 @@ def compute_proxies(
     device = next(module.parameters()).device
     images, labels = images.to(device), labels.to(device)
     cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), torch.backends.cudnn.flags(
-        enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True
+    with (
+        torch.random.fork_rng(devices=cuda),
+        torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True),
     ):
         torch.manual_seed(seed)
         values: dict[str, float] = {}

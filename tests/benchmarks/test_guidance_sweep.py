@@ -21,17 +21,44 @@ def _script():
 def test_smoke_sweep(tmp_path: Path, single_thread: None) -> None:
     script = _script()
     out, runs = tmp_path / "out", tmp_path / "runs"
-    script.main(["--epochs", "1", "--predictor-epochs", "1", "--max-steps", "3", "--samples", "8", "--pc-steps", "2",
-                 "--score-scales", "0", "1", "--cfg-scales", "0", "2", "--run-dir", str(runs), "--out", str(out)])
+    script.main(
+        [
+            "--epochs",
+            "1",
+            "--predictor-epochs",
+            "1",
+            "--max-steps",
+            "3",
+            "--samples",
+            "8",
+            "--pc-steps",
+            "2",
+            "--score-scales",
+            "0",
+            "1",
+            "--cfg-scales",
+            "0",
+            "2",
+            "--run-dir",
+            str(runs),
+            "--out",
+            str(out),
+        ]
+    )
     assert {p.name for p in out.iterdir()} == {"guidance_sweep.json", "guidance_sweep.md", "guidance_sweep.png"}
     assert (out / "guidance_sweep.md").read_text().startswith("<!-- python benchmarks/guidance_sweep.py --epochs 1")
     assert len(list(runs.glob("*/fit.json"))) == 3  # what a rerun reuses
     report = json.loads((out / "guidance_sweep.json").read_text())
     rows = report["rows"]
     assert [(r["method"], r["scale"]) for r in rows] == [
-        ("uniform random", None), ("score, ode", 0), ("score, ode", 1), ("score, pc (2 steps)", 0),
-        ("score, pc (2 steps)", 1), (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 0),
-        (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 2)]
+        ("uniform random", None),
+        ("score, ode", 0),
+        ("score, ode", 1),
+        ("score, pc (2 steps)", 0),
+        ("score, pc (2 steps)", 1),
+        (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 0),
+        (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 2),
+    ]
     columns = {*script.COLUMNS, "uniqueness_string", "distinct_share", "samples"}
     for r in rows:
         assert columns <= r.keys(), columns - r.keys()

@@ -72,7 +72,8 @@ def test_joined_metric_is_a_training_target(base: tuple[Benchmark, str], tmp_pat
     assert len(archs) == 120
     assert {bench.space.to_string(a) for a in archs} == set(table)
     assert dm.target_stats["device_latency"]["mean"] == pytest.approx(
-        np.mean([table[bench.space.to_string(a)] for a in dm.archs("train")]))
+        np.mean([table[bench.space.to_string(a)] for a in dm.archs("train")])
+    )
 
 
 def first_archs(bench: Benchmark, n: int) -> list[str]:

@@ -13,7 +13,12 @@ from nag.spaces.nbgraph import PROTEINS_OPS, NBGraphSpace
 SPACE = NBGraphSpace()
 METRICS = ("valid_acc", "test_acc", "latency", "params")
 FIELDS = {"valid_acc": "valid_perf", "test_acc": "perf", "latency": "latency", "params": "para"}
-ARCHS = ["gcn~0|gat~1|skip~1|sage~2", "gcn~0|gcn~1|gcn~2|gcn~3", "fc~0|arma~0|sage~0|skip~0", "sage~0|fc~1|arma~2|gcn~3"]
+ARCHS = [
+    "gcn~0|gat~1|skip~1|sage~2",
+    "gcn~0|gcn~1|gcn~2|gcn~3",
+    "fc~0|arma~0|sage~0|skip~0",
+    "sage~0|fc~1|arma~2|gcn~3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,9 @@ def test_query_parsed_strings(benches: dict[str, NBGraphBenchmark], tables: dict
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_best_is_the_package_optimum(benches: dict[str, NBGraphBenchmark], tables: dict[str, dict], dataset: str) -> None:
+def test_best_is_the_package_optimum(
+    benches: dict[str, NBGraphBenchmark], tables: dict[str, dict], dataset: str
+) -> None:
     bench, records = benches[dataset], tables[dataset].values()
     arch, value = bench.best("test_acc")
     assert value == pytest.approx(max(float(r["perf"]) for r in records), rel=1e-12)

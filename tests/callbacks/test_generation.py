@@ -57,9 +57,17 @@ def fit(tmp_path, log_images: bool) -> EventAccumulator:
     model = UniformGenerator(dm.space)
     logger = TensorBoardLogger(tmp_path, name="tb")
     callback = GenerationMetricsCallback(every_n_epochs=1, num_samples=16, steps=2, log_images=log_images, num_drawn=4)
-    pl.Trainer(accelerator="cpu", logger=logger, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
-               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-               callbacks=[callback]).fit(model, dm)
+    pl.Trainer(
+        accelerator="cpu",
+        logger=logger,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    ).fit(model, dm)
     events = EventAccumulator(logger.log_dir, size_guidance={IMAGES: 0})
     events.Reload()
     return events

@@ -38,7 +38,9 @@ def keys_of(dm: ArchitectureDataModule, split: str) -> set[str]:
 # --- splits -----------------------------------------------------------------------------
 
 
-def test_splits_are_disjoint_in_iso_classes_and_cover_all_rows(dm: ArchitectureDataModule, bench: NB201Benchmark) -> None:
+def test_splits_are_disjoint_in_iso_classes_and_cover_all_rows(
+    dm: ArchitectureDataModule, bench: NB201Benchmark
+) -> None:
     idx = dm.split_indices
     assert set(idx) == set(SPLITS)
     assert np.array_equal(np.sort(np.concatenate([idx[s] for s in SPLITS])), np.arange(len(bench)))
@@ -74,7 +76,9 @@ def few_shot(bench: NB201Benchmark) -> ArchitectureDataModule:
     return ArchitectureDataModule(benchmark=bench, targets=ACC, train_size=100, seed=0)
 
 
-def test_train_size_keeps_a_subset_of_the_train_split(few_shot: ArchitectureDataModule, dm: ArchitectureDataModule) -> None:
+def test_train_size_keeps_a_subset_of_the_train_split(
+    few_shot: ArchitectureDataModule, dm: ArchitectureDataModule
+) -> None:
     assert len(few_shot.archs("train")) == 100
     assert set(few_shot.split_indices["train"]) <= set(dm.split_indices["train"])
     # val/test are untouched by the subsample
@@ -110,7 +114,9 @@ def test_batches_have_graph_shapes(dm: ArchitectureDataModule) -> None:
         assert torch.all(batch["x"].sum(-1) == 1)  # one op per node
 
 
-def test_batches_decode_to_their_rows_with_normalised_targets(dm: ArchitectureDataModule, bench: NB201Benchmark) -> None:
+def test_batches_decode_to_their_rows_with_normalised_targets(
+    dm: ArchitectureDataModule, bench: NB201Benchmark
+) -> None:
     batch = next(iter(dm.val_dataloader()))  # unshuffled: the first val archs in order
     for i, arch in enumerate(dm.archs("val")[:64]):
         assert dm.space.decode(batch["x"][i], batch["adj"][i]) == arch
@@ -248,5 +254,7 @@ def test_nbgraph_cora() -> None:
     arch = dm.archs("val")[0]
     assert dm.space.decode(batch["x"][0], batch["adj"][0], batch["mask"][0]) == arch
     stats = dm.target_stats["test_acc"]
-    assert batch["y"][0, 0].item() == pytest.approx((bench.query(arch, "test_acc") - stats["mean"]) / stats["std"], abs=1e-5)
+    assert batch["y"][0, 0].item() == pytest.approx(
+        (bench.query(arch, "test_acc") - stats["mean"]) / stats["std"], abs=1e-5
+    )
     assert dm.datasets["train"].y.mean(0).abs().max() < 1e-4

@@ -16,8 +16,15 @@ Q, N, HELD = 6, 4, "digits_all"
 
 
 def make_dm(image_tasks: dict, **kwargs) -> ImageTaskDataModule:
-    args = {"images_per_class": N, "image_size": 8, "query_size": Q, "train_episodes": 24, "eval_episodes": 8,
-            "batch_size": 4, "seed": 0} | kwargs
+    args = {
+        "images_per_class": N,
+        "image_size": 8,
+        "query_size": Q,
+        "train_episodes": 24,
+        "eval_episodes": 8,
+        "batch_size": 4,
+        "seed": 0,
+    } | kwargs
     return ImageTaskDataModule(image_tasks["scores"], image_tasks["tasks"], HELD, **args)
 
 
@@ -28,8 +35,9 @@ def dm(image_tasks: dict) -> ImageTaskDataModule:
 
 def test_held_out_task_only_in_test_episodes(dm: ImageTaskDataModule) -> None:
     held = dm.task_names.index(HELD)
-    train, val = (torch.cat([b["task"] for b in loader]).tolist() for loader in (dm.train_dataloader(),
-                                                                                   dm.val_dataloader()))
+    train, val = (
+        torch.cat([b["task"] for b in loader]).tolist() for loader in (dm.train_dataloader(), dm.val_dataloader())
+    )
     assert held not in train and held not in val
     assert set(train) == set(dm.train_task_ids) and set(val) <= set(dm.train_task_ids)
     assert set(torch.cat([b["task"] for b in dm.test_dataloader()]).tolist()) == {held}
@@ -65,19 +73,31 @@ def test_episodes_are_seeded(image_tasks: dict, dm: ImageTaskDataModule) -> None
 
 def test_architectures_are_drawn_as_task_datamodule_draws_them(image_tasks: dict, dm: ImageTaskDataModule) -> None:
     """Images come from their own random stream: the episodes extend TaskDataModule's."""
-    plain = TaskDataModule([NB201Benchmark(image_tasks["scores"])], list(image_tasks["tasks"]), HELD, context_size=0,
-                           query_size=Q, train_episodes=24, eval_episodes=8, split=(0.6, 0.2, 0.2), batch_size=4)
+    plain = TaskDataModule(
+        [NB201Benchmark(image_tasks["scores"])],
+        list(image_tasks["tasks"]),
+        HELD,
+        context_size=0,
+        query_size=Q,
+        train_episodes=24,
+        eval_episodes=8,
+        split=(0.6, 0.2, 0.2),
+        batch_size=4,
+    )
     ours, theirs = next(iter(dm.test_dataloader())), next(iter(plain.test_dataloader()))
     for key in theirs:
         assert torch.equal(ours[key], theirs[key]), key
 
 
 def test_bad_inputs_name_the_field(image_tasks: dict, tmp_path: Path) -> None:
-    with pytest.raises(DataFileError, match="data.init_args.scores: .* measure it with `python benchmarks/image_tasks.py measure"):
+    with pytest.raises(
+        DataFileError, match="data.init_args.scores: .* measure it with `python benchmarks/image_tasks.py measure"
+    ):
         ImageTaskDataModule(str(tmp_path / "none.csv"), image_tasks["tasks"], HELD)
     with pytest.raises(ConfigError, match="data.init_args.tasks: cifar not columns"):
-        ImageTaskDataModule(image_tasks["scores"], image_tasks["tasks"] | {"cifar": {"images": "x", "classes": [0]}},
-                            HELD)
+        ImageTaskDataModule(
+            image_tasks["scores"], image_tasks["tasks"] | {"cifar": {"images": "x", "classes": [0]}}, HELD
+        )
     with pytest.raises(ConfigError, match="images_per_class=13"):
         _ = make_dm(image_tasks, images_per_class=13).class_images  # 12 images per label
     moved = {name: t | {"images": str(tmp_path / "gone.csv")} for name, t in image_tasks["tasks"].items()}
@@ -87,11 +107,23 @@ def test_bad_inputs_name_the_field(image_tasks: dict, tmp_path: Path) -> None:
 
 def test_real_images_fill_the_class_slots(image_tasks: dict, shared_data: Path) -> None:
     images = shared_data / "images"
-    tasks = {"mnist_0to4": {"images": str(images / "mnist_5k.csv.gz"), "classes": [0, 1, 2, 3, 4]},
-             "digits_all": {"images": str(images / "digits.csv.gz"), "classes": list(range(10))}}
-    dm = ImageTaskDataModule(image_tasks["scores"], tasks, HELD, images_per_class=N, query_size=Q,
-                             train_episodes=2, eval_episodes=2, batch_size=2)
+    tasks = {
+        "mnist_0to4": {"images": str(images / "mnist_5k.csv.gz"), "classes": [0, 1, 2, 3, 4]},
+        "digits_all": {"images": str(images / "digits.csv.gz"), "classes": list(range(10))},
+    }
+    dm = ImageTaskDataModule(
+        image_tasks["scores"],
+        tasks,
+        HELD,
+        images_per_class=N,
+        query_size=Q,
+        train_episodes=2,
+        eval_episodes=2,
+        batch_size=2,
+    )
     assert [len(p) for p in dm.class_images[0]] == [500] * 5  # MNIST-5k: 500 per label
     batch = next(iter(dm.train_dataloader()))
-    assert batch["task"].tolist() == [0, 0] and batch["class_mask"][:, :5].all() and not batch["class_mask"][:, 5:].any()
+    assert (
+        batch["task"].tolist() == [0, 0] and batch["class_mask"][:, :5].all() and not batch["class_mask"][:, 5:].any()
+    )
     assert batch["images"].shape[-2:] == (16, 16) and batch["images"][:, :5].std() > 0.5

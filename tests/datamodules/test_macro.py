@@ -16,10 +16,26 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def tiny(path: Path, images: Path, **kwargs) -> MacroDataModule:
     space = MacroSpace(num_cells=6, stem_channels=(4,), channels=(4, 8), repeats=(1, 2), max_stages=2)
-    tokenizer = MacroTokenizer(space, num_classes=(2, 3), input_sizes=(8,), in_channels=1,
-                               params_range=(1e2, 1e5), flops_range=(1e4, 1e8), num_bins=8)
-    args = {"num_settings": 6, "population_size": 3, "sample_size": 2, "cycles": 2, "top_k": 2, "batch_size": 4,
-            "proxy_batch_size": 4, "split": (0.5, 0.25, 0.25), **kwargs}
+    tokenizer = MacroTokenizer(
+        space,
+        num_classes=(2, 3),
+        input_sizes=(8,),
+        in_channels=1,
+        params_range=(1e2, 1e5),
+        flops_range=(1e4, 1e8),
+        num_bins=8,
+    )
+    args = {
+        "num_settings": 6,
+        "population_size": 3,
+        "sample_size": 2,
+        "cycles": 2,
+        "top_k": 2,
+        "batch_size": 4,
+        "proxy_batch_size": 4,
+        "split": (0.5, 0.25, 0.25),
+        **kwargs,
+    }
     return MacroDataModule(tokenizer, str(path), images=str(images), **args)
 
 
@@ -33,7 +49,7 @@ def test_generates_once_then_reads_the_cache(tmp_path: Path, shared_data: Path, 
     for row in batch.tolist():
         constraints, arch = dm.tokenizer.decode(row)
         assert dm.space.satisfies(arch, constraints)
-    train = {c for c in dm.constraints("train")}
+    train = set(dm.constraints("train"))
     assert train and dm.constraints("val") and not train & set(dm.constraints("val"))
 
     monkeypatch.setattr("nag.datamodules.macro.generate_records", lambda *a, **k: pytest.fail("regenerated"))

@@ -21,8 +21,15 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def tiny_tokenizer() -> MacroTokenizer:
     space = MacroSpace(num_cells=6, stem_channels=(4,), channels=(4, 8), repeats=(1, 2), max_stages=2)
-    return MacroTokenizer(space, num_classes=(2, 3), input_sizes=(8,), in_channels=1,
-                          params_range=(1e2, 1e5), flops_range=(1e4, 1e8), num_bins=8)
+    return MacroTokenizer(
+        space,
+        num_classes=(2, 3),
+        input_sizes=(8,),
+        in_channels=1,
+        params_range=(1e2, 1e5),
+        flops_range=(1e4, 1e8),
+        num_bins=8,
+    )
 
 
 def params_fitness(space, arch, constraints) -> float:
@@ -45,16 +52,37 @@ def test_evolution_stays_within_budgets_and_climbs_the_fitness() -> None:
 def test_records_are_reproducible_and_feasible(shared_data: Path) -> None:
     tokenizer = tiny_tokenizer()
     images = shared_data / "images" / "digits.csv.gz"
-    runs = [generate_records(tokenizer, ZCFitness(images, "synflow", batch_size=4), num_settings=2,
-                             population_size=3, sample_size=2, cycles=3, top_k=3, seed=5) for _ in range(2)]
+    runs = [
+        generate_records(
+            tokenizer,
+            ZCFitness(images, "synflow", batch_size=4),
+            num_settings=2,
+            population_size=3,
+            sample_size=2,
+            cycles=3,
+            top_k=3,
+            seed=5,
+        )
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1] and runs[0]
     space = tokenizer.space
     for r in runs[0]:
         arch = space.from_string(r["arch"])
         c = (r["num_classes"], r["input_size"], r["max_params"], r["max_flops"], r["in_channels"])
         assert r["params"] <= r["max_params"] and r["flops"] <= r["max_flops"]
-        assert (r["params"], r["flops"]) == space.cost(arch, type(draw_constraints(tokenizer, np.random.default_rng(0)))(*c))
+        assert (r["params"], r["flops"]) == space.cost(
+            arch, type(draw_constraints(tokenizer, np.random.default_rng(0)))(*c)
+        )
         assert np.isfinite(r["fitness"])
-    other = generate_records(tokenizer, ZCFitness(images, "synflow", batch_size=4), num_settings=2,
-                             population_size=3, sample_size=2, cycles=3, top_k=3, seed=6)
+    other = generate_records(
+        tokenizer,
+        ZCFitness(images, "synflow", batch_size=4),
+        num_settings=2,
+        population_size=3,
+        sample_size=2,
+        cycles=3,
+        top_k=3,
+        seed=6,
+    )
     assert other != runs[0]

@@ -25,8 +25,15 @@ def benches() -> list[NBGraphBenchmark]:
 @pytest.fixture(scope="module")
 def dm(benches: list[NBGraphBenchmark]) -> TaskDataModule:
     dm = TaskDataModule(
-        benches, ["test_acc"], held_out="cora", context_size=K, query_size=Q,
-        train_episodes=24, eval_episodes=8, batch_size=B, seed=0,
+        benches,
+        ["test_acc"],
+        held_out="cora",
+        context_size=K,
+        query_size=Q,
+        train_episodes=24,
+        eval_episodes=8,
+        batch_size=B,
+        seed=0,
     )
     _ = dm.tasks  # build once (encodes every dataset)
     return dm
@@ -183,8 +190,15 @@ def nb201(tmp_path_factory: pytest.TempPathFactory) -> NB201Benchmark:
 
 
 def test_nb201_tasks_are_the_metrics(nb201: NB201Benchmark) -> None:
-    dm = TaskDataModule([nb201], NB201_METRICS, held_out="imagenet16_test_200ep", context_size=K, query_size=Q,
-                        eval_episodes=4, batch_size=2)
+    dm = TaskDataModule(
+        [nb201],
+        NB201_METRICS,
+        held_out="imagenet16_test_200ep",
+        context_size=K,
+        query_size=Q,
+        eval_episodes=4,
+        batch_size=2,
+    )
     assert dm.task_names == NB201_METRICS
     assert dm.train_task_ids == [0, 1]
     with pytest.raises(ConfigError, match="cifar10_test_200ep, cifar100_test_200ep, imagenet16_test_200ep"):
@@ -198,7 +212,9 @@ def test_nb201_tasks_are_the_metrics(nb201: NB201Benchmark) -> None:
     assert set(batch["task"].tolist()) == {2}
     task = dm.tasks[2]
     idx = rows(nb201, batch["x"][0], batch["adj"][0])
-    assert batch["y"][0].numpy() == pytest.approx((nb201.column(NB201_METRICS[2])[idx] - task.mean) / task.std, abs=1e-4)
+    assert batch["y"][0].numpy() == pytest.approx(
+        (nb201.column(NB201_METRICS[2])[idx] - task.mean) / task.std, abs=1e-4
+    )
 
 
 def test_one_benchmark_one_metric_is_named_by_the_benchmark(nb201: NB201Benchmark) -> None:

@@ -57,8 +57,9 @@ def test_published_net_codes_and_edge_order_reproduce_nb201_params_and_flops(zc_
 
 
 def test_published_table_loads_with_its_string_column(shared_data):
-    dm = ZCCellDataModule(SPACE, path=str(shared_data / "nb201" / "zc_proxies_cifar10.csv"),
-                          proxies=["synflow", "nwot", "params"])
+    dm = ZCCellDataModule(
+        SPACE, path=str(shared_data / "nb201" / "zc_proxies_cifar10.csv"), proxies=["synflow", "nwot", "params"]
+    )
     assert dm.proxies == ["synflow", "nwot", "params"] and len(dm.archs_all) == 9445 and dm.num_dropped == 0
     z = dm.normalized("train")
     assert torch.isfinite(z).all()

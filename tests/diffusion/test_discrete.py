@@ -46,8 +46,9 @@ def test_schedule_runs_from_clean_to_pure_noise():
 def test_transition_matrices_are_row_stochastic():
     d = toy(T=50)
     t = torch.arange(1, d.T + 1)
-    mats = torch.stack([d.cumulative("nodes", t), d.transition("nodes", t, t - 1),
-                        torch.stack([stepwise(d, int(i)) for i in t])])
+    mats = torch.stack(
+        [d.cumulative("nodes", t), d.transition("nodes", t, t - 1), torch.stack([stepwise(d, int(i)) for i in t])]
+    )
     assert (mats >= 0).all()
     assert_close(mats.sum(-1), torch.ones(mats.shape[:-1]))
 
@@ -76,8 +77,9 @@ def test_posterior_equals_brute_force_bayes():
         tt, ss = torch.tensor([t]), torch.tensor([s])
         for z_t in range(k):
             onehot = torch.nn.functional.one_hot(torch.tensor([[z_t]]), k).float()
-            got = posterior(onehot, d.transition("nodes", tt, ss), d.cumulative("nodes", ss),
-                            d.cumulative("nodes", tt))[0, 0]
+            got = posterior(
+                onehot, d.transition("nodes", tt, ss), d.cumulative("nodes", ss), d.cumulative("nodes", tt)
+            )[0, 0]
             for x0 in range(k):
                 joint = torch.tensor([q_s[x0, zs] * q_ts[zs, z_t] for zs in range(k)])
                 if joint.sum() == 0:  # z_t impossible from this x_0 (a zero marginal)
@@ -105,7 +107,9 @@ def test_directed_edges_survive_encode_diffuse_decode(space):
     assert torch.equal(edges, adj.long()), "encoded adjacency is strictly upper-triangular"
     d = CategoricalDiffusion(space.max_nodes, v + 1, 2, T=500)
     d.set_marginals({"nodes": nodes, "edges": edges})
-    noisy = d.noise({"nodes": nodes, "edges": edges}, torch.zeros(32, dtype=torch.long), torch.Generator().manual_seed(0))
+    noisy = d.noise(
+        {"nodes": nodes, "edges": edges}, torch.zeros(32, dtype=torch.long), torch.Generator().manual_seed(0)
+    )
     assert torch.equal(noisy["edges"], edges) and torch.equal(noisy["nodes"], nodes)
     real = noisy["nodes"] < v
     x_out = torch.nn.functional.one_hot(noisy["nodes"].clamp_max(v - 1), v).float() * real.unsqueeze(-1)

@@ -9,8 +9,14 @@ import torch
 from nag.benchmarks import Benchmark
 from nag.datamodules import ArchitectureDataModule
 from nag.diffusion import ode_sample, pc_sample
-from nag.diffusion.guidance import (GuidanceTerm, check_same_sde, guided_score, parse_objective, predictor_term,
-                                   signal_fraction)
+from nag.diffusion.guidance import (
+    GuidanceTerm,
+    check_same_sde,
+    guided_score,
+    parse_objective,
+    predictor_term,
+    signal_fraction,
+)
 from nag.diffusion.sde import VESDE, VPSDE
 from nag.errors import ConfigError
 from nag.generation import decode_samples
@@ -25,8 +31,14 @@ class OpCountTable(Benchmark):
     def __init__(self, n: int = 3000) -> None:
         self.space = NB201Space()
         archs = list(dict.fromkeys(self.space.sample(n, np.random.default_rng(0))))
-        self._set_table(archs, {"convs": np.array([count(a, "conv") for a in archs], dtype=float),
-                                "pools": np.array([count(a, "pool") for a in archs], dtype=float)}, keys=archs)
+        self._set_table(
+            archs,
+            {
+                "convs": np.array([count(a, "conv") for a in archs], dtype=float),
+                "pools": np.array([count(a, "pool") for a in archs], dtype=float),
+            },
+            keys=archs,
+        )
 
 
 def count(arch, word: str) -> int:
@@ -47,7 +59,8 @@ def test_guided_score_adds_the_weighted_gradient():
 def test_guidance_differs_only_in_the_gradient_of_unused_parts():
     term = GuidanceTerm(lambda s, t: s["x"].sum(-1))
     out = guided_score(lambda s, t: {k: torch.zeros_like(v) for k, v in s.items()}, [term])(
-        {"x": torch.zeros(2, 3), "adj": torch.zeros(2, 3, 3)}, torch.ones(2))
+        {"x": torch.zeros(2, 3), "adj": torch.zeros(2, 3, 3)}, torch.ones(2)
+    )
     assert torch.equal(out["adj"], torch.zeros(2, 3, 3)) and torch.equal(out["x"], torch.ones(2, 3))
 
 
@@ -60,8 +73,10 @@ def random_score(seed=0):
     gen = torch.Generator().manual_seed(seed)
 
     def score(s, t):
-        return {k: torch.randn(v.shape, generator=gen) * torch.arange(1.0, len(v) + 1).view(-1, *[1] * (v.dim() - 1))
-                for k, v in s.items()}
+        return {
+            k: torch.randn(v.shape, generator=gen) * torch.arange(1.0, len(v) + 1).view(-1, *[1] * (v.dim() - 1))
+            for k, v in s.items()
+        }
 
     return score
 
@@ -80,8 +95,9 @@ def test_norm_ratio_sets_the_added_norm_per_sample_and_key():
     added = {k: out[k] - base[k] for k in state}
     torch.testing.assert_close(per_sample_norm(added["x"]), 0.3 * per_sample_norm(base["x"]))
     torch.testing.assert_close(per_sample_norm(added["adj"]), 0.5 * (1 - t) * per_sample_norm(base["adj"]))
-    torch.testing.assert_close(added["x"] / per_sample_norm(added["x"]).view(-1, 1, 1),
-                               state["x"] / per_sample_norm(state["x"]).view(-1, 1, 1))
+    torch.testing.assert_close(
+        added["x"] / per_sample_norm(added["x"]).view(-1, 1, 1), state["x"] / per_sample_norm(state["x"]).view(-1, 1, 1)
+    )
 
 
 def test_norm_ratio_normalises_each_term_before_weighting():
@@ -110,8 +126,10 @@ def test_probability_flow_scales_only_norm_ratio_guidance_by_the_signal_fraction
     sde, state, t = VPSDE(), {"x": torch.randn(3, 4)}, torch.tensor([1e-5, 0.5, 1.0])
     term = GuidanceTerm(lambda s, t: s["x"].sum(-1), scale=0.4)
     base = random_score()(state, t)
-    added = {flow: guided_score(lambda s, t: base, [term], normalize=True, probability_flow=flow, sde=sde)(state, t)
-             for flow in (False, True)}
+    added = {
+        flow: guided_score(lambda s, t: base, [term], normalize=True, probability_flow=flow, sde=sde)(state, t)
+        for flow in (False, True)
+    }
     added = {flow: out["x"] - base["x"] for flow, out in added.items()}
     torch.testing.assert_close(added[True], added[False] * signal_fraction(sde, t).unsqueeze(-1))
     assert signal_fraction(sde, t)[0] == pytest.approx(1.0, abs=1e-2) and signal_fraction(sde, t)[2] < 0.01
@@ -134,11 +152,14 @@ def normal_score(sde):
 def mean_shift(sampler, sde, terms, seed=0, **flags):
     """Mean of guided minus unguided samples (same seed, so the sampling noise cancels)."""
     shapes = {"x": (2000, 4)}
-    run = {"pc": lambda f: pc_sample(sde, f, shapes, num_steps=200, generator=torch.Generator().manual_seed(seed)),
-           "ode": lambda f: ode_sample(sde, f, shapes, num_steps=30, generator=torch.Generator().manual_seed(seed))}
+    run = {
+        "pc": lambda f: pc_sample(sde, f, shapes, num_steps=200, generator=torch.Generator().manual_seed(seed)),
+        "ode": lambda f: ode_sample(sde, f, shapes, num_steps=30, generator=torch.Generator().manual_seed(seed)),
+    }
     score = normal_score(sde)
-    return (run[sampler](guided_score(score, terms, sde.T, sde=sde, **flags))["x"].mean()
-            - run[sampler](score)["x"].mean()).item()
+    return (
+        run[sampler](guided_score(score, terms, sde.T, sde=sde, **flags))["x"].mean() - run[sampler](score)["x"].mean()
+    ).item()
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
@@ -165,23 +186,41 @@ def test_raw_noise_aware_guidance_needs_no_ode_factor():
     assert pc == pytest.approx(0.3, abs=0.05) and ode == pytest.approx(0.3, abs=0.05), (pc, ode)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("max valid_acc", ("valid_acc", "max", None)),
-    ("maximize valid_acc", ("valid_acc", "max", None)),
-    ("min latency", ("latency", "min", None)),
-    ("  Minimize  latency ", ("latency", "min", None)),
-    ("latency<=0.004", ("latency", "min", 0.004)),
-    ("latency <= 4e-3", ("latency", "min", 0.004)),
-    ("valid_acc>=0.8", ("valid_acc", "max", 0.8)),
-    ("params_m >= -1.5", ("params_m", "max", -1.5)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("max valid_acc", ("valid_acc", "max", None)),
+        ("maximize valid_acc", ("valid_acc", "max", None)),
+        ("min latency", ("latency", "min", None)),
+        ("  Minimize  latency ", ("latency", "min", None)),
+        ("latency<=0.004", ("latency", "min", 0.004)),
+        ("latency <= 4e-3", ("latency", "min", 0.004)),
+        ("valid_acc>=0.8", ("valid_acc", "max", 0.8)),
+        ("params_m >= -1.5", ("params_m", "max", -1.5)),
+    ],
+)
 def test_parse_objective(text, expected):
     assert parse_objective(text) == expected
 
 
-@pytest.mark.parametrize("text", ["valid_acc", "max", "", "best valid_acc", "max valid acc", "latency<0.004",
-                                  "latency=0.004", "latency<=", "latency<=fast", "latency<=inf", "<=0.004",
-                                  "max latency<=0.004", "latency<=0.004\nmax x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "valid_acc",
+        "max",
+        "",
+        "best valid_acc",
+        "max valid acc",
+        "latency<0.004",
+        "latency=0.004",
+        "latency<=",
+        "latency<=fast",
+        "latency<=inf",
+        "<=0.004",
+        "max latency<=0.004",
+        "latency<=0.004\nmax x",
+    ],
+)
 def test_bad_objective_is_named_on_one_line(text):
     with pytest.raises(ConfigError) as err:
         parse_objective(text)
@@ -203,9 +242,15 @@ def trained(tmp_path_factory):
     gen = ScoreDiffusionModule(dm.spec(), dim=32, layers=2, heads=2, warmup_steps=5, ema_decay=0.99, lr=3e-3)
     pred = PredictorModule(dm.spec(), hidden=32, num_layers=2, lr=5e-3, noise_aware=True)
     for module, epochs in ((gen, 12), (pred, 12)):
-        pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False,
-                   default_root_dir=tmp_path_factory.mktemp("fit")).fit(module, dm)
+        pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path_factory.mktemp("fit"),
+        ).fit(module, dm)
     return dm.space, gen.eval(), pred.eval()
 
 
@@ -224,8 +269,10 @@ def test_guidance_raises_the_metric_of_samples(trained):
 
 def test_budget_is_respected_while_maximising_another_metric(trained):
     space, gen, pred = trained
-    terms = [predictor_term(pred, "convs", scale=2.0),
-             predictor_term(pred, "pools", direction="min", limit=0.5, scale=5.0)]
+    terms = [
+        predictor_term(pred, "convs", scale=2.0),
+        predictor_term(pred, "pools", direction="min", limit=0.5, scale=5.0),
+    ]
     guided = gen.sample_graphs(200, steps=20, seed=1, guidance=terms)
     unguided = gen.sample_graphs(200, steps=20, seed=1)
     pools, base_pools = true_counts(space, guided, "pool"), true_counts(space, unguided, "pool")

@@ -3,7 +3,6 @@ import torch
 
 from nag.diffusion import VESDE, VPSDE, ode_sample, pc_sample
 
-
 MU = torch.tensor([1.0, -0.5])
 S = 0.5
 
@@ -64,8 +63,10 @@ def test_ode_euler_is_worse_than_heun_for_few_steps():
 def test_shapes_and_seeds(sampler):
     sde = VPSDE()
     shapes = {"x": (5, 4, 3), "adj": (5, 4, 4)}
-    a, b, c = (SAMPLERS[sampler](sde, gaussian_score(sde, mu=0.0), shapes, num_steps=5, generator=seeded(seed))
-               for seed in (0, 0, 1))
+    a, b, c = (
+        SAMPLERS[sampler](sde, gaussian_score(sde, mu=0.0), shapes, num_steps=5, generator=seeded(seed))
+        for seed in (0, 0, 1)
+    )
     assert {k: tuple(v.shape) for k, v in a.items()} == shapes
     assert all(torch.equal(a[k], b[k]) for k in shapes)
     assert all(not torch.equal(a[k], c[k]) for k in shapes)
@@ -85,8 +86,9 @@ def test_mask_keeps_entries_exactly_zero(sampler):
         seen_nonzero.append(bool(state["x"][:, 3:].any() or state["adj"][:, upper == 0].any()))
         return score(state, t)
 
-    out = SAMPLERS[sampler](sde, score_fn, {"x": (b, n, v), "adj": (b, n, n)},
-                            num_steps=20, generator=seeded(0), mask=mask)
+    out = SAMPLERS[sampler](
+        sde, score_fn, {"x": (b, n, v), "adj": (b, n, n)}, num_steps=20, generator=seeded(0), mask=mask
+    )
     assert seen_nonzero and not any(seen_nonzero)
     assert torch.all(out["x"][:, 3:] == 0) and torch.all(out["x"][:, :3] != 0)
     assert torch.all(out["adj"][:, upper == 0] == 0) and torch.all(out["adj"][:, upper == 1] != 0)
@@ -95,8 +97,14 @@ def test_mask_keeps_entries_exactly_zero(sampler):
 def test_mask_for_one_key_leaves_others_free():
     sde = VPSDE()
     mask = {"adj": torch.zeros(3, 3)}
-    out = pc_sample(sde, gaussian_score(sde, mu=0.0), {"x": (2, 3, 2), "adj": (2, 3, 3)}, num_steps=3,
-                    generator=seeded(0), mask=mask)
+    out = pc_sample(
+        sde,
+        gaussian_score(sde, mu=0.0),
+        {"x": (2, 3, 2), "adj": (2, 3, 3)},
+        num_steps=3,
+        generator=seeded(0),
+        mask=mask,
+    )
     assert torch.all(out["adj"] == 0) and torch.all(out["x"] != 0)
 
 

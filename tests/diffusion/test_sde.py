@@ -6,7 +6,6 @@ import torch
 from nag.diffusion import SDE, VESDE, VPSDE, sde_from_config
 from nag.errors import ConfigError
 
-
 SDES = [VESDE(), VPSDE(), VESDE(sigma_min=0.05, sigma_max=10.0), VPSDE(beta_min=0.5, beta_max=5.0)]
 IDS = ["ve", "vp", "ve-custom", "vp-custom"]
 

@@ -53,19 +53,51 @@ def test_benchmark_values_match_closed_forms():
 def test_fit_then_generate_through_the_cli(tmp_path, capsys):
     from chain_space import ChainSpace
 
-    main(["fit", "--config", CONFIG, *TINY, "--trainer.max_steps=3", "--trainer.limit_val_batches=1",
-          f"--trainer.default_root_dir={tmp_path}"])
+    main(
+        [
+            "fit",
+            "--config",
+            CONFIG,
+            *TINY,
+            "--trainer.max_steps=3",
+            "--trainer.limit_val_batches=1",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     ckpt = next(tmp_path.rglob("last.ckpt"))
     out = tmp_path / "chain.csv"
-    main(["generate", "--config", CONFIG, "--ckpt_path", str(ckpt), "--num_samples=24", "--steps=3",
-          f"--output={out}", "--trainer.enable_progress_bar=false", "--verbose"])
+    main(
+        [
+            "generate",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(ckpt),
+            "--num_samples=24",
+            "--steps=3",
+            f"--output={out}",
+            "--trainer.enable_progress_bar=false",
+            "--verbose",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "validity=" in printed
     rows = list(csv.DictReader(out.open()))
     if not all(row["valid"] == "True" for row in rows):
         assert "invalid samples, by reason:" in printed
-    main(["generate", "--config", CONFIG, "--ckpt_path", str(ckpt), "--num_samples=4", "--steps=2",
-          f"--output={tmp_path / 'quiet.json'}", "--quiet"])
+    main(
+        [
+            "generate",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(ckpt),
+            "--num_samples=4",
+            "--steps=2",
+            f"--output={tmp_path / 'quiet.json'}",
+            "--quiet",
+        ]
+    )
     assert capsys.readouterr().out == "" and (tmp_path / "quiet.json").is_file()
     assert len(rows) == 24 and {"receptive_field", "params"} <= set(rows[0])
     space = ChainSpace()
@@ -80,8 +112,19 @@ def test_fit_then_generate_through_the_cli(tmp_path, capsys):
 
 def test_the_space_alone_is_enough_to_train(tmp_path):
     """No benchmark: the generator learns the space's architectures themselves."""
-    main(["fit", "--config", CONFIG, *TINY, "--data.init_args.benchmark=null", "--data.init_args.targets=[]",
-          "--data.init_args.space=chain_space.ChainSpace", "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
-          f"--trainer.default_root_dir={tmp_path}"])
+    main(
+        [
+            "fit",
+            "--config",
+            CONFIG,
+            *TINY,
+            "--data.init_args.benchmark=null",
+            "--data.init_args.targets=[]",
+            "--data.init_args.space=chain_space.ChainSpace",
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=1",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
     ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["data_spec"]["space"]["name"] == "chain"

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
-TINY = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
-        "--test_after_fit=false", "--generate_after_fit=0", "--trainer.callbacks=[]"]
+TINY = [
+    "--trainer.max_steps=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+    "--test_after_fit=false",
+    "--generate_after_fit=0",
+    "--trainer.callbacks=[]",
+]
 CONFIGS = {  # shipped generator configs and the data file each needs (None: embedded)
     "quickstart.yaml": None,
     "nbgraph/diffusion.yaml": None,
@@ -55,9 +61,13 @@ def test_shipped_config_round_trips_through_load_generator(config, tmp_path):
 
 
 def test_space_is_rebuilt_with_its_constructor_arguments(tmp_path):
-    ckpt = fit("nbgraph/diffusion.yaml", tmp_path, "--data.init_args.benchmark.init_args.dataset=proteins",
-               "--data.init_args.benchmark.init_args.space=nag.spaces.NBGraphSpace",
-               '--data.init_args.benchmark.init_args.space.ops=["gcn", "gat", "sage", "gin", "skip"]')
+    ckpt = fit(
+        "nbgraph/diffusion.yaml",
+        tmp_path,
+        "--data.init_args.benchmark.init_args.dataset=proteins",
+        "--data.init_args.benchmark.init_args.space=nag.spaces.NBGraphSpace",
+        '--data.init_args.benchmark.init_args.space.ops=["gcn", "gat", "sage", "gin", "skip"]',
+    )
     generator = nag.load_generator(ckpt)
     assert set(generator.space.layer_ops) == {"gcn", "gat", "sage", "gin", "skip"}
     with pytest.raises(ConfigError, match="trained on search space"):
@@ -91,8 +101,21 @@ def test_uniform_random_is_a_generator():
 
 def test_generate_guide_needs_a_noise_aware_predictor(tmp_path, capsys):
     ckpt = fit("nbgraph/diffusion.yaml", tmp_path / "gen")
-    args = ["generate", "--config", str(ROOT / "configs" / "nbgraph" / "diffusion.yaml"), "--ckpt_path", str(ckpt),
-            "--num_samples", "4", "--steps", "2", "--output", str(tmp_path / "out.csv"), "--guide", '["max valid_acc"]']
+    args = [
+        "generate",
+        "--config",
+        str(ROOT / "configs" / "nbgraph" / "diffusion.yaml"),
+        "--ckpt_path",
+        str(ckpt),
+        "--num_samples",
+        "4",
+        "--steps",
+        "2",
+        "--output",
+        str(tmp_path / "out.csv"),
+        "--guide",
+        '["max valid_acc"]',
+    ]
     with pytest.raises(SystemExit):
         main(args)
     assert "--guide needs --predictor_ckpt" in capsys.readouterr().err
@@ -100,7 +123,11 @@ def test_generate_guide_needs_a_noise_aware_predictor(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*args, "--predictor_ckpt", str(predictor)])
     assert "noise_aware" in capsys.readouterr().err
-    aware = fit("quickstart_predictor.yaml", tmp_path / "aware", "--model.init_args.noise_aware=true",
-                "--data.init_args.targets=[valid_acc, latency]")
+    aware = fit(
+        "quickstart_predictor.yaml",
+        tmp_path / "aware",
+        "--model.init_args.noise_aware=true",
+        "--data.init_args.targets=[valid_acc, latency]",
+    )
     main([*args[:-2], "--guide", '["max valid_acc", "latency<=0.004"]', "--predictor_ckpt", str(aware)])
     assert (tmp_path / "out.csv").read_text().count("\n") == 5

@@ -34,16 +34,32 @@ def op_count_table(n: int = 700, seed: int = 0) -> dict[str, list]:
 
 
 def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[ZCCellDataModule, CellEncoderModule, dict]:
     pl.seed_everything(0)
     dm = ZCCellDataModule(SPACE, table=op_count_table(), batch_size=32, seed=0)
-    model = CellEncoderModule(dm.spec(), latent_dim=16, hidden=64, encoder_layers=2, decoder_layers=1,
-                              num_clusters=4, lr=3e-3, prior_samples=64)
+    model = CellEncoderModule(
+        dm.spec(),
+        latent_dim=16,
+        hidden=64,
+        encoder_layers=2,
+        decoder_layers=1,
+        num_clusters=4,
+        lr=3e-3,
+        prior_samples=64,
+    )
     t = trainer(tmp_path_factory.mktemp("enc"), max_epochs=8)
     t.fit(model, dm)
     return dm, model, t.validate(model, dm, verbose=False)[0]
@@ -73,7 +89,9 @@ def test_distance_matching_makes_latent_distances_rank_like_zc_distances():
     assert before < 0.3 and after > 0.95
     # only the shape of the metric is matched: scaling the ZC vectors changes nothing
     with torch.no_grad():
-        assert float(distance_matching_loss(latent, 10 * zc)) == pytest.approx(float(distance_matching_loss(latent, zc)), rel=1e-5)
+        assert float(distance_matching_loss(latent, 10 * zc)) == pytest.approx(
+            float(distance_matching_loss(latent, zc)), rel=1e-5
+        )
 
 
 def test_decoded_means_are_the_held_out_cells(trained):

@@ -106,8 +106,16 @@ def op_count_table(n: int = 700) -> dict[str, list]:
 
 
 def trainer(root, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=root, num_sanity_val_steps=0, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 def encoder_checkpoint(dm: ZCCellDataModule, path: Path, **kwargs) -> Path:
@@ -209,14 +217,36 @@ def test_encoder_must_match_the_data(flow_setup, tmp_path):
 
 def test_configs_run_under_fast_dev_run(shared_data, tmp_path):
     """configs/nb201/cell_encoder.yaml, then cell_flow.yaml on an encoder of that config's data."""
-    common = ["--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
-              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-    main(["fit", "--config", str(ROOT / "configs/nb201/cell_encoder.yaml"), *common,
-          "--model.init_args.prior_samples=16"])
-    dm = ZCCellDataModule(NB201Space(), path=str(shared_data / "nb201" / "zc_proxies_cifar10.csv"),
-                          arch_column="net_str",
-                          proxies=["synflow", "snip", "grad_norm", "jacov", "nwot", "fisher", "params", "flops"])
+    common = [
+        "--trainer.fast_dev_run=true",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs/nb201/cell_encoder.yaml"),
+            *common,
+            "--model.init_args.prior_samples=16",
+        ]
+    )
+    dm = ZCCellDataModule(
+        NB201Space(),
+        path=str(shared_data / "nb201" / "zc_proxies_cifar10.csv"),
+        arch_column="net_str",
+        proxies=["synflow", "snip", "grad_norm", "jacov", "nwot", "fisher", "params", "flops"],
+    )
     enc = encoder_checkpoint(dm, tmp_path / "enc.ckpt", latent_dim=16, hidden=64)
-    main(["fit", "--config", str(ROOT / "configs/nb201/cell_flow.yaml"), *common,
-          f"--model.init_args.encoder_ckpt={enc}", "--model.init_args.val_samples=16",
-          "--model.init_args.logprob_samples=4"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs/nb201/cell_flow.yaml"),
+            *common,
+            f"--model.init_args.encoder_ckpt={enc}",
+            "--model.init_args.val_samples=16",
+            "--model.init_args.logprob_samples=4",
+        ]
+    )

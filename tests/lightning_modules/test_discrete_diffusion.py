@@ -19,26 +19,47 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 NBGRAPH = str(ROOT / "configs" / "nbgraph" / "discrete_diffusion.yaml")
-TINY = ["--model.init_args.dim=16", "--model.init_args.edge_dim=4", "--model.init_args.layers=1",
-        "--model.init_args.heads=2", "--model.init_args.T=20"]
+TINY = [
+    "--model.init_args.dim=16",
+    "--model.init_args.edge_dim=4",
+    "--model.init_args.layers=1",
+    "--model.init_args.heads=2",
+    "--model.init_args.T=20",
+]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
 def nbgraph_dm() -> ArchitectureDataModule:
-    return ArchitectureDataModule(NBGraphBenchmark("cora"), targets=["valid_acc", "latency", "params"],
-                                  split=(0.2, 0.05, 0.75), batch_size=64)
+    return ArchitectureDataModule(
+        NBGraphBenchmark("cora"), targets=["valid_acc", "latency", "params"], split=(0.2, 0.05, 0.75), batch_size=64
+    )
 
 
 def tiny(dm: ArchitectureDataModule, **kwargs) -> DiscreteDiffusionModule:
     pl.seed_everything(0)
-    args = {"conditions": ["valid_acc", "latency"], "T": 20, "dim": 16, "edge_dim": 4, "layers": 1, "heads": 2,
-            "warmup_steps": 1, **kwargs}
+    args = {
+        "conditions": ["valid_acc", "latency"],
+        "T": 20,
+        "dim": 16,
+        "edge_dim": 4,
+        "layers": 1,
+        "heads": 2,
+        "warmup_steps": 1,
+        **kwargs,
+    }
     return DiscreteDiffusionModule(dm.spec(), **args)
 
 
@@ -48,8 +69,17 @@ def test_config_fits_under_fast_dev_run(space, tmp_path, request):
     extra = []
     if space in data:
         extra = [f"--data.init_args.benchmark.init_args.path={request.getfixturevalue('shared_data') / data[space]}"]
-    main(["fit", "--config", str(ROOT / "configs" / space / "discrete_diffusion.yaml"), "--trainer.fast_dev_run=true",
-          f"--trainer.default_root_dir={tmp_path}", *QUIET, *extra])
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / space / "discrete_diffusion.yaml"),
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+            *extra,
+        ]
+    )
 
 
 def test_guided_samples_shift_the_true_metric_in_the_requested_direction(shared_data, tmp_path):
@@ -57,8 +87,18 @@ def test_guided_samples_shift_the_true_metric_in_the_requested_direction(shared_
     metric = "cifar10_test_200ep"
     dm = ArchitectureDataModule(bench, targets=[metric], split=(0.8, 0.1, 0.1), batch_size=128)
     pl.seed_everything(0)
-    model = DiscreteDiffusionModule(dm.spec(), conditions=[metric], T=100, dim=32, edge_dim=8, layers=1, heads=4,
-                                    lr=3e-3, warmup_steps=10, ema_decay=0.99)
+    model = DiscreteDiffusionModule(
+        dm.spec(),
+        conditions=[metric],
+        T=100,
+        dim=32,
+        edge_dim=8,
+        layers=1,
+        heads=4,
+        lr=3e-3,
+        warmup_steps=10,
+        ema_decay=0.99,
+    )
     quiet_trainer(tmp_path, max_steps=30, limit_val_batches=0).fit(model, dm)
     model.eval()
 
@@ -76,8 +116,9 @@ def test_guided_samples_shift_the_true_metric_in_the_requested_direction(shared_
 def test_bf16_mixed_training_is_finite_and_the_generation_callback_logs(nbgraph_dm, tmp_path):
     model = tiny(nbgraph_dm)
     callback = GenerationMetricsCallback(every_n_epochs=1, num_samples=8, sampler="ancestral", steps=3)
-    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
-                            precision="bf16-mixed", callbacks=[callback])
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed", callbacks=[callback]
+    )
     trainer.fit(model, nbgraph_dm)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -103,7 +144,9 @@ def test_samples_are_seeded_dags_with_every_guidance_mode(nbgraph_dm):
 
 def test_guidance_plan_batches_conditional_and_unconditional_passes(nbgraph_dm):
     model = tiny(nbgraph_dm)
-    values, keep, weights = model.guidance_plan({"valid_acc": 0.8, "latency": 0.005}, {"valid_acc": 2.0}, "compositional", 3)
+    values, keep, weights = model.guidance_plan(
+        {"valid_acc": 0.8, "latency": 0.005}, {"valid_acc": 2.0}, "compositional", 3
+    )
     assert keep.tolist() == [[False, False], [True, False], [False, True]]
     assert weights == [1.0 - 2.0 - 1.0, 2.0, 1.0]
     stats = nbgraph_dm.spec()["target_stats"]
@@ -128,20 +171,57 @@ def test_unknown_conditions_name_the_valid_ones(nbgraph_dm):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fit")
-    main(["fit", "--config", NBGRAPH, *TINY, *QUIET, "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
-          f"--trainer.default_root_dir={root}"])
+    main(
+        [
+            "fit",
+            "--config",
+            NBGRAPH,
+            *TINY,
+            *QUIET,
+            "--trainer.max_steps=2",
+            "--trainer.limit_val_batches=1",
+            f"--trainer.default_root_dir={root}",
+        ]
+    )
     return next(root.rglob("last.ckpt"))
 
 
 def test_nag_generate_takes_conditions_and_rejects_unknown_ones_in_one_line(checkpoint, tmp_path, capsys):
     out = tmp_path / "gen.csv"
-    main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=6", "--steps=3",
-          "--conditions", '{"valid_acc": 0.81, "latency": 0.004}', "--guidance_scale=2", f"--output={out}", *QUIET])
+    main(
+        [
+            "generate",
+            "--config",
+            NBGRAPH,
+            "--ckpt_path",
+            str(checkpoint),
+            "--num_samples=6",
+            "--steps=3",
+            "--conditions",
+            '{"valid_acc": 0.81, "latency": 0.004}',
+            "--guidance_scale=2",
+            f"--output={out}",
+            *QUIET,
+        ]
+    )
     lines = out.read_text().splitlines()
     assert len(lines) == 7 and lines[0].startswith("sample,valid,raw_valid,arch,key,error,valid_acc,latency,params")
     with pytest.raises(SystemExit) as exit_info:
-        main(["generate", "--config", NBGRAPH, "--ckpt_path", str(checkpoint), "--num_samples=2", "--steps=1",
-              "--conditions", '{"accuracy": 0.9}', f"--output={tmp_path / 'x.csv'}", *QUIET])
+        main(
+            [
+                "generate",
+                "--config",
+                NBGRAPH,
+                "--ckpt_path",
+                str(checkpoint),
+                "--num_samples=2",
+                "--steps=1",
+                "--conditions",
+                '{"accuracy": 0.9}',
+                f"--output={tmp_path / 'x.csv'}",
+                *QUIET,
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]

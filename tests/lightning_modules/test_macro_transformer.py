@@ -21,12 +21,28 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "hierarchical" / "mac
 @pytest.fixture(scope="module")
 def dm(tmp_path_factory, shared_data: Path) -> MacroDataModule:
     space = MacroSpace(num_cells=6, stem_channels=(4,), channels=(4, 8), repeats=(1, 2), max_stages=2)
-    tokenizer = MacroTokenizer(space, num_classes=(2, 3), input_sizes=(8,), in_channels=1,
-                               params_range=(1e2, 1e5), flops_range=(1e4, 1e8), num_bins=8)
-    data = MacroDataModule(tokenizer, str(tmp_path_factory.mktemp("macro") / "data.json"),
-                           images=str(shared_data / "images" / "digits.csv.gz"), proxy_batch_size=4,
-                           num_settings=8, population_size=3, sample_size=2, cycles=3, top_k=2,
-                           split=(0.5, 0.25, 0.25), batch_size=4)
+    tokenizer = MacroTokenizer(
+        space,
+        num_classes=(2, 3),
+        input_sizes=(8,),
+        in_channels=1,
+        params_range=(1e2, 1e5),
+        flops_range=(1e4, 1e8),
+        num_bins=8,
+    )
+    data = MacroDataModule(
+        tokenizer,
+        str(tmp_path_factory.mktemp("macro") / "data.json"),
+        images=str(shared_data / "images" / "digits.csv.gz"),
+        proxy_batch_size=4,
+        num_settings=8,
+        population_size=3,
+        sample_size=2,
+        cycles=3,
+        top_k=2,
+        split=(0.5, 0.25, 0.25),
+        batch_size=4,
+    )
     data.setup()
     return data
 
@@ -37,8 +53,15 @@ def model_for(dm: MacroDataModule, **kwargs) -> MacroTransformerModule:
 
 
 def trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def test_fast_dev_run_fits_and_logs_constraint_shares(dm: MacroDataModule, tmp_path: Path) -> None:
@@ -90,9 +113,21 @@ def test_training_learns_the_conditional_data(dm: MacroDataModule, tmp_path: Pat
 
 
 def test_config_runs_under_fast_dev_run(tmp_path: Path, shared_data: Path) -> None:
-    main(["fit", "--config", str(CONFIG), "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
-          "--trainer.enable_progress_bar=false", f"--data.init_args.path={tmp_path / 'data.json'}",
-          f"--data.init_args.images={shared_data / 'images' / 'digits.csv.gz'}",
-          "--data.init_args.num_settings=3", "--data.init_args.population_size=1", "--data.init_args.cycles=0",
-          "--data.init_args.top_k=1", "--data.init_args.split=[0.34, 0.33, 0.33]"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIG),
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+            f"--data.init_args.path={tmp_path / 'data.json'}",
+            f"--data.init_args.images={shared_data / 'images' / 'digits.csv.gz'}",
+            "--data.init_args.num_settings=3",
+            "--data.init_args.population_size=1",
+            "--data.init_args.cycles=0",
+            "--data.init_args.top_k=1",
+            "--data.init_args.split=[0.34, 0.33, 0.33]",
+        ]
+    )
     assert (tmp_path / "data.json").is_file()

@@ -38,8 +38,14 @@ def benches() -> list[NBGraphBenchmark]:
 
 
 def make_dm(benches: list[NBGraphBenchmark], **kwargs) -> TaskDataModule:
-    args = {"context_size": K, "query_size": Q, "train_episodes": 16, "eval_episodes": 8, "batch_size": 4,
-            "seed": 0} | kwargs
+    args = {
+        "context_size": K,
+        "query_size": Q,
+        "train_episodes": 16,
+        "eval_episodes": 8,
+        "batch_size": 4,
+        "seed": 0,
+    } | kwargs
     return TaskDataModule(benches, ["valid_acc"], held_out="cora", **args)
 
 
@@ -54,12 +60,19 @@ def make_model(dm: TaskDataModule, seed: int = 0, **kwargs) -> MetaPredictorModu
 
 
 def make_trainer(root: Path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      default_root_dir=root, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kwargs,
+    )
 
 
-def episode_predictions(model: MetaPredictorModule, batch: dict[str, torch.Tensor],
-                        task_vec: torch.Tensor | None = None) -> torch.Tensor:
+def episode_predictions(
+    model: MetaPredictorModule, batch: dict[str, torch.Tensor], task_vec: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[B, Q]`` predictions through the public API (what a search loop calls)."""
     if task_vec is None:
         task_vec = model.encode_context(batch["ctx_x"], batch["ctx_adj"], batch["ctx_mask"], batch["ctx_y"])
@@ -85,8 +98,13 @@ def trained(benches: list[NBGraphBenchmark], tmp_path_factory: pytest.TempPathFa
         return step(batch, batch_idx)
 
     model.training_step = spy
-    trainer = make_trainer(tmp_path_factory.mktemp("meta"), max_epochs=1, enable_checkpointing=False,
-                           limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = make_trainer(
+        tmp_path_factory.mktemp("meta"),
+        max_epochs=1,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, dm)
     metrics = trainer.test(model, dm, verbose=False)[0]
     model.eval()
@@ -127,12 +145,22 @@ class MirrorTable(Benchmark):
 
 
 def test_the_context_decides_between_opposite_tasks(tmp_path: Path) -> None:
-    dm = TaskDataModule([MirrorTable()], ["up", "down", "held"], held_out="held", context_size=8, query_size=16,
-                        train_episodes=1200, eval_episodes=16, batch_size=8, seed=0)
+    dm = TaskDataModule(
+        [MirrorTable()],
+        ["up", "down", "held"],
+        held_out="held",
+        context_size=8,
+        query_size=16,
+        train_episodes=1200,
+        eval_episodes=16,
+        batch_size=8,
+        seed=0,
+    )
     pl.seed_everything(0)
     model = make_model(dm)
-    make_trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_val_batches=0,
-                 num_sanity_val_steps=0).fit(model, dm)
+    make_trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0).fit(
+        model, dm
+    )
     model.eval()
     batch = next(iter(dm.val_dataloader()))  # held-out archs of both tasks, alternating
     up, down = (batch["task"] == 0).nonzero()[:, 0], (batch["task"] == 1).nonzero()[:, 0]
@@ -246,8 +274,9 @@ def test_scores_are_read_relative_to_the_context(dm: TaskDataModule) -> None:
     ctx = (b["ctx_x"], b["ctx_adj"], b["ctx_mask"])
     with torch.no_grad():
         # raw accuracies (an affine map of the normalised ones) give the same task vector
-        assert torch.allclose(model.encode_context(*ctx, b["ctx_y"]), model.encode_context(*ctx, 0.02 * b["ctx_y"] + 0.8),
-                              atol=1e-4)
+        assert torch.allclose(
+            model.encode_context(*ctx, b["ctx_y"]), model.encode_context(*ctx, 0.02 * b["ctx_y"] + 0.8), atol=1e-4
+        )
     one = torch.zeros(2, 4, dtype=torch.bool)
     one[:, 0] = True
     assert torch.equal(context_zscore(torch.randn(2, 4), one), torch.zeros(2, 4))

@@ -26,8 +26,18 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def dm(image_tasks: dict) -> ImageTaskDataModule:
-    return ImageTaskDataModule(image_tasks["scores"], image_tasks["tasks"], HELD, images_per_class=3, image_size=8,
-                               query_size=6, train_episodes=16, eval_episodes=4, batch_size=4, seed=0)
+    return ImageTaskDataModule(
+        image_tasks["scores"],
+        image_tasks["tasks"],
+        HELD,
+        images_per_class=3,
+        image_size=8,
+        query_size=6,
+        train_episodes=16,
+        eval_episodes=4,
+        batch_size=4,
+        seed=0,
+    )
 
 
 def make_model(dm: ImageTaskDataModule, **kwargs) -> MetaPredictorModule:
@@ -36,7 +46,9 @@ def make_model(dm: ImageTaskDataModule, **kwargs) -> MetaPredictorModule:
 
 
 @pytest.mark.parametrize("train_cnn", [True, False])
-def test_fit_and_test_never_train_on_the_held_out_task(dm: ImageTaskDataModule, tmp_path: Path, train_cnn: bool) -> None:
+def test_fit_and_test_never_train_on_the_held_out_task(
+    dm: ImageTaskDataModule, tmp_path: Path, train_cnn: bool
+) -> None:
     model = make_model(dm, train_cnn=train_cnn)
     cnn_before = [p.detach().clone() for p in model.dataset_encoder.cnn.parameters()]
     seen: list[torch.Tensor] = []
@@ -47,8 +59,15 @@ def test_fit_and_test_never_train_on_the_held_out_task(dm: ImageTaskDataModule, 
         return step(batch, batch_idx)
 
     model.training_step = spy
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, dm)
     metrics = trainer.test(model, dm, verbose=False)[0]
     assert len(seen) == 4 and dm.task_names.index(HELD) not in torch.cat(seen).tolist()
@@ -73,7 +92,9 @@ def test_the_task_is_read_from_the_images(dm: ImageTaskDataModule) -> None:
     with torch.no_grad():
         task_vec = model.encode_task(batch)
         torch.testing.assert_close(task_vec, model.encode_images(batch["images"], batch["class_mask"]))
-        other = model.encode_task(batch | {"images": batch["images"].flip(0), "class_mask": batch["class_mask"].flip(0)})
+        other = model.encode_task(
+            batch | {"images": batch["images"].flip(0), "class_mask": batch["class_mask"].flip(0)}
+        )
     assert task_vec.shape == (4, 16) and not torch.allclose(task_vec, other)
     with pytest.raises(NagError, match="encode_context needs model.task_encoder=context"):
         model.encode_context(batch["ctx_x"], batch["ctx_adj"], batch["ctx_mask"], batch["ctx_y"])
@@ -89,8 +110,9 @@ def test_no_task_encoder_is_a_pooled_predictor(dm: ImageTaskDataModule) -> None:
 
 
 def test_dataset_encoder_needs_image_tasks(image_tasks: dict) -> None:
-    plain = TaskDataModule([NB201Benchmark(image_tasks["scores"])], list(image_tasks["tasks"]), HELD, context_size=2,
-                           query_size=4)
+    plain = TaskDataModule(
+        [NB201Benchmark(image_tasks["scores"])], list(image_tasks["tasks"]), HELD, context_size=2, query_size=4
+    )
     with pytest.raises(ConfigError, match="model.task_encoder=dataset .*ImageTaskDataModule"):
         MetaPredictorModule(plain.spec(), task_encoder="dataset")
     with pytest.raises(ConfigError, match="model.task_encoder='set'"):
@@ -99,11 +121,21 @@ def test_dataset_encoder_needs_image_tasks(image_tasks: dict) -> None:
 
 def test_config_fits_and_its_checkpoint_reloads(image_tasks: dict, tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "configs/images/meta_predictor.yaml").read_text())
-    config["data"]["init_args"] |= {"scores": image_tasks["scores"], "tasks": image_tasks["tasks"],
-                                    "images_per_class": 2, "train_episodes": 8, "eval_episodes": 4, "batch_size": 4,
-                                    "query_size": 6}
-    config["trainer"] |= {"max_epochs": 1, "default_root_dir": str(tmp_path), "enable_progress_bar": False,
-                          "logger": False}
+    config["data"]["init_args"] |= {
+        "scores": image_tasks["scores"],
+        "tasks": image_tasks["tasks"],
+        "images_per_class": 2,
+        "train_episodes": 8,
+        "eval_episodes": 4,
+        "batch_size": 4,
+        "query_size": 6,
+    }
+    config["trainer"] |= {
+        "max_epochs": 1,
+        "default_root_dir": str(tmp_path),
+        "enable_progress_bar": False,
+        "logger": False,
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(path)])

@@ -29,8 +29,15 @@ def make(n=400, seed=0, **model_kwargs):
 def test_training_learns_a_learnable_target(tmp_path):
     pl.seed_everything(0)
     dm, model = make()
-    trainer = pl.Trainer(max_epochs=15, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=15,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, dm)
     metrics = trainer.validate(model, dm, verbose=False)[0]
     assert metrics["val/convs_spearman"] > 0.9
@@ -49,8 +56,14 @@ def test_predictions_are_in_benchmark_units():
 
 def test_checkpoint_keeps_space_and_target_statistics(tmp_path):
     dm, model = make()
-    trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        fast_dev_run=True,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, dm)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
@@ -63,21 +76,37 @@ def test_checkpoint_keeps_space_and_target_statistics(tmp_path):
 def test_non_finite_loss_stops_with_the_step(tmp_path):
     dm = ArchitectureDataModule(ConvCountTable(), targets=["convs"], batch_size=32)
     model = PredictorModule(dm.spec(), lr=1e30)
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(NagError, match=r"at global step \d+"):
         trainer.fit(model, dm)
 
 
 def test_needs_a_target():
     with pytest.raises(NagError, match="data.targets"):
-        PredictorModule({"space": NB201Space().identity, "num_ops": 7, "max_nodes": 8, "targets": [], "target_stats": {}})
+        PredictorModule(
+            {"space": NB201Space().identity, "num_ops": 7, "max_nodes": 8, "targets": [], "target_stats": {}}
+        )
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     dm, model = make(n=200)
-    trainer = pl.Trainer(max_epochs=1, precision="bf16-mixed", accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        precision="bf16-mixed",
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, dm)
     assert all(torch.isfinite(p).all() for p in model.parameters())

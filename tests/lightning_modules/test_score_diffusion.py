@@ -10,8 +10,15 @@ from nag.spaces import NB201Space, NBGraphSpace
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def nb201(seed: int = 0) -> tuple[ArchitectureDataModule, ScoreDiffusionModule]:
@@ -110,8 +117,13 @@ def test_generation_callback_logs_validity_uniqueness_novelty(tmp_path):
     from nag.callbacks import GenerationMetricsCallback
 
     dm, model = nb201()
-    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
-                            callbacks=[GenerationMetricsCallback(every_n_epochs=1, num_samples=8, steps=2)])
+    trainer = quiet_trainer(
+        tmp_path,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[GenerationMetricsCallback(every_n_epochs=1, num_samples=8, steps=2)],
+    )
     trainer.fit(model, dm)
     logged = trainer.callback_metrics
     for name in ("gen/validity", "gen/uniqueness", "gen/novelty"):

@@ -83,7 +83,8 @@ def test_mixed_directions_are_negation() -> None:
     flipped = points * [1.0, -1.0]
     np.testing.assert_array_equal(non_dominated(points, [False, True]), non_dominated(flipped, [False, False]))
     assert hypervolume(points, [3.0, -3.0], [False, True]) == pytest.approx(
-        hypervolume(flipped, [3.0, 3.0], [False, False]))
+        hypervolume(flipped, [3.0, 3.0], [False, False])
+    )
 
 
 def test_front_is_sorted_best_first_and_staircase() -> None:

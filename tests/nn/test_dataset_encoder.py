@@ -53,8 +53,9 @@ def test_masked_classes_are_ignored_and_padding_is_free(encoder, batch) -> None:
     noise[~mask] = 100.0  # whatever sits in a masked slot
     torch.testing.assert_close(encoder(noise, mask), encoder(images, mask))
     # task 1 has classes 0-2 only: fewer padding slots give the same vector
-    torch.testing.assert_close(encoder(images[1:2, :3], mask[1:2, :3]), encoder(images, mask)[1:2],
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        encoder(images[1:2, :3], mask[1:2, :3]), encoder(images, mask)[1:2], atol=1e-5, rtol=1e-4
+    )
 
 
 def test_the_number_of_classes_is_read(encoder, batch) -> None:

@@ -88,8 +88,9 @@ def test_runs_continue_an_oracle(cora: NBGraphBenchmark) -> None:
 def test_random_search_is_a_permutation_of_the_pool(cora: NBGraphBenchmark) -> None:
     """Uniform over the table: early picks of many seeds spread over the whole table."""
     index = {SPACE.key(a): i for i, a in enumerate(cora.archs())}
-    firsts = [index[SPACE.key(SPACE.from_string(run(cora, "random_search", seed=s, budget=1).best_arch))]
-              for s in range(20)]
+    firsts = [
+        index[SPACE.key(SPACE.from_string(run(cora, "random_search", seed=s, budget=1).best_arch))] for s in range(20)
+    ]
     assert len(set(firsts)) == 20 and min(firsts) < len(cora) / 4 and max(firsts) > 3 * len(cora) / 4
 
 

@@ -52,10 +52,19 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 ROOT = Path(__file__).resolve().parents[2]
 PROXIES = ["synflow", "nwot", "params", "flops"]
 TASK = Task(num_classes=10, input_size=16, in_channels=1, max_params=30_000, max_flops=3_000_000)
-TRAINING = Training(top_k=2, rank_by=["synflow", "nwot"], proxy_batch_size=8, epochs=1, batch_size=32,
-                    test_size=64, train_size=64, accelerator="cpu")
-GENERATION = Generation(num_samples=12, condition={"synflow": 0.9, "nwot": 0.9}, match=["params", "flops"],
-                        cell_rounds=3)
+TRAINING = Training(
+    top_k=2,
+    rank_by=["synflow", "nwot"],
+    proxy_batch_size=8,
+    epochs=1,
+    batch_size=32,
+    test_size=64,
+    train_size=64,
+    accelerator="cpu",
+)
+GENERATION = Generation(
+    num_samples=12, condition={"synflow": 0.9, "nwot": 0.9}, match=["params", "flops"], cell_rounds=3
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +74,30 @@ def images(shared_data) -> str:
 
 @pytest.fixture(scope="module")
 def table(images, tmp_path_factory) -> CellTable:
-    config = CellTable(path=str(tmp_path_factory.mktemp("cells") / "cell_zc.csv"), num_cells=24, images=images,
-                       image_size=8, batch_size=8, width=8, proxies=PROXIES, seed=0)
+    config = CellTable(
+        path=str(tmp_path_factory.mktemp("cells") / "cell_zc.csv"),
+        num_cells=24,
+        images=images,
+        image_size=8,
+        batch_size=8,
+        width=8,
+        proxies=PROXIES,
+        seed=0,
+    )
     build_cell_table(config)
     return config
 
 
 def _fit(model: pl.LightningModule, data: DataLoader | pl.LightningDataModule, **settings: object) -> pl.Trainer:
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", limit_val_batches=0, **settings)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        limit_val_batches=0,
+        **settings,
+    )
     trainer.fit(model, data)
     return trainer
 
@@ -84,14 +108,26 @@ def generator(table) -> HierarchicalGenerator:
     its decodes are often cells) and a CCNF fitted for one epoch."""
     pl.seed_everything(0, verbose=False)
     space = MacroSpace(num_cells=4, cell_seed=0, stem_channels=(8, 16), channels=(8, 16, 24), max_stages=3)
-    tokenizer = MacroTokenizer(space, num_classes=(10,), input_sizes=(16,), in_channels=1,
-                               params_range=(1e3, 1e6), flops_range=(1e5, 1e9), num_bins=16)
-    macro = MacroTransformerModule({"space": space.identity, "tokenizer": tokenizer.config(),
-                                    "prefix_length": PREFIX_LENGTH}, d_model=16, nhead=2, num_layers=1,
-                                   dim_feedforward=32).eval()
+    tokenizer = MacroTokenizer(
+        space,
+        num_classes=(10,),
+        input_sizes=(16,),
+        in_channels=1,
+        params_range=(1e3, 1e6),
+        flops_range=(1e5, 1e9),
+        num_bins=16,
+    )
+    macro = MacroTransformerModule(
+        {"space": space.identity, "tokenizer": tokenizer.config(), "prefix_length": PREFIX_LENGTH},
+        d_model=16,
+        nhead=2,
+        num_layers=1,
+        dim_feedforward=32,
+    ).eval()
     dm = ZCCellDataModule(CellSpace(), path=table.path, proxies=PROXIES, batch_size=8)
-    encoder = CellEncoderModule(dm.spec(), latent_dim=4, hidden=32, encoder_layers=2, decoder_layers=1,
-                                num_clusters=2, lr=1e-2, prior_samples=0)
+    encoder = CellEncoderModule(
+        dm.spec(), latent_dim=4, hidden=32, encoder_layers=2, decoder_layers=1, num_clusters=2, lr=1e-2, prior_samples=0
+    )
     _fit(encoder, dm, max_epochs=25)
     flow = CellFlowModule(dm.spec(), encoder_hparams=dict(encoder.hparams), hidden=16, layers=1, steps=4)
     flow.encoder.load_state_dict(encoder.state_dict())
@@ -183,19 +219,22 @@ def test_each_slot_keeps_the_best_candidate_that_still_lets_the_network_fit(gene
 
 
 def test_more_cell_candidates_keep_more_networks_within_budget(generator):
-    single = HierarchicalGenerator(generator.macro, generator.flow, generator.cell_proxies,
-                                   replace(GENERATION, cell_candidates=1))
+    single = HierarchicalGenerator(
+        generator.macro, generator.flow, generator.cell_proxies, replace(GENERATION, cell_candidates=1)
+    )
     kept = [sum(len(g.generate(TASK.constraints, seed).satisfiers) for seed in range(3)) for g in (single, generator)]
     assert kept[1] >= kept[0]
 
 
 def test_generator_refuses_conditions_the_flow_does_not_know(generator):
     with pytest.raises(ConfigError, match="jacov"):
-        HierarchicalGenerator(generator.macro, generator.flow, generator.cell_proxies,
-                              replace(GENERATION, condition={"jacov": 0.9}))
+        HierarchicalGenerator(
+            generator.macro, generator.flow, generator.cell_proxies, replace(GENERATION, condition={"jacov": 0.9})
+        )
     with pytest.raises(ConfigError, match="between 0 and 1"):
-        HierarchicalGenerator(generator.macro, generator.flow, generator.cell_proxies,
-                              replace(GENERATION, condition={"synflow": 1.0}))
+        HierarchicalGenerator(
+            generator.macro, generator.flow, generator.cell_proxies, replace(GENERATION, condition={"synflow": 1.0})
+        )
 
 
 def test_random_baseline_draws_satisfiers_only(generator):
@@ -203,8 +242,9 @@ def test_random_baseline_draws_satisfiers_only(generator):
     assert len({generator.space.key(a) for a in archs}) == 5 and 0 < share <= 1
     assert all(generator.space.satisfies(a, TASK.constraints) for a in archs)
     with pytest.raises(ConfigError, match="raise max_params"):
-        random_satisfiers(generator.space, replace(TASK, max_params=100).constraints, 1, np.random.default_rng(0),
-                          max_draws=200)
+        random_satisfiers(
+            generator.space, replace(TASK, max_params=100).constraints, 1, np.random.default_rng(0), max_draws=200
+        )
 
 
 def test_rank_score_orders_by_mean_rank_and_puts_nan_last():
@@ -219,8 +259,10 @@ def test_brief_training_learns_and_is_seeded(images, generator):
     assert len(data.train) == 512 and len(data.test) == 200 and data.train[0][0].shape == (1, 16, 16)
     conv = "input,conv3x3,output|010,001,000"
     arch = generator.space.from_string(f"16;{conv}:16:2:1;{conv}:24:2:1")
-    runs = [train_briefly(build(generator.space, arch, TASK, 0), data, 2, 32, 3e-3, seed=0, accelerator="cpu")
-            for _ in range(2)]
+    runs = [
+        train_briefly(build(generator.space, arch, TASK, 0), data, 2, 32, 3e-3, seed=0, accelerator="cpu")
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]
     assert runs[0] > 0.3, "10 classes: chance is 0.1"
 
@@ -253,8 +295,12 @@ def test_search_reports_top_k_and_random_networks_within_budget_and_is_determini
 # --- cached fits and the command line ------------------------------------------------------------
 def test_fit_model_caches_by_recipe(table, tmp_path):
     fit = ModelFit(str(ROOT / "configs" / "hierarchical" / "cell_encoder.yaml"), epochs=1)
-    overrides = {"data.init_args.path": table.path, "data.init_args.proxies": PROXIES,
-                 "model.init_args.num_clusters": 2, "model.init_args.prior_samples": 0}
+    overrides = {
+        "data.init_args.path": table.path,
+        "data.init_args.proxies": PROXIES,
+        "model.init_args.num_clusters": 2,
+        "model.init_args.prior_samples": 0,
+    }
     path = fit_model("cell_encoder", fit, tmp_path, overrides, upstream="t", quiet=True)
     mtime = path.stat().st_mtime_ns
     assert fit_model("cell_encoder", fit, tmp_path, overrides, upstream="t", quiet=True) == path
@@ -275,18 +321,41 @@ def _save(model: pl.LightningModule, data: DataLoader | pl.LightningDataModule, 
 def test_command_line_runs_the_pipeline_from_checkpoints(generator, table, images, tmp_path):
     tokenizer, space = generator.macro.tokenizer, generator.macro.tokenizer.space
     sequences = [tokenizer.encode(a, TASK.constraints) for a in space.sample(8, np.random.default_rng(0))]
-    macro = _save(generator.macro, DataLoader(TokenDataset(tokenizer.pad(sequences)), batch_size=8),
-                  tmp_path / "macro.ckpt")
+    macro = _save(
+        generator.macro, DataLoader(TokenDataset(tokenizer.pad(sequences)), batch_size=8), tmp_path / "macro.ckpt"
+    )
     dm = ZCCellDataModule(CellSpace(), path=table.path, proxies=PROXIES, batch_size=8)
     flow = _save(generator.flow, dm, tmp_path / "flow.ckpt")
     output = tmp_path / "search.json"
-    main(["search-hierarchical", "--config", str(ROOT / "configs" / "hierarchical" / "pipeline.yaml"),
-          "--macro.ckpt", macro, "--cell_flow.ckpt", flow, f"--cell_table.path={table.path}",
-          f"--cell_table.images={images}", "--cell_table.batch_size=8", "--cell_table.width=8",
-          f"--cell_table.proxies={json.dumps(PROXIES)}", f"--images={images}", "--task.max_params=30000",
-          "--task.max_flops=3000000", "--generation.num_samples=8", "--training.top_k=1", "--training.epochs=1",
-          "--training.train_size=64", "--training.test_size=64", "--training.proxy_batch_size=8",
-          "--training.accelerator=cpu", "--seeds=[0]", f"--output={output}", "--quiet=true"])
+    main(
+        [
+            "search-hierarchical",
+            "--config",
+            str(ROOT / "configs" / "hierarchical" / "pipeline.yaml"),
+            "--macro.ckpt",
+            macro,
+            "--cell_flow.ckpt",
+            flow,
+            f"--cell_table.path={table.path}",
+            f"--cell_table.images={images}",
+            "--cell_table.batch_size=8",
+            "--cell_table.width=8",
+            f"--cell_table.proxies={json.dumps(PROXIES)}",
+            f"--images={images}",
+            "--task.max_params=30000",
+            "--task.max_flops=3000000",
+            "--generation.num_samples=8",
+            "--training.top_k=1",
+            "--training.epochs=1",
+            "--training.train_size=64",
+            "--training.test_size=64",
+            "--training.proxy_batch_size=8",
+            "--training.accelerator=cpu",
+            "--seeds=[0]",
+            f"--output={output}",
+            "--quiet=true",
+        ]
+    )
     report = json.loads(output.read_text())
     assert report["summary"]["share_after_check"] == 1.0
     assert len(report["runs"][0]["generated"]) == 1 and len(report["runs"][0]["random"]) == 1

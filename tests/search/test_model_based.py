@@ -22,9 +22,16 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def save(module: pl.LightningModule, dm: pl.LightningDataModule, path: Path, steps: int = 5) -> str:
-    trainer = pl.Trainer(max_steps=steps, limit_val_batches=0, accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=path.parent)
+    trainer = pl.Trainer(
+        max_steps=steps,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=path.parent,
+    )
     trainer.fit(module, dm)
     trainer.save_checkpoint(path)
     return str(path)
@@ -36,16 +43,27 @@ def ckpts(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("ckpt")
     pl.seed_everything(0)
     benches = [NBGraphBenchmark(d) for d in ("cora", "citeseer", "pubmed")]
-    tasks = TaskDataModule(benches, ["valid_acc"], held_out="cora", context_size=8, query_size=8,
-                           train_episodes=16, eval_episodes=4, batch_size=4)
-    out = {"meta": save(MetaPredictorModule(tasks.spec(), hidden=16, num_layers=1, noise_aware=True), tasks,
-                        root / "meta.ckpt"),
-           "plain_meta": save(MetaPredictorModule(tasks.spec(), hidden=16, num_layers=1), tasks,
-                              root / "plain_meta.ckpt")}
+    tasks = TaskDataModule(
+        benches,
+        ["valid_acc"],
+        held_out="cora",
+        context_size=8,
+        query_size=8,
+        train_episodes=16,
+        eval_episodes=4,
+        batch_size=4,
+    )
+    out = {
+        "meta": save(
+            MetaPredictorModule(tasks.spec(), hidden=16, num_layers=1, noise_aware=True), tasks, root / "meta.ckpt"
+        ),
+        "plain_meta": save(MetaPredictorModule(tasks.spec(), hidden=16, num_layers=1), tasks, root / "plain_meta.ckpt"),
+    }
     archs = ArchitectureDataModule(NBGraphBenchmark("cora"), batch_size=256, num_archs=2000)
     out["generator"] = save(ScoreDiffusionModule(archs.spec(), dim=16, layers=1, heads=2), archs, root / "gen.ckpt")
-    out["ve_generator"] = save(ScoreDiffusionModule(archs.spec(), sde="ve", dim=16, layers=1, heads=2), archs,
-                               root / "ve.ckpt")
+    out["ve_generator"] = save(
+        ScoreDiffusionModule(archs.spec(), sde="ve", dim=16, layers=1, heads=2), archs, root / "ve.ckpt"
+    )
     return out
 
 
@@ -68,8 +86,9 @@ def test_transfer_spends_exactly_its_budget_and_repeats_by_seed(ckpts, cora):
 
 
 def test_transfer_with_guided_generation_counts_proposals(ckpts, cora):
-    strategy = TransferSearch(ckpts["meta"], ckpts["generator"], batch_size=4, num_samples=40, steps=3,
-                              regenerate_every=4)
+    strategy = TransferSearch(
+        ckpts["meta"], ckpts["generator"], batch_size=4, num_samples=40, steps=3, regenerate_every=4
+    )
     result, oracle = run(strategy, cora, 8)
     assert result.num_queries == oracle.num_queries == 8
     assert strategy.stats.sampled >= 40 and strategy.stats.usable <= strategy.stats.valid <= strategy.stats.sampled
@@ -96,8 +115,18 @@ def test_bo_spends_exactly_its_budget_and_repeats_by_seed(cora):
 
 
 def test_bo_with_a_generator_proposes_guided_samples(ckpts, cora):
-    strategy = BayesianOptimization(ckpts["generator"], num_init=4, batch_size=3, ensemble_size=2, train_steps=5,
-                                    hidden=8, num_layers=1, num_samples=30, steps=3, acquisition="ei")
+    strategy = BayesianOptimization(
+        ckpts["generator"],
+        num_init=4,
+        batch_size=3,
+        ensemble_size=2,
+        train_steps=5,
+        hidden=8,
+        num_layers=1,
+        num_samples=30,
+        steps=3,
+        acquisition="ei",
+    )
     result, _ = run(strategy, cora, 10)
     assert result.num_queries == 10 and strategy.stats.sampled == 60
 

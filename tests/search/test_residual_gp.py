@@ -35,4 +35,3 @@ def test_agrees_with_the_prior_when_it_is_right() -> None:
     seen = torch.arange(5)
     mean, _ = ResidualGP(h).posterior(prior, h, prior[seen], h[seen], 3.0 * prior[seen] + 7.0)
     assert torch.equal(mean.argsort(descending=True)[:10], prior.argsort(descending=True)[:10])
-

@@ -24,8 +24,14 @@ class OpCounts(Benchmark):
         self.space = NB201Space()
         by_key = {self.space.key(a): a for a in self.space.sample(400, np.random.default_rng(0))}
         archs = list(by_key.values())[:300]
-        self._set_table(archs, {"convs": [sum(op.startswith("nor_conv") for op in a) for a in archs],
-                                "latency": [sum(op != "none" for op in a) for a in archs]}, keys=list(by_key)[:300])
+        self._set_table(
+            archs,
+            {
+                "convs": [sum(op.startswith("nor_conv") for op in a) for a in archs],
+                "latency": [sum(op != "none" for op in a) for a in archs],
+            },
+            keys=list(by_key)[:300],
+        )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,9 @@ def test_csv_has_one_row_per_query_with_a_monotone_best(bench, tmp_path, capsys)
 
 
 def test_table_ranks_what_was_found_with_latency(bench, tmp_path, capsys):
-    report = run_search(bench, "convs", RandomSearch(), budget=10, seeds=[0, 1, 2], show=2,
-                        output=str(tmp_path / "s.json"))
+    report = run_search(
+        bench, "convs", RandomSearch(), budget=10, seeds=[0, 1, 2], show=2, output=str(tmp_path / "s.json")
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["rank", "convs", "latency", "seeds", "first_query", "arch"]
     best = max(v for run in report["runs"] for _, v in run["history"])
@@ -59,8 +66,9 @@ def test_table_ranks_what_was_found_with_latency(bench, tmp_path, capsys):
 
 
 def test_verbose_shows_every_seed_and_architecture(bench, tmp_path, capsys):
-    run_search(bench, "convs", RandomSearch(), budget=5, seeds=[0, 1, 2], show=1, verbose=True,
-               output=str(tmp_path / "s.json"))
+    run_search(
+        bench, "convs", RandomSearch(), budget=5, seeds=[0, 1, 2], show=1, verbose=True, output=str(tmp_path / "s.json")
+    )
     out = capsys.readouterr().out
     assert "more seeds" not in out and "more architectures" not in out
     assert sum(line.split()[0] in ("0", "1", "2") for line in out.splitlines()) >= 3
@@ -68,8 +76,20 @@ def test_verbose_shows_every_seed_and_architecture(bench, tmp_path, capsys):
 
 def test_bare_switches_mean_true(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["search", "--benchmark", "nag.benchmarks.NBGraphBenchmark", "--metric", "valid_acc",
-              "--strategy", "nag.search.RandomSearch", "--quiet", "--verbose", "--print_config"])
+        main(
+            [
+                "search",
+                "--benchmark",
+                "nag.benchmarks.NBGraphBenchmark",
+                "--metric",
+                "valid_acc",
+                "--strategy",
+                "nag.search.RandomSearch",
+                "--quiet",
+                "--verbose",
+                "--print_config",
+            ]
+        )
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "quiet: true" in out and "verbose: true" in out

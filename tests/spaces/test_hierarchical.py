@@ -45,7 +45,16 @@ def relabelled(c: Cell, order: list[int]) -> Cell:
 
 
 def test_vocabulary_covers_the_issue_ops() -> None:
-    assert set(CELL_OPS) == {"conv1x1", "conv3x3", "conv5x5", "dwsep3x3", "dwsep5x5", "maxpool3x3", "avgpool3x3", "skip"}
+    assert set(CELL_OPS) == {
+        "conv1x1",
+        "conv3x3",
+        "conv5x5",
+        "dwsep3x3",
+        "dwsep5x5",
+        "maxpool3x3",
+        "avgpool3x3",
+        "skip",
+    }
     assert CELLS.max_nodes == 8 and not CELLS.fixed_topology
 
 

@@ -9,14 +9,26 @@ from nag.errors import ConfigError, InvalidArchitecture
 from nag.spaces.hierarchical import MacroConstraints, MacroSpace
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer, budget_edges
 
-TOKENIZER = MacroTokenizer(MacroSpace(num_cells=10, max_stages=3), num_classes=(2, 10), input_sizes=(16, 28),
-                           in_channels=1, params_range=(1e3, 1e6), flops_range=(1e5, 1e9), num_bins=12)
+TOKENIZER = MacroTokenizer(
+    MacroSpace(num_cells=10, max_stages=3),
+    num_classes=(2, 10),
+    input_sizes=(16, 28),
+    in_channels=1,
+    params_range=(1e3, 1e6),
+    flops_range=(1e5, 1e9),
+    num_bins=12,
+)
 
 
 def random_constraints(rng: np.random.Generator) -> MacroConstraints:
     t = TOKENIZER
-    return MacroConstraints(int(rng.choice(t.num_classes)), int(rng.choice(t.input_sizes)),
-                            int(rng.choice(t.params_edges)), int(rng.choice(t.flops_edges)), 1)
+    return MacroConstraints(
+        int(rng.choice(t.num_classes)),
+        int(rng.choice(t.input_sizes)),
+        int(rng.choice(t.params_edges)),
+        int(rng.choice(t.flops_edges)),
+        1,
+    )
 
 
 def test_round_trip_of_architecture_and_constraints() -> None:
@@ -54,7 +66,7 @@ def test_budgets_round_down_to_the_nearest_bin() -> None:
 def test_grammar_violations_are_named() -> None:
     arch = TOKENIZER.space.sample(1, np.random.default_rng(2))[0]
     ids = TOKENIZER.encode(arch, random_constraints(np.random.default_rng(2)))
-    swapped = ids[:PREFIX_LENGTH + 1] + [ids[PREFIX_LENGTH + 2], ids[PREFIX_LENGTH + 1]] + ids[PREFIX_LENGTH + 3:]
+    swapped = ids[: PREFIX_LENGTH + 1] + [ids[PREFIX_LENGTH + 2], ids[PREFIX_LENGTH + 1]] + ids[PREFIX_LENGTH + 3 :]
     with pytest.raises(InvalidArchitecture, match=f"position {PREFIX_LENGTH + 1}"):
         TOKENIZER.decode(swapped)
     with pytest.raises(InvalidArchitecture, match="no <eos>"):

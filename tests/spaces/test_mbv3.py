@@ -250,7 +250,7 @@ def test_neighbours_are_single_edits(arch: MBV3Arch) -> None:
         assert len(changed) == 1
         old, new = arch[changed[0]], n[changed[0]]
         if len(old) == len(new):  # one layer's kernel or expand ratio
-            (a, b), = [(x, y) for x, y in zip(old, new) if x != y]
+            ((a, b),) = [(x, y) for x, y in zip(old, new) if x != y]
             assert (a[0] == b[0]) != (a[1] == b[1])
         else:  # depth +-1, keeping the shared layers
             assert abs(len(old) - len(new)) == 1 and old[: len(new)] == new[: len(old)]

@@ -18,6 +18,7 @@ CONV_POOL = ("nor_conv_3x3", "avg_pool_3x3", "skip_connect", "none", "nor_conv_1
 def closed_form_params(arch, C=16, N=5, in_channels=3, num_classes=10) -> int:
     """Hand count: stem conv + BN; per cell 9C^2 + 2C per conv3x3 and C^2 + 2C per conv1x1;
     each reduction block has two 3x3 ReLU-Conv-BN and a 1x1 shortcut conv; final BN + linear."""
+
     def per_cell(c: int) -> int:
         return arch.count("nor_conv_3x3") * (9 * c * c + 2 * c) + arch.count("nor_conv_1x1") * (c * c + 2 * c)
 
@@ -25,10 +26,14 @@ def closed_form_params(arch, C=16, N=5, in_channels=3, num_classes=10) -> int:
         return 9 * ci * co + 2 * co + 9 * co * co + 2 * co + ci * co
 
     return (
-        9 * in_channels * C + 2 * C
+        9 * in_channels * C
+        + 2 * C
         + N * (per_cell(C) + per_cell(2 * C) + per_cell(4 * C))
-        + reduction(C, 2 * C) + reduction(2 * C, 4 * C)
-        + 2 * 4 * C + 4 * C * num_classes + num_classes
+        + reduction(C, 2 * C)
+        + reduction(2 * C, 4 * C)
+        + 2 * 4 * C
+        + 4 * C * num_classes
+        + num_classes
     )
 
 
@@ -69,15 +74,16 @@ def test_flops_of_a_small_all_skip_network_by_hand():
     """C=4, N=1, 1x8x8 input, 3 classes; skip cells cost nothing."""
     stem = 9 * 1 * 4 * 64 + 2 * 4 * 64  # conv 3x3 1->4 at 8x8, BN
     reduction1 = (
-        4 * 64 + 9 * 4 * 8 * 16 + 2 * 8 * 16  # ReLU on 4x8x8, conv 3x3 s2 4->8 at 4x4, BN
-        + 8 * 16 + 9 * 8 * 8 * 16 + 2 * 8 * 16  # ReLU, conv 3x3 8->8 at 4x4, BN
-        + 4 * (4 * 16) + 4 * 8 * 16  # avg pool 2x2 -> 4x4x4 outputs, conv 1x1 4->8
+        4 * 64
+        + 9 * 4 * 8 * 16
+        + 2 * 8 * 16  # ReLU on 4x8x8, conv 3x3 s2 4->8 at 4x4, BN
+        + 8 * 16
+        + 9 * 8 * 8 * 16
+        + 2 * 8 * 16  # ReLU, conv 3x3 8->8 at 4x4, BN
+        + 4 * (4 * 16)
+        + 4 * 8 * 16  # avg pool 2x2 -> 4x4x4 outputs, conv 1x1 4->8
     )
-    reduction2 = (
-        8 * 16 + 9 * 8 * 16 * 4 + 2 * 16 * 4
-        + 16 * 4 + 9 * 16 * 16 * 4 + 2 * 16 * 4
-        + 4 * (8 * 4) + 8 * 16 * 4
-    )
+    reduction2 = 8 * 16 + 9 * 8 * 16 * 4 + 2 * 16 * 4 + 16 * 4 + 9 * 16 * 16 * 4 + 2 * 16 * 4 + 4 * (8 * 4) + 8 * 16 * 4
     head = 2 * 16 * 4 + 16 * 4 + (2 + 1) * (2 + 1) * 16 + 16 * 3  # BN, ReLU, adaptive pool 2x2->1, linear
     module = SPACE.to_module(ALL_SKIP, num_classes=3, in_channels=1, C=4, N=1)
     assert count_flops(module, (1, 8, 8)) == stem + reduction1 + reduction2 + head == 33600

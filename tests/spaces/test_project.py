@@ -31,7 +31,15 @@ def _chain_space() -> type[SearchSpace]:
 
 
 ChainSpace = _chain_space()
-SPACES = [NB201Space(), NBGraphSpace(), NBGraphSpace(PROTEINS_OPS), NB101Space(), MBV3Space(), CellSpace(), ChainSpace()]
+SPACES = [
+    NB201Space(),
+    NBGraphSpace(),
+    NBGraphSpace(PROTEINS_OPS),
+    NB101Space(),
+    MBV3Space(),
+    CellSpace(),
+    ChainSpace(),
+]
 IDS = [repr(s) for s in SPACES]
 PROPERTY = settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -48,11 +56,13 @@ def soft_graphs(draw, space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor, t
     n = space.max_nodes
     x = draw(arrays(np.float32, (n, space.num_ops), elements=scores))
     a = draw(arrays(np.float32, (n, n), elements=scores))
-    mask = draw(st.one_of(
-        st.none(),
-        st.integers(0, n).map(lambda k: torch.arange(n) < k),
-        arrays(np.bool_, (n,)).map(torch.from_numpy),
-    ))
+    mask = draw(
+        st.one_of(
+            st.none(),
+            st.integers(0, n).map(lambda k: torch.arange(n) < k),
+            arrays(np.bool_, (n,)).map(torch.from_numpy),
+        )
+    )
     return torch.from_numpy(x), torch.from_numpy(a), mask
 
 
@@ -229,8 +239,11 @@ def test_macro_allowed_ops_are_exact_over_every_topological_order() -> None:
             moved = adjacency[np.ix_(order, order)]
             if not np.tril(moved).any():
                 variants.append(Cell(tuple(map(tuple, moved.tolist())), tuple(cell.ops[i] for i in order)))
-    archs = [MacroArch(8, tuple(Stage(v, 8, 1, 1) for v in combo))
-             for k in (1, 2) for combo in itertools.product(variants, repeat=k)]
+    archs = [
+        MacroArch(8, tuple(Stage(v, 8, 1, 1) for v in combo))
+        for k in (1, 2)
+        for combo in itertools.product(variants, repeat=k)
+    ]
     x, _, _ = space.encode_batch(archs)
     cols = [i for i, op in enumerate(space.ops) if not op.startswith(("stem_", "stage_"))]  # one stem/header used
     assert torch.equal((x != 0).any(0)[:, cols], space.allowed_ops()[:, cols])

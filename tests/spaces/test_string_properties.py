@@ -13,9 +13,13 @@ from nag.errors import InvalidArchitecture
 from nag.spaces.base import SearchSpace
 
 #: Every space the package exports, so a new one is covered without editing this file.
-SPACES = [getattr(nag.spaces, n)() for n in nag.spaces.__all__
-          if isinstance(getattr(nag.spaces, n), type) and issubclass(getattr(nag.spaces, n), SearchSpace)
-          and getattr(nag.spaces, n) is not SearchSpace]
+SPACES = [
+    getattr(nag.spaces, n)()
+    for n in nag.spaces.__all__
+    if isinstance(getattr(nag.spaces, n), type)
+    and issubclass(getattr(nag.spaces, n), SearchSpace)
+    and getattr(nag.spaces, n) is not SearchSpace
+]
 PROPERTY = settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -62,15 +66,15 @@ def near_misses(draw, space: SearchSpace) -> str:
         i = draw(st.integers(0, max(0, len(text) - 1)))
         edit = draw(st.sampled_from(["delete", "insert", "swap", "truncate", "double"]))
         if edit == "delete":
-            text = text[:i] + text[i + 1:]
+            text = text[:i] + text[i + 1 :]
         elif edit == "insert":
             text = text[:i] + draw(st.sampled_from(alphabet)) + text[i:]
         elif edit == "swap" and len(text) > i + 1:
-            text = text[:i] + text[i + 1] + text[i] + text[i + 2:]
+            text = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
         elif edit == "truncate":
             text = text[:i]
         else:
-            text = text[:i] + text[i:i + 5] + text[i:]
+            text = text[:i] + text[i : i + 5] + text[i:]
     return text
 
 
