@@ -49,7 +49,12 @@ def fit_proxy_stats(values: np.ndarray, names: Sequence[str], kind: Normalizatio
         elif kind == "log":
             t = np.sign(col) * np.log1p(np.abs(col))
             std = float(t.std())
-            stats[name] = {"mean": float(t.mean()), "std": std if std > 0 and math.isfinite(std) else 1.0}
+            stats[name] = {
+                "mean": float(t.mean()),
+                "std": std if std > 0 and math.isfinite(std) else 1.0,
+                "min": float(col.min()),
+                "max": float(col.max()),
+            }
         else:
             raise ConfigError(f"data.normalization {kind!r}: expected 'rank' or 'log'")
     return stats
@@ -78,6 +83,13 @@ class ProxyNormalizer:
     def _columns(self, fn, values: torch.Tensor) -> torch.Tensor:
         v = values.double()
         return torch.stack([fn(v[..., j], self.stats[n]) for j, n in enumerate(self.names)], -1).to(values.dtype)
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Each proxy's training range in raw units (unbounded where old statistics lack it)."""
+        return {
+            n: (s["values"][0], s["values"][-1]) if "values" in s else (s.get("min", -math.inf), s.get("max", math.inf))
+            for n, s in self.stats.items()
+        }
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
         def one(x: torch.Tensor, s: Mapping) -> torch.Tensor:

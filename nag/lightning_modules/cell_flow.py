@@ -17,6 +17,7 @@ from nag.errors import ConfigError
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.cnf import ConditionalFlowMatching
+from nag.nn.conditions import Conditions, RawValue
 from nag.nn.vector_field import ConditionalVectorField
 
 ProxyTargets = torch.Tensor | Mapping[str, float] | None
@@ -161,13 +162,16 @@ class CellFlowModule(pl.LightningModule):
         seed: int = 0,
         batch_size: int = 1000,
         progress: bool = False,
-        conditions: Mapping[str, float] | None = None,
+        conditions: Mapping[str, RawValue] | None = None,
+        extrapolate: bool = False,
     ) -> dict[str, torch.Tensor]:
         """The generators' sampling call (:class:`nag.generation.Generator`): ``conditions`` in
-        the proxies' raw units. The ODE solver's steps are the ``steps`` hyper-parameter."""
+        the proxies' raw units, refused outside the training range unless ``extrapolate``. The
+        ODE solver's steps are the ``steps`` hyper-parameter."""
         if steps is not None:
             raise ConfigError(f"steps={steps}: the cell flow's ODE steps are its model.init_args.steps; drop steps")
-        graphs = self.sample(conditions, num_samples, seed=seed, raw=True)
+        raw = Conditions(conditions).checked(self.proxies, self.normalizer.ranges(), num_samples, extrapolate)
+        graphs = self.sample(raw.float(), num_samples, seed=seed, raw=True)
         return {k: graphs[k].cpu() for k in ("x", "adj", "mask")}
 
     def log_prob(

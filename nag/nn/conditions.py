@@ -141,6 +141,39 @@ class Conditions(Mapping[str, RawValue]):
     def __repr__(self) -> str:
         return f"Conditions({self._values!r})"
 
+    def checked(
+        self,
+        names: Sequence[str],
+        ranges: Mapping[str, tuple[float, float]],
+        num_samples: int,
+        extrapolate: bool = False,
+    ) -> torch.Tensor:
+        """Raw values ``[S, C]`` over the model's condition ``names`` (NaN where not asked),
+        after the checks every generator needs: known names, one finite value or one per
+        sample, and each inside its training ``ranges[name] = (min, max)`` unless ``extrapolate``."""
+        unknown = [name for name in self if name not in names]
+        if unknown:
+            raise UnknownMetric(
+                f"conditions {unknown}: this model was trained with conditions "
+                f"{', '.join(names) or 'none'}; use those names"
+            )
+        values = torch.full((num_samples, len(names)), math.nan, dtype=torch.float64)
+        for c, name in enumerate(names):
+            if name not in self:
+                continue
+            raw = torch.as_tensor(self[name], dtype=torch.float64).flatten()
+            if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
+                raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
+            lo, hi = ranges.get(name, (-math.inf, math.inf))
+            outside = (raw < lo) | (raw > hi)
+            if not extrapolate and outside.any():
+                raise ConfigError(
+                    f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
+                    f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate"
+                )
+            values[:, c] = raw
+        return values
+
     def normalize(
         self,
         names: Sequence[str],
@@ -148,29 +181,11 @@ class Conditions(Mapping[str, RawValue]):
         num_samples: int,
         extrapolate: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``values [S, C]`` (normalised; zero where not asked) and ``given [C]`` over the
-        model's condition ``names``, for ``num_samples`` samples."""
-        unknown = [name for name in self if name not in names]
-        if unknown:
-            raise UnknownMetric(
-                f"conditions {unknown}: this model was trained with conditions "
-                f"{', '.join(names) or 'none'}; use those names"
-            )
-        values = torch.zeros(num_samples, len(names), dtype=torch.float64)
-        given = torch.zeros(len(names), dtype=torch.bool)
-        for c, name in enumerate(names):
-            if name not in self:
-                continue
-            raw = torch.as_tensor(self[name], dtype=torch.float64).flatten()
-            if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
-                raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
-            lo, hi = stats[name].get("min", -math.inf), stats[name].get("max", math.inf)
-            outside = (raw < lo) | (raw > hi)
-            if not extrapolate and outside.any():
-                raise ConfigError(
-                    f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
-                    f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate"
-                )
-            values[:, c] = (raw - stats[name]["mean"]) / stats[name]["std"]
-            given[c] = True
-        return values.float(), given
+        """``values [S, C]`` (z-scored with the training ``stats``; zero where not asked) and
+        ``given [C]`` over the model's condition ``names``, for ``num_samples`` samples."""
+        ranges = {n: (s.get("min", -math.inf), s.get("max", math.inf)) for n, s in stats.items()}
+        raw = self.checked(names, ranges, num_samples, extrapolate)
+        given = ~raw.isnan().all(0)
+        mean = torch.tensor([stats[n]["mean"] if g else 0.0 for n, g in zip(names, given)], dtype=torch.float64)
+        std = torch.tensor([stats[n]["std"] if g else 1.0 for n, g in zip(names, given)], dtype=torch.float64)
+        return ((raw - mean) / std).nan_to_num(0.0).float(), given

@@ -14,7 +14,7 @@ from torch import nn
 from nag.cli import main
 from nag.datamodules.zc_cells import ZCCellDataModule
 from nag.errors import ConfigError
-from nag.generation import decode_samples
+from nag.generation import ModelGenerator, decode_samples
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.cell_flow import CellFlowModule
 from nag.nn.cnf import ConditionalFlowMatching
@@ -250,3 +250,17 @@ def test_configs_run_under_fast_dev_run(shared_data, tmp_path):
             "--model.init_args.logprob_samples=4",
         ]
     )
+
+
+def test_generator_conditions_are_range_checked_like_every_generator(flow_setup):
+    """Through the Generator interface the flow takes one ``Conditions`` value: raw units,
+    refused outside the training range (six conv edges: the training cells have at most
+    six), unless ``extrapolate``; inside it, the same cells as the flow's own raw call."""
+    _, flow, _, _ = flow_setup
+    generator = ModelGenerator(flow, SPACE)
+    inside = generator.sample(8, seed=1, conditions={"nor_conv_3x3": 2.0})
+    direct = decode_samples(SPACE, flow.sample({"nor_conv_3x3": 2.0}, 8, seed=1, raw=True))
+    assert inside.archs == direct.archs
+    with pytest.raises(ConfigError, match=r"conditions\['nor_conv_3x3'\] = 9 lies outside the training range"):
+        generator.sample(8, seed=1, conditions={"nor_conv_3x3": 9.0})
+    assert len(ModelGenerator(flow, SPACE, extrapolate=True).sample(8, seed=1, conditions={"nor_conv_3x3": 9.0})) == 8
