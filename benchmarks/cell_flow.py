@@ -13,11 +13,14 @@ configs/nb201/cell_flow.yaml (same data section):
   reference, table cells that meet the target (a filter that needs every cell's proxies), by
   their true CIFAR-10 test accuracy in nb201.csv. Spread over ``--seeds``.
 
-    OMP_NUM_THREADS=1 nag fit --config configs/nb201/cell_encoder.yaml --trainer.max_epochs 8
-    OMP_NUM_THREADS=1 nag fit --config configs/nb201/cell_flow.yaml --trainer.max_epochs 20
+    python benchmarks/cell_flow.py          # fits both with `nag fit` (8 and 20 epochs), cached in --run-dir
     python benchmarks/cell_flow.py \\
         --encoder runs/nb201_cell_encoder/lightning_logs/version_0/checkpoints/last.ckpt \\
         --flow runs/nb201_cell_flow/lightning_logs/version_0/checkpoints/last.ckpt
+Without ``--encoder``/``--flow`` the script fits them (:func:`nag.io.fit_cache.fit_cached`, one
+torch thread) as ``OMP_NUM_THREADS=1 nag fit --config configs/nb201/cell_encoder.yaml
+--trainer.max_epochs 8`` and ``... cell_flow.yaml --trainer.max_epochs 20`` with that encoder
+would, and reuses a finished fit of the same config and arguments.
 Writes benchmarks/results/cell_flow.json and .md.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,13 +37,15 @@ import torch
 from torchmetrics.functional import spearman_corrcoef
 
 from nag.benchmarks import NB201Benchmark
-from nag.checkpoints import load_module
 from nag.datamodules.zc_cells import ZCCellDataModule
 from nag.generation import decode_samples
+from nag.io.checkpoints import load_module
+from nag.io.fit_cache import fit_cached
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.cell_flow import CellFlowModule
 from nag.spaces import NB201Space
 
+ROOT = Path(__file__).resolve().parents[1]
 METRIC = "cifar10_test_200ep"
 PROXIES = ["synflow", "snip", "grad_norm", "jacov", "nwot", "fisher", "params", "flops"]
 
@@ -102,10 +108,29 @@ def describe(archs: list, bench: NB201Benchmark, dm: ZCCellDataModule, top: floa
     }
 
 
+def fit_models(args: argparse.Namespace) -> None:
+    """``args.encoder`` and ``args.flow`` fitted with ``nag fit`` where not given (one thread)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    data = [f"--data.init_args.path={args.zc}"]
+    if args.encoder is None:
+        config = ROOT / "configs" / "nb201" / "cell_encoder.yaml"
+        args.encoder = str(fit_cached(config, args.run_dir, [*data, f"--trainer.max_epochs={args.encoder_epochs}"]))
+    if args.flow is None:
+        overrides = [
+            *data,
+            f"--trainer.max_epochs={args.flow_epochs}",
+            f"--model.init_args.encoder_ckpt={args.encoder}",
+        ]
+        args.flow = str(fit_cached(ROOT / "configs" / "nb201" / "cell_flow.yaml", args.run_dir, overrides))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", required=True)
-    parser.add_argument("--flow", required=True)
+    parser.add_argument("--encoder", default=None, help="a trained encoder checkpoint (default: fit one)")
+    parser.add_argument("--flow", default=None, help="a trained flow checkpoint (default: fit one on --encoder)")
+    parser.add_argument("--encoder-epochs", type=int, default=8)
+    parser.add_argument("--flow-epochs", type=int, default=20)
+    parser.add_argument("--run-dir", default="runs/benchmarks/cell_flow")
     parser.add_argument("--zc", default="../shared/data/nb201/zc_proxies_cifar10.csv")
     parser.add_argument("--nb201", default="../shared/data/nb201/nb201.csv")
     parser.add_argument("--samples", type=int, default=500)
@@ -114,9 +139,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     for path in (args.zc, args.nb201, args.encoder, args.flow):
-        if not Path(path).is_file():
+        if path is not None and not Path(path).is_file():
             sys.exit(f"skipped: {path} not found")
     torch.set_num_threads(1)
+    fit_models(args)
     space = NB201Space()
     dm = ZCCellDataModule(space, path=args.zc, arch_column="net_str", proxies=PROXIES)
     bench = NB201Benchmark(args.nb201)

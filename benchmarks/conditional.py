@@ -35,13 +35,13 @@ import torch
 import yaml
 
 from nag.benchmarks import NB201Benchmark
-from nag.checkpoints import load_module
-from nag.cli import main as nag_main
 from nag.datamodules import ArchitectureDataModule
 from nag.generation import GeneratedSet, Generator, ModelGenerator, score_samples
 from nag.generation.baseline import UniformRandom
 from nag.generation.budget import true_values, within_budget
 from nag.generation.pareto import ParetoSweep, pareto_sweep
+from nag.io.checkpoints import load_module
+from nag.io.fit_cache import fit_cached, fit_record
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.metrics.pareto import hypervolume
 
@@ -66,44 +66,22 @@ MODEL_SOURCES = [
 
 def fit(args: argparse.Namespace) -> tuple[Path, float]:
     """``nag fit`` on the repository config with the two conditions, and its wall-clock seconds;
-    reused (with the seconds it took then) when trained with the same epochs, seed, config and code."""
+    reused (with the seconds it took then) when trained with the same epochs, seed, config and
+    code (:func:`nag.io.fit_cache.fit_cached`)."""
     fingerprint = hashlib.sha1(b"".join(p.read_bytes() for p in MODEL_SOURCES)).hexdigest()[:10]
-    root = Path(args.run_dir) / f"epochs{args.epochs}_seed{args.seed}_{fingerprint}"
-    found = sorted(root.glob("**/last.ckpt"))
-    timing = root / "train_seconds.json"
-    if not found or not timing.is_file() or args.retrain:
-        start = time.perf_counter()
-        targets = json.dumps(CONDITIONS)
-        nag_main(
-            [
-                "fit",
-                "--config",
-                str(CONFIG),
-                "--trainer.default_root_dir",
-                str(root),
-                "--trainer.max_epochs",
-                str(args.epochs),
-                "--trainer.accelerator",
-                "cpu",
-                "--trainer.enable_progress_bar",
-                "false",
-                "--trainer.logger",
-                "false",
-                "--seed_everything",
-                str(args.seed),
-                "--test_after_fit",
-                "false",
-                "--model.init_args.conditions",
-                targets,
-                "--data.init_args.targets",
-                targets,
-                "--data.init_args.benchmark.init_args.path",
-                args.nb201,
-            ]
-        )
-        found = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        timing.write_text(json.dumps(time.perf_counter() - start))
-    return found[-1], float(json.loads(timing.read_text()))
+    targets = json.dumps(CONDITIONS)
+    overrides = [
+        f"--trainer.max_epochs={args.epochs}",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        f"--seed_everything={args.seed}",
+        f"--model.init_args.conditions={targets}",
+        f"--data.init_args.targets={targets}",
+        f"--data.init_args.benchmark.init_args.path={args.nb201}",
+    ]
+    ckpt = fit_cached(CONFIG, args.run_dir, overrides, extra={"code": fingerprint}, quiet=False, refit=args.retrain)
+    return ckpt, fit_record(CONFIG, args.run_dir, overrides, extra={"code": fingerprint})["seconds"]
 
 
 def data_module(bench: NB201Benchmark, seed: int) -> ArchitectureDataModule:

@@ -28,7 +28,6 @@ Writes benchmarks/results/guidance_sweep.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -41,12 +40,12 @@ import yaml
 from jsonargparse import ArgumentParser
 
 import nag
-from nag.checkpoints import load_module
-from nag.cli import main as nag_main
 from nag.datamodules import ArchitectureDataModule
 from nag.diffusion.guidance import check_same_sde, predictor_term
 from nag.generation import Generator, score_samples
 from nag.generation.baseline import UniformRandom
+from nag.io.checkpoints import load_module
+from nag.io.fit_cache import fit_cached, fit_record
 from nag.lightning_modules.predictor import PredictorModule
 from nag.spaces.base import Arch, SearchSpace
 
@@ -63,38 +62,27 @@ def fit(
     name: str, config: Path, overrides: list[str], epochs: int | None, max_steps: int | None, run_dir: Path
 ) -> dict[str, Any]:
     """``nag fit`` on a shipped config; its last checkpoint, length and seconds. A finished fit
-    (its ``fit.json`` written) with the same config file, overrides and length is reused."""
+    with the same config file, overrides and length is reused (:func:`nag.io.fit_cache.fit_cached`)."""
     epochs = epochs or int(yaml.safe_load(config.read_text())["trainer"]["max_epochs"])
-    digest = hashlib.sha1(config.read_bytes() + " ".join(overrides).encode()).hexdigest()[:8]
-    root = run_dir / f"{name}_epochs{epochs}{f'_steps{max_steps}' if max_steps else ''}_{digest}"
-    done = root / "fit.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     args = [
-        "fit",
-        "--config",
-        str(config),
         *overrides,
-        "--trainer.default_root_dir",
-        str(root),
         f"--trainer.max_epochs={epochs}",
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         "--trainer.accelerator=cpu",
         "--trainer.callbacks=[]",
-        "--test_after_fit=false",
-        "--generate_after_fit=0",
     ]
     if max_steps:
         args.append(f"--trainer.max_steps={max_steps}")
-    start = time.perf_counter()
-    nag_main(args)
-    seconds = time.perf_counter() - start
-    ckpt = max(root.glob("checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)  # last-v1 after a killed fit
-    info = {"checkpoint": str(ckpt), "epochs": epochs, "max_steps": max_steps, "train_seconds": seconds}
-    done.write_text(json.dumps(info))
-    return info
+    fit_cached(config, run_dir / name, args, quiet=False)
+    record = fit_record(config, run_dir / name, args)
+    return {
+        "checkpoint": str(record["checkpoint"]),
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "train_seconds": record["seconds"],
+    }
 
 
 def given(path: str) -> dict[str, Any]:

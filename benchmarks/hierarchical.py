@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nag import tables
+from nag.report import tables
 from nag.search.hierarchical import (
     CellProxies,
     HierarchicalGenerator,

@@ -1,12 +1,14 @@
 """Macro transformer benchmark: budget satisfaction before the exact check, vs random macros.
 
 Builds the datamodule of a macro-transformer config (its cached evolution data), trains the
-transformer on the train settings, then for every held-out test setting (task + params/FLOPs
-budgets never seen in training) samples ``--samples`` macro architectures and measures the
-share within both exact budgets -- what the hierarchical pipeline gets before it filters --
-next to uniform random macro architectures of the same space (the baseline, same process).
-For ``--zc-settings`` settings it also scores satisfying samples with the data's ZC fitness
-(synflow) against random satisfiers and the evolution's best.
+transformer on the train settings with ``nag fit`` (a finished fit of the same config and
+arguments in ``--run-dir`` is reused: :func:`nag.io.fit_cache.fit_cached`), then for every
+held-out test setting (task + params/FLOPs budgets never seen in training) samples
+``--samples`` macro architectures and measures the share within both exact budgets -- what
+the hierarchical pipeline gets before it filters -- next to uniform random macro
+architectures of the same space (the baseline, same process). For ``--zc-settings`` settings
+it also scores satisfying samples with the data's ZC fitness (synflow) against random
+satisfiers and the evolution's best.
 
     python benchmarks/macro_transformer.py --config configs/hierarchical/macro_transformer.yaml --epochs 60
 Writes benchmarks/results/macro_transformer.json and .md.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,8 +30,10 @@ from jsonargparse import ArgumentParser
 
 from nag.datamodules.macro import MacroDataModule
 from nag.datamodules.macro_evolution import ZCFitness
+from nag.io.checkpoints import load_module
+from nag.io.fit_cache import fit_cached, fit_record
 from nag.lightning_modules.macro_transformer import MacroTransformerModule
-from nag.spaces.hierarchical import MacroConstraints
+from nag.spaces.macro import MacroConstraints
 
 
 def shares(space, archs, c: MacroConstraints) -> dict[str, float]:
@@ -60,6 +65,7 @@ def main() -> None:
     parser.add_argument("--zc-settings", type=int, default=10)
     parser.add_argument("--zc-samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", default="runs/benchmarks/macro_transformer", help="fits, reused by digest")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -71,19 +77,18 @@ def main() -> None:
     dm.setup()
     space = dm.space
 
-    pl.seed_everything(args.seed)
-    model = MacroTransformerModule(dm.spec(), **config["model"].get("init_args", {}))
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, dm)
-    train_seconds = time.perf_counter() - start
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the fit runs in `nag fit`, one thread like this process
+    overrides = [
+        f"--trainer.max_epochs={args.epochs}",
+        f"--seed_everything={args.seed}",
+        "--trainer.accelerator=cpu",
+        "--trainer.logger=false",
+        "--trainer.enable_model_summary=false",
+    ]
+    ckpt = fit_cached(args.config, args.run_dir, overrides)
+    train_seconds = fit_record(args.config, args.run_dir, overrides)["seconds"]
+    model = load_module(MacroTransformerModule, ckpt, None, "--config")
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     val = trainer.validate(model, dm, verbose=False)[0]
     model.eval()
 

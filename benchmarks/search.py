@@ -1,22 +1,28 @@
-"""Search quality: best found vs queries for transfer, BO and the baselines, same harness.
+"""Search quality under one protocol for every method: best found vs queries.
 
     python benchmarks/search.py --space nbgraph                    # embedded, no files
     python benchmarks/search.py --space nb201 --data ../shared/data/nb201/nb201.csv
 
-Per task (NB201: each dataset's test accuracy with the meta-predictor trained on the other
-two; NB-Graph: leave-one-dataset-out), every method runs under the same budget and seeds
-through a counting QueryOracle. Meta-predictors (and the generator) are trained first by
-``nag fit`` from the repository's configs (reused when their checkpoints exist), ``--meta-seeds``
-of them per task, so transfer's seeds measure meta-training variance too. Random
-search is the baseline every other method is compared to, as a ratio of queries.
-Writes ``results/search_<space>.{json,md,png}``.
+Protocol (printed at the top of each results file):
+- Every label of the target task that any part of a method uses is a query, counted by one
+  QueryOracle per run; meta-predictors learn from the *other* tasks only (leave-one-task-out,
+  refused by dataset, not name).
+- Every method gets the same budget and the same seeds. A method containing a trained model
+  gets one independently trained model per seed (``--meta-seeds`` defaults to ``--seeds``);
+  the table's "runs (distinct)" counts runs that queried a different sequence, so a
+  deterministic method shows its true number of runs.
+- The naive baselines run beside it: uniform random, and ``OtherTasksRanking``, the order of
+  the source tasks' own labels (no learning).
+- Each median stands beside its interquartile range; the optimum is the table's best.
+
+Models are trained by ``nag fit`` from the repository's configs through the one fit-and-cache
+helper (reused only for the same config and overrides). Writes ``results/search_<space>.{json,md,png}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -24,9 +30,9 @@ import torch
 
 from nag.benchmarks import NB201Benchmark, NBGraphBenchmark
 from nag.benchmarks.nbgraph import DATASETS
-from nag.cli import main as nag_main
 from nag.generation import write_rows
-from nag.search import LocalSearch, QueryOracle, RandomSearch, RegularizedEvolution
+from nag.io.fit_cache import fit_cached
+from nag.search import LocalSearch, OtherTasksRanking, QueryOracle, RandomSearch, RegularizedEvolution, SourceTask
 from nag.search.bo import BayesianOptimization
 from nag.search.report import format_summary, summarize
 from nag.search.transfer import TransferSearch
@@ -40,32 +46,16 @@ NB201_TASKS = {
 
 
 def fit(config: str, root: Path, *overrides: str) -> Path:
-    """``nag fit`` with the repository's config under ``root`` (one per task); later runs
-    reuse its ``last.ckpt`` only if that fit finished (``last.ckpt`` is rewritten every
-    epoch, so an interrupted run's would be a half-trained model)."""
-    done = root / "fit_finished"
-    if not done.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        nag_main(
-            [
-                "fit",
-                "--config",
-                str(ROOT / config),
-                "--trainer.default_root_dir",
-                str(root),
-                "--trainer.enable_progress_bar",
-                "false",
-                "--test_after_fit",
-                "false",
-                *overrides,
-            ]
-        )
-        done.touch()
-    return sorted(root.glob("**/last.ckpt"))[-1]
+    """``nag fit`` with the repository's config, cached under ``root`` by config and overrides."""
+    return fit_cached(
+        ROOT / config,
+        root,
+        ["--trainer.enable_progress_bar=false", "--trainer.logger=false", "--test_after_fit=false", *overrides],
+    )
 
 
-def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
-    """``(task name, benchmark, metric, meta-fit overrides)`` per held-out task."""
+def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str], list[SourceTask]]]:
+    """``(task name, benchmark, metric, meta-fit overrides, source tasks)`` per held-out task."""
     if args.space == "nb201":
         bench = NB201Benchmark(args.data)
         data = [
@@ -73,42 +63,49 @@ def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str]]]:
             json.dumps([{"class_path": "nag.benchmarks.NB201Benchmark", "init_args": {"path": args.data}}]),
         ]
         return [
-            (name, bench, metric, [*data, "--data.init_args.held_out", metric])
+            (
+                name,
+                bench,
+                metric,
+                [*data, "--data.init_args.held_out", metric],
+                [SourceTask(bench, m) for m in NB201_TASKS.values() if m != metric],
+            )
             for name, metric in NB201_TASKS.items()
             if name in args.tasks
         ]
+    benches = {d: NBGraphBenchmark(d) for d in DATASETS}
     return [
-        (d, NBGraphBenchmark(d), "valid_acc", ["--data.init_args.held_out", d]) for d in DATASETS if d in args.tasks
+        (
+            d,
+            benches[d],
+            "valid_acc",
+            ["--data.init_args.held_out", d],
+            [SourceTask(b, "valid_acc") for o, b in benches.items() if o != d],
+        )
+        for d in DATASETS
+        if d in args.tasks
     ]
 
 
-METHODS = ("random", "rea", "local", "transfer", "transfer+generator", "bo")
+METHODS = ("random", "rea", "local", "other_tasks", "transfer", "transfer+generator", "bo")
 
 
-def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | None) -> list[tuple[list, int, int]]:
-    """``(strategies, seeds, budget)``: search seed ``s`` runs ``strategies[s % len]``, so
-    transfer's seeds spread over independently meta-trained predictors. Model-free methods
-    get every seed; costly ones fewer."""
+def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | None, sources: list) -> list[list]:
+    """Per method, the strategies its seeds run: seed ``s`` runs ``strategies[s % len]``, so
+    transfer's seeds each get their own meta-predictor when ``--meta-seeds`` = ``--seeds``."""
     make = {
-        "random": lambda: ([RandomSearch()], args.seeds, args.budget),
-        "rea": lambda: ([RegularizedEvolution()], args.seeds, args.budget),
-        "local": lambda: ([LocalSearch()], args.seeds, args.budget),
-        "transfer": lambda: ([TransferSearch(str(m), batch_size=1) for m in metas], args.seeds, args.budget),
-        "transfer+generator": lambda: (
-            [
-                TransferSearch(
-                    str(m), str(generator), batch_size=1, num_samples=args.samples, regenerate_every=args.regenerate
-                )
-                for m in metas
-            ],
-            args.model_seeds,
-            args.model_budget,
-        ),
-        "bo": lambda: (
-            [BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32)],
-            args.model_seeds,
-            args.model_budget,
-        ),
+        "random": lambda: [RandomSearch()],
+        "rea": lambda: [RegularizedEvolution()],
+        "local": lambda: [LocalSearch()],
+        "other_tasks": lambda: [OtherTasksRanking(sources)],
+        "transfer": lambda: [TransferSearch(str(m), batch_size=1) for m in metas],
+        "transfer+generator": lambda: [
+            TransferSearch(
+                str(m), str(generator), batch_size=1, num_samples=args.samples, regenerate_every=args.regenerate
+            )
+            for m in metas
+        ],
+        "bo": lambda: [BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32)],
     }
     return [make[m]() for m in args.methods]
 
@@ -142,13 +139,15 @@ def main() -> None:
     parser.add_argument("--space", choices=["nb201", "nbgraph"], default="nbgraph")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/nb201/nb201.csv"))
     parser.add_argument("--tasks", nargs="*", default=None, help="held-out tasks (default: all)")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=100)
-    parser.add_argument("--model-seeds", type=int, default=3, help="seeds for transfer+generator and BO")
-    parser.add_argument("--model-budget", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=10, help="runs per method, the same for every method")
+    parser.add_argument("--budget", type=int, default=100, help="queries per run, the same for every method")
     parser.add_argument("--meta-epochs", type=int, default=10)
-    parser.add_argument("--meta-seeds", type=int, default=3, help="independently meta-trained predictors per task")
-    parser.add_argument("--methods", nargs="*", choices=METHODS, default=["random", "rea", "local", "transfer"])
+    parser.add_argument(
+        "--meta-seeds", type=int, default=None, help="independently meta-trained predictors per task (default: --seeds)"
+    )
+    parser.add_argument(
+        "--methods", nargs="*", choices=METHODS, default=["random", "rea", "local", "other_tasks", "transfer"]
+    )
     parser.add_argument("--generator-epochs", type=int, default=30)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--regenerate", type=int, default=25)
@@ -156,30 +155,36 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     args.tasks = args.tasks or (list(NB201_TASKS) if args.space == "nb201" else list(DATASETS))
+    args.meta_seeds = args.meta_seeds or args.seeds
     torch.set_num_threads(1)  # tiny models: a second thread only adds contention on small machines
     work, out = Path(args.work), Path(args.out)
 
     generator = None
     if "transfer+generator" in args.methods:
+        # architectures need no labels: train on 90% of the table (val/test must not be empty); the
+        # candidates are what it generates, so the held-back 10% stay reachable
         generator = fit(
             f"configs/{args.space}/diffusion.yaml",
             work / f"{args.space}_generator",
             "--trainer.max_epochs",
             str(args.generator_epochs),
+            "--data.init_args.split=[0.9, 0.05, 0.05]",
             *(["--data.init_args.benchmark.init_args.path", args.data] if args.space == "nb201" else []),
         )
 
     results = {}
-    for name, bench, metric, overrides in tasks(args):
+    for name, bench, metric, overrides, sources in tasks(args):
         metas = []
         if any(m.startswith("transfer") for m in args.methods):
             metas = [
                 fit(
                     f"configs/{args.space}/meta_predictor.yaml",
-                    work / (f"{args.space}_meta_{name}" + (f"_s{k}" if k else "")),
+                    work / f"{args.space}_meta_{name}_s{k}",
                     "--trainer.max_epochs",
                     str(args.meta_epochs),
                     "--seed_everything",
+                    str(k),
+                    "--data.init_args.seed",
                     str(k),
                     *overrides,
                 )
@@ -187,35 +192,52 @@ def main() -> None:
             ]
         _, optimum = bench.best(metric)
         task = results[name] = {"metric": metric, "optimum": optimum, "methods": {}, "curves": {}}
-        for options, seeds, budget in strategies(args, metas, generator):
+        for options in strategies(args, metas, generator, sources):
             start, strategy = time.perf_counter(), options[0]
             runs = [
-                options[s % len(options)].run(QueryOracle(bench, metric, budget=budget), budget, s)
-                for s in range(seeds)
+                options[s % len(options)].run(QueryOracle(bench, metric, budget=args.budget), args.budget, s)
+                for s in range(args.seeds)
             ]
             summary = summarize(runs, optimum) | {
                 "task": name,
-                "seconds_per_run": (time.perf_counter() - start) / seeds,
+                "models": len(options),
+                "seconds_per_run": (time.perf_counter() - start) / args.seeds,
             }
             task["methods"][strategy.name] = summary
             task["curves"][strategy.name] = [r.best_curve for r in runs]
             print(
-                f"{name:>10} {strategy.name:>22}: best={runs[0].sign * max(r.sign * r.best_value for r in runs):.4f} "
+                f"{name:>10} {strategy.name:>22}: best@10={summary['best@10']:.4f} "
                 f"reached={summary['reached_optimum']:.0%} q_opt={summary['median_queries_to_optimum']}",
                 flush=True,
             )
-        base = task["methods"]["random_search"]["median_queries_to_optimum"]
-        for summary in task["methods"].values():
-            q = summary["median_queries_to_optimum"]
-            summary["queries_vs_random"] = q / base if q is not None and base is not None else None
         write(results, args, out)  # after every task: a long run stopped midway keeps what it measured
+
+
+PROTOCOL = (
+    "Protocol: every label of the target task any part of a method uses is a query; every method has the "
+    "same budget and seeds; a method with a trained model gets {models} independently trained model(s) "
+    "per task, one per seed modulo that number; 'runs (distinct)' counts runs that queried a different "
+    "sequence; medians with [25th, 75th] percentiles; other_tasks_ranking orders candidates by the "
+    "source tasks' own labels (no learning). Optimum = the table's best."
+)
 
 
 def write(results: dict, args: argparse.Namespace, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"search_{args.space}"
-    write_rows({"args": vars(args), "results": results}, stem.with_suffix(".json"))
-    lines = [f"# Search on {args.space} (best found vs queries; optimum = table's best)", ""]
+    command = "python benchmarks/search.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items()
+        if k not in ("work", "out")
+    )
+    write_rows({"command": command, "args": vars(args), "results": results}, stem.with_suffix(".json"))
+    lines = [
+        f"<!-- {command} -->",
+        f"# Search on {args.space}: best found vs queries",
+        "",
+        PROTOCOL.format(models=args.meta_seeds),
+        "",
+    ]
     for name, task in results.items():
         lines += [
             f"## held-out {name}: {task['metric']} (optimum {task['optimum']:.4f})",

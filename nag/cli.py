@@ -19,10 +19,10 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from nag.checkpoints import check_space, last_checkpoint, load_checkpoint
 from nag.errors import ConfigError, NagError
 from nag.generation import ModelGenerator
 from nag.generation.baseline import compare_with_random
+from nag.io.checkpoints import check_space, last_checkpoint, load_checkpoint
 from nag.search.runner import run_search
 from nag.trainer import NagTrainer
 
@@ -188,8 +188,8 @@ def search_hierarchical_main(args: list[str]) -> dict:
 
 def export_main(args: list[str]) -> None:
     """``nag export --arch "<string>" --space nb201 --output model.py|.pt``: the arguments are
-    :func:`nag.export.export`'s."""
-    from nag.export import export  # torch.fx/torch.export only for this subcommand
+    :func:`nag.io.export.export`'s."""
+    from nag.io.export import export  # torch.fx/torch.export only for this subcommand
 
     parser = ArgumentParser(prog="nag export", description=export.__doc__, exit_on_error=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")

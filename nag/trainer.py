@@ -12,22 +12,21 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from nag.callbacks.rng_state import RNGStateCheckpoint
-from nag.checkpoints import load_module
 from nag.diffusion.guidance import GuidanceTerm, check_same_sde, parse_objective, predictor_term
 from nag.errors import ConfigError
 from nag.generation import (
     ModelGenerator,
     add_predictions,
-    check_output,
     format_table,
     invalid_reasons,
     rows_for,
     score_samples,
-    write_rows,
 )
+from nag.io.checkpoints import load_module
+from nag.io.writers import check_output, write_rows
 from nag.lightning_modules.predictor import PredictorModule
 from nag.plugins.atomic_checkpoint_io import AtomicCheckpointIO
-from nag.tables import latency_metric
+from nag.report.tables import latency_metric
 
 
 class NagTrainer(pl.Trainer):

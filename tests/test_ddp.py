@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from nag.benchmarks import NB201Benchmark
-from nag.checkpoints import load_checkpoint
 from nag.cli import main
 from nag.datamodules import ArchitectureDataModule
+from nag.io.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nag.checkpoints import load_checkpoint
 from nag.cli import main
+from nag.io.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

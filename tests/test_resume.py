@@ -15,8 +15,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from nag.checkpoints import load_checkpoint
 from nag.cli import main
+from nag.io.checkpoints import load_checkpoint
 from nag.plugins import AtomicCheckpointIO
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -62,6 +62,11 @@ class Benchmark(ABC, Generic[Arch]):
         """Short label used to name tasks (a dataset for multi-dataset benchmarks)."""
         return self.space.name
 
+    def dataset_of(self, metric: str) -> str:
+        """Which data ``metric`` was measured on: two tasks on one dataset share labels in
+        all but name (CIFAR-10 validation and test accuracy), so leakage checks compare this."""
+        return self.name
+
     @property
     def metrics(self) -> tuple[str, ...]:
         return tuple(self._columns)

@@ -61,5 +61,11 @@ class NB201Benchmark(Benchmark[Arch201]):
         self.minimize = frozenset(c for c in names if c.endswith(_COST_SUFFIXES))
         self._set_table(archs, columns)
 
+    def dataset_of(self, metric: str) -> str:
+        """The image dataset of a column: ``cifar10_test_200ep`` and ``cifar10_valid_200ep_1seed``
+        are both CIFAR-10; ``hwnb_ImageNet16-120_fpga_latency`` is ImageNet16."""
+        name = metric.removeprefix("hwnb_").split("_")[0].lower()
+        return "imagenet16" if name.startswith("imagenet16") else name
+
     def row_key(self, arch: Arch201) -> Arch201:
         return self.space.validate(arch)

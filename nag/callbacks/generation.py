@@ -72,7 +72,7 @@ class GenerationMetricsCallback(pl.Callback):
     ) -> None:
         """A grid of this rank's first valid samples (titled with their true first metric) and,
         per metric, their true values against the benchmark's distribution."""
-        from nag import plots  # matplotlib and networkx are imported only when drawing
+        from nag.report import plots  # matplotlib and networkx are imported only when drawing
 
         def truth(arch: Arch, metric: str) -> float:
             return benchmark.query(arch, metric) if arch in benchmark else math.nan

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from nag.datamodules.architecture import SPLITS, split_by_key
 from nag.datamodules.macro_evolution import ZCFitness, generate_records
 from nag.datamodules.resumable_loader import seeded_loader
 from nag.errors import ConfigError, DataFileError
-from nag.spaces.hierarchical import MacroConstraints
+from nag.io.atomic import write_text_atomically
+from nag.spaces.macro import MacroConstraints
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer
 
 
@@ -121,10 +121,7 @@ class MacroDataModule(pl.LightningDataModule):
 
         fitness = ZCFitness(self.images, self.proxy, self.proxy_batch_size, self.seed)
         records = generate_records(self.tokenizer, fitness, **self.evolution, progress=progress)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps({"config": config, "records": records}))
-        os.replace(partial, self.path)
+        write_text_atomically(self.path, json.dumps({"config": config, "records": records}))
         return records
 
     @cached_property

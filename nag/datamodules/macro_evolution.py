@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nag.spaces.hierarchical import MacroArch, MacroConstraints, MacroSpace
+from nag.spaces.macro import MacroArch, MacroConstraints, MacroSpace
 from nag.spaces.macro_tokens import MacroTokenizer
 from nag.zc import compute_proxies, image_batch
 

@@ -161,8 +161,16 @@ class TaskDataModule(pl.LightningDataModule):
             "targets": list(self.metrics),
             "target_stats": {t.name: {"mean": t.mean, "std": t.std} for t in self.tasks if t.name != self.held_out},
             "tasks": self.task_names,
+            "task_datasets": self.task_datasets,
             "held_out": self.held_out,
+            "context_size": self.context_size,
         }
+
+    @property
+    def task_datasets(self) -> list[str]:
+        """Each task's dataset (``Benchmark.dataset_of``), in task order: what a transfer search
+        compares to refuse targets whose data the model learned under another name."""
+        return [b.dataset_of(m) for b in self.benchmarks for m in self.metrics]
 
     @property
     def train_task_ids(self) -> list[int]:

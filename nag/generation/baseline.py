@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from nag import tables
 from nag.benchmarks.base import Benchmark
 from nag.diffusion.guidance import GuidanceTerm
 from nag.generation.generated_set import GeneratedSet
 from nag.generation.generator import Generator
 from nag.generation.output import score_samples
 from nag.nn.conditions import Conditions
+from nag.report import tables
 from nag.spaces.base import SearchSpace
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from nag.checkpoints import load_checkpoint, load_module
 from nag.errors import ConfigError
 from nag.generation.generator import ModelGenerator
+from nag.io.checkpoints import load_checkpoint, load_module
 from nag.lightning_modules.cell_flow import CellFlowModule
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
@@ -42,7 +42,7 @@ def load_generator(
     checked against the stored identity); pass ``space`` for one that is not registered.
     ``options`` are the model's sampling settings (``sampler="pc"``, ``guidance_scale``,
     ``mode``, ``batch_size``). The file is read weights-only, like every checkpoint in nag, and
-    :func:`~nag.checkpoints.load_module` checks it against the space.
+    :func:`~nag.io.checkpoints.load_module` checks it against the space.
     """
     ckpt = load_checkpoint(path, flag)
     hparams = ckpt["hyper_parameters"]

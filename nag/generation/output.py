@@ -1,24 +1,19 @@
-"""A generated set scored against a benchmark, written to CSV/JSON and shown as a table."""
+"""A generated set scored against a benchmark, as rows (written by :mod:`nag.io.writers`) and
+as a terminal table."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from nag import tables
 from nag.benchmarks.base import Benchmark
-from nag.errors import ConfigError
 from nag.generation.generated_set import GeneratedSet
 from nag.metrics.generation import BenchmarkTruth, Novelty, Uniqueness, Validity
+from nag.report import tables
 from nag.spaces.base import SearchSpace
 
 
@@ -79,35 +74,6 @@ def rows_for(
             row[m] = benchmark.query(arch, m) if arch is not None and arch in benchmark else math.nan
         rows.append(row)
     return rows
-
-
-def check_output(path: str | Path) -> Path:
-    """Refuse an output name :func:`write_rows` cannot write before any work is done."""
-    path = Path(path)
-    if path.suffix not in (".csv", ".json"):
-        raise ConfigError(f"--output {str(path)!r}: expected a .csv or .json file name")
-    return path
-
-
-def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """CSV or JSON by suffix, written to a temporary file and renamed, so a killed run never
-    leaves a half-written output behind."""
-    path = check_output(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            if path.suffix == ".json":
-                json.dump(rows, f, indent=1, default=float)
-            else:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["sample"])
-                writer.writeheader()
-                writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def add_predictions(

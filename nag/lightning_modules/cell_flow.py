@@ -11,9 +11,9 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
-from nag.checkpoints import load_checkpoint
 from nag.datamodules.zc_cells import ProxyNormalizer
 from nag.errors import ConfigError
+from nag.io.checkpoints import load_checkpoint
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.nn.cnf import ConditionalFlowMatching

@@ -12,7 +12,7 @@ from torch import nn
 
 from nag.errors import ConfigError
 from nag.lightning_modules.finite_loss import ensure_finite
-from nag.spaces.hierarchical import MacroArch, MacroConstraints
+from nag.spaces.macro import MacroArch, MacroConstraints
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer
 
 

@@ -3,9 +3,6 @@ without running code."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,12 +12,13 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
-from nag.checkpoints import SAFE_GLOBALS, read_checkpoint
+from nag.io.atomic import atomic_write
+from nag.io.checkpoints import SAFE_GLOBALS, read_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a local checkpoint to a temporary file beside it, fsyncs it and renames it over
-    the target with ``os.replace``.
+    the target with ``os.replace`` (:func:`nag.io.atomic.atomic_write`).
 
     Lightning's own save goes through an fsspec transaction whose temporary file lives in
     the system temp folder; where that is another file system the final move is a copy, so a
@@ -28,7 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A rename within one folder is atomic. Remote paths keep Lightning's behaviour.
 
     Reading (``--ckpt_path`` of fit/validate/test/predict, resume) is always weights-only,
-    whatever Lightning asks for: a local file goes through :func:`nag.checkpoints.read_checkpoint`,
+    whatever Lightning asks for: a local file goes through :func:`nag.io.checkpoints.read_checkpoint`,
     a remote one through Lightning's reader with the same allow-list.
     """
 
@@ -37,18 +35,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as f:
+            torch.save(checkpoint, f)
 
     @override
     def load_checkpoint(

@@ -9,6 +9,7 @@ from nag.search.oracle import (
     SearchResult,
     candidate_stream,
 )
+from nag.search.other_tasks import OtherTasksRanking, SourceTask
 from nag.search.random_search import RandomSearch
 from nag.search.runner import run_search
 from nag.search.strategy import SearchStrategy
@@ -18,11 +19,13 @@ __all__ = [
     "BayesianOptimization",
     "BudgetExhausted",
     "LocalSearch",
+    "OtherTasksRanking",
     "QueryOracle",
     "RandomSearch",
     "RegularizedEvolution",
     "SearchResult",
     "SearchStrategy",
+    "SourceTask",
     "TransferSearch",
     "candidate_stream",
     "run_search",

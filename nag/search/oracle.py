@@ -56,6 +56,11 @@ class QueryOracle(Generic[Arch]):
         return self._benchmark.name, self.metric
 
     @property
+    def dataset(self) -> str:
+        """The data this task's labels were measured on (``Benchmark.dataset_of``)."""
+        return self._benchmark.dataset_of(self.metric)
+
+    @property
     def sign(self) -> int:
         """+1 when the metric is maximised, -1 when minimised: loops maximise ``sign * value``."""
         return 1 if self._benchmark.higher_is_better(self.metric) else -1
@@ -202,3 +207,8 @@ class SearchResult:
         out = asdict(self)
         out["history"] = [[arch, value] for arch, value in self.history]
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchResult:
+        """The inverse of :meth:`to_dict` (a saved run read back to resume a search)."""
+        return cls(**{**data, "history": [(arch, value) for arch, value in data["history"]]})

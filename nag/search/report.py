@@ -27,19 +27,23 @@ def best_at(result: SearchResult, queries: int) -> float:
 def summarize(
     results: Sequence[SearchResult], optimum: float, checkpoints: Sequence[int] = CHECKPOINTS
 ) -> dict[str, Any]:
-    """Medians over seeds (with the 25th/75th percentiles) of best found and regret at each
-    checkpoint, and how many queries it took to reach ``optimum`` (None where it never did)."""
+    """Medians over seeds, each with its 25th/75th percentiles, of best found and regret at
+    each checkpoint and of the queries it took to reach ``optimum`` (a run that never did
+    counts as needing more than its budget). ``distinct_runs`` counts runs that queried a
+    different sequence: seeds of a deterministic method are one run, however many there are."""
     sign = results[0].sign
     reach = [r.queries_to_reach(optimum) for r in results]
     budget = max(r.num_queries for r in results)
+    to_opt = np.array([q if q is not None else math.inf for q in reach], dtype=np.float64)
     out: dict[str, Any] = {
         "method": results[0].method,
         "seeds": len(results),
+        "distinct_runs": len({tuple(a for a, _ in r.history) for r in results}),
+        "budget": budget,
         "optimum": optimum,
         "reached_optimum": sum(q is not None for q in reach) / len(reach),
-        # a run that never reached it counts as needing more than its budget; None
-        # when the median run never did
-        "median_queries_to_optimum": _finite(median(q if q is not None else math.inf for q in reach)),
+        "median_queries_to_optimum": _finite(median(to_opt.tolist())),
+        "queries_to_optimum_iqr": [_finite(float(np.percentile(to_opt, p, method="nearest"))) for p in (25, 75)],
         "queries_to_optimum": reach,
     }
     for q in checkpoints:
@@ -50,6 +54,7 @@ def summarize(
         out[f"best@{q}"] = float(np.median(best))
         out[f"best@{q}_iqr"] = [float(np.percentile(best, 25)), float(np.percentile(best, 75))]
         out[f"regret@{q}"] = float(np.median(regret))
+        out[f"regret@{q}_iqr"] = [float(np.percentile(regret, 25)), float(np.percentile(regret, 75))]
     return out
 
 
@@ -58,16 +63,34 @@ def _finite(value: float) -> float | None:
 
 
 def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECKPOINTS) -> str:
-    """A Markdown table: one row per method."""
+    """A Markdown table: one row per method, each median with its interquartile range."""
     cols = [q for q in checkpoints if any(f"best@{q}" in s for s in summaries)]
-    head = "| method | seeds | " + " | ".join(f"best@{q}" for q in cols) + " | reached opt. | median queries to opt. |"
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
+    head = (
+        "| method | budget | runs (distinct) | "
+        + " | ".join(f"best@{q}" for q in cols)
+        + " | regret@10 | reached opt. | queries to opt. |"
+    )
+    lines = [head, "|" + "---|" * (len(cols) + 6)]
     for s in summaries:
-        cells = [f"{s[f'best@{q}']:.4f}" if f"best@{q}" in s else "" for q in cols]
-        q_opt = s["median_queries_to_optimum"]
+        cells = [_spread(s.get(f"best@{q}"), s.get(f"best@{q}_iqr")) for q in cols]
+        runs = f"{s['seeds']} ({s['distinct_runs']})" if "distinct_runs" in s else f"{s['seeds']}"
+        q_iqr = s.get("queries_to_optimum_iqr")
+        q_opt = _queries(s["median_queries_to_optimum"])
+        if q_iqr is not None:
+            q_opt += f" [{_queries(q_iqr[0])}, {_queries(q_iqr[1])}]"
         lines.append(
-            f"| {s['method']} | {s['seeds']} | "
+            f"| {s['method']} | {s.get('budget', '')} | {runs} | "
             + " | ".join(cells)
-            + f" | {s['reached_optimum']:.0%} | {'>budget' if q_opt is None else f'{q_opt:g}'} |"
+            + f" | {_spread(s.get('regret@10'), s.get('regret@10_iqr'))} | {s['reached_optimum']:.0%} | {q_opt} |"
         )
     return "\n".join(lines)
+
+
+def _spread(median_value: float | None, iqr: Sequence[float] | None) -> str:
+    if median_value is None:
+        return ""
+    return f"{median_value:.4g}" + (f" [{iqr[0]:.4g}, {iqr[1]:.4g}]" if iqr else "")
+
+
+def _queries(q: float | None) -> str:
+    return ">budget" if q is None else f"{q:g}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,10 +10,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from nag import tables
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.generation import write_rows
+from nag.io.writers import write_rows
+from nag.report import tables
 from nag.search.oracle import QueryOracle, SearchResult
 from nag.search.report import format_summary, summarize
 from nag.search.strategy import SearchStrategy
@@ -52,6 +53,9 @@ def run_search(
     The terminal shows a progress bar over queries, the ``show`` best distinct architectures
     found (with the benchmark's latency where it has one), each seed's result and the summary;
     ``verbose`` shows every architecture found and every seed, ``quiet`` nothing.
+
+    Every finished seed is saved at once to ``<output>.partial.json``; run the same command
+    again after a crash or kill and the seeds it holds are not searched again.
     """
     if budget < 1:
         raise ConfigError(f"--budget={budget}: a search needs at least one query")
@@ -60,12 +64,21 @@ def run_search(
     if Path(output).suffix not in (".csv", ".json"):
         raise ConfigError(f"--output {output!r}: expected a .csv or .json file name")
     benchmark.column(metric)
+    partial = Path(f"{output}.partial.json")
+    settings = {"benchmark": repr(benchmark), "metric": metric, "strategy": repr(strategy), "budget": budget}
+    done = _finished_runs(partial, settings)
+    if done and not quiet:
+        print(f"resuming: seeds {sorted(done)} were finished before, read from {partial}")
     results: list[SearchResult] = []
     with tqdm(total=budget * len(seeds), desc=f"{strategy.name} queries", unit="q", disable=quiet) as bar:
         for seed in seeds:
             bar.set_description(f"{strategy.name} seed {seed}")
-            oracle = _ProgressOracle(benchmark, metric, budget=budget, bar=bar)
-            results.append(strategy.run(oracle, budget, seed))
+            if seed in done:
+                results.append(done[seed])
+            else:
+                oracle = _ProgressOracle(benchmark, metric, budget=budget, bar=bar)
+                results.append(strategy.run(oracle, budget, seed))
+                write_rows({**settings, "runs": [r.to_dict() for r in results]}, partial)
             bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
     opt_arch, optimum = benchmark.best(metric)
     summary = summarize(results, optimum)
@@ -79,12 +92,24 @@ def run_search(
         "runs": [r.to_dict() for r in results],
     }
     write_rows(report if output.endswith(".json") else query_rows(results), output)
+    partial.unlink(missing_ok=True)
     if not quiet:
         print(found_table(results, benchmark, None if verbose else show))
         print(_runs_table(results, optimum, 0 if verbose else show))
         print(format_summary([summary]))
         print(f"wrote {len(results)} runs to {output}")
     return report
+
+
+def _finished_runs(partial: Path, settings: dict[str, Any]) -> dict[int, SearchResult]:
+    """Seeds a killed run of the same search finished (none if the file is from another one)."""
+    try:
+        saved = json.loads(partial.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in settings.items()):
+        return {}
+    return {r["seed"]: SearchResult.from_dict(r) for r in saved.get("runs", [])}
 
 
 def query_rows(results: Sequence[SearchResult]) -> list[dict[str, Any]]:

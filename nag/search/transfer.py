@@ -6,6 +6,8 @@ context (the meta-predictor's "unknown task" prior), proposes candidates by gene
 guided by the meta-predictor (or scores the whole pool), queries the best, and feeds
 every answer back into the context: each query sharpens the task encoding. Context
 archs are queries like any other, so the reported count is everything the task cost.
+The context holds at most as many pairs as the meta-predictor was trained with (a random
+subset of the queries once there are more): a longer one is input it never saw.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from nag.checkpoints import load_module
 from nag.diffusion.guidance import GuidanceTerm, Schedule, check_same_sde
 from nag.errors import ConfigError
 from nag.generation import Generator, load_generator
+from nag.io.checkpoints import load_module
 from nag.lightning_modules.meta_predictor import MetaPredictorModule
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import (
@@ -74,11 +76,12 @@ class TransferSearch(SearchStrategy):
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
         meta, generator = self._load(oracle)
         goal = oracle.target(budget)
-        stream = candidate_stream(oracle, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        stream = candidate_stream(oracle, rng)
         pool, proposals = None, []
         since_generation, rounds = self.regenerate_every, 0
         while oracle.num_queries < goal:
-            task_vec = self._task_vector(meta, oracle)
+            task_vec = self._task_vector(meta, oracle, rng)
             need = min(self.batch_size, goal - oracle.num_queries)
             if generator is None:
                 if pool is None:  # embeddings do not depend on the task: computed once per run
@@ -137,9 +140,15 @@ class TransferSearch(SearchStrategy):
         return (mean + self.adapt_beta * std).numpy()
 
     @torch.no_grad()
-    def _task_vector(self, meta: MetaPredictorModule, oracle: QueryOracle[Any]) -> torch.Tensor:
-        """``[1, hidden]`` encoding of everything measured so far (empty at the start)."""
+    def _task_vector(
+        self, meta: MetaPredictorModule, oracle: QueryOracle[Any], rng: np.random.Generator
+    ) -> torch.Tensor:
+        """``[1, hidden]`` encoding of what was measured so far (empty at the start), at most
+        the trained context size of it."""
         history = oracle.history
+        cap = meta.hparams.data_spec.get("context_size")
+        if cap is not None and len(history) > cap:
+            history = [history[i] for i in sorted(rng.choice(len(history), cap, replace=False))]
         if history:
             x, adj, mask = (t.unsqueeze(0).to(self.device) for t in oracle.space.encode_batch([a for a, _ in history]))
         else:
@@ -177,11 +186,15 @@ class TransferSearch(SearchStrategy):
         spec = meta.hparams.data_spec
         bench, metric = oracle.task
         names = {bench, metric, f"{bench}/{metric}"}
-        if spec.get("held_out") in names:
-            return
-        trained = names & set(spec.get("tasks", []))
-        if trained:
+        tasks = list(spec.get("tasks", []))
+        if "task_datasets" in spec:  # by dataset: a task on the target's data under another name leaks too
+            trained = {t for t, d in zip(tasks, spec["task_datasets"]) if t != spec.get("held_out")}
+            leaked = sorted(t for t, d in zip(tasks, spec["task_datasets"]) if t in trained and d == oracle.dataset)
+        else:  # checkpoints from before dataset ids: by task name
+            leaked = [] if spec.get("held_out") in names else sorted(names & set(tasks))
+        if leaked:
             raise ConfigError(
-                f"strategy.init_args.predictor_ckpt was meta-trained on task {min(trained)!r}'s labels; "
-                f"transfer must target its held-out task {spec.get('held_out')!r} or a task it never saw"
+                f"strategy.init_args.predictor_ckpt was meta-trained on task {leaked[0]!r}, measured on "
+                f"{oracle.dataset!r} like the target {metric!r}; transfer must target data it never saw "
+                f"(its held-out task is {spec.get('held_out')!r})"
             )

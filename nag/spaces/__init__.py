@@ -1,12 +1,13 @@
 """Search spaces: what an architecture is, its graph form, canonical key and string form."""
 
 from nag.spaces.base import SearchSpace
-from nag.spaces.hierarchical import CellSpace, MacroSpace
+from nag.spaces.cell import CellSpace
+from nag.spaces.macro import MacroSpace
 from nag.spaces.mbv3 import MBV3Space
 from nag.spaces.nb101 import NB101Space
 from nag.spaces.nb201 import NB201Space
 from nag.spaces.nbgraph import NBGraphSpace
-from nag.spaces.registry import build_space, register_space, space_classes
+from nag.spaces.registry import build_space, register_space, resolve_space, space_classes
 
 for _space in (CellSpace, MBV3Space, MacroSpace, NB101Space, NB201Space, NBGraphSpace):
     register_space(_space)
@@ -21,5 +22,6 @@ __all__ = [
     "SearchSpace",
     "build_space",
     "register_space",
+    "resolve_space",
     "space_classes",
 ]

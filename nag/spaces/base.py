@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -267,6 +267,22 @@ class SearchSpace(ABC, Generic[Arch]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def format_ops_matrix(ops: Sequence[str], adjacency: Sequence[Sequence[int]]) -> str:
+    """The ``op,op,...|row,row,...`` string form of a DAG cell (one 0/1 row per node)."""
+    return ",".join(ops) + "|" + ",".join("".join(str(v) for v in row) for row in adjacency)
+
+
+def split_ops_matrix(text: object, fail: Callable[[str], InvalidArchitecture]) -> tuple[tuple[str, ...], list[str]]:
+    """``(ops, rows)`` of an ``op,op,...|row,row,...`` string, stripped; the rows still to be
+    checked. ``fail(problem)`` builds the error for a value that is no such string."""
+    if not isinstance(text, str):
+        raise fail(f"got a {type(text).__name__}, not a string")
+    parts = text.strip().split("|")
+    if len(parts) != 2:
+        raise fail(f"found {len(parts) - 1} '|' separators instead of 1")
+    return tuple(op.strip() for op in parts[0].split(",")), [row.strip() for row in parts[1].split(",")]
 
 
 def argmax_unless_all(scores: np.ndarray, banned: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nag.errors import ConfigError, InvalidArchitecture
-from nag.spaces.hierarchical import MacroArch, MacroConstraints, MacroSpace, Stage
+from nag.spaces.macro import MacroArch, MacroConstraints, MacroSpace, Stage
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 #: ``<bos>`` and the four constraint tokens.

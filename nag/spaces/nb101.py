@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from nag.errors import InvalidArchitecture
-from nag.spaces.base import SearchSpace, cheapest_path
+from nag.spaces.base import SearchSpace, cheapest_path, format_ops_matrix, split_ops_matrix
 
 INPUT = "input"
 OUTPUT = "output"
@@ -36,7 +36,7 @@ class NB101Cell(NamedTuple):
 
 def _format(cell: tuple) -> str:
     adjacency, ops = cell
-    return ",".join(ops) + "|" + ",".join("".join(str(v) for v in row) for row in adjacency)
+    return format_ops_matrix(ops, adjacency)
 
 
 def _describe(arch: object) -> str:
@@ -323,13 +323,7 @@ class NB101Space(SearchSpace[NB101Cell]):
                 f"then one 0/1 row per node, e.g. {_EXAMPLE}"
             )
 
-        if not isinstance(text, str):
-            raise fail(f"got a {type(text).__name__}, not a string")
-        parts = text.strip().split("|")
-        if len(parts) != 2:
-            raise fail(f"found {len(parts) - 1} '|' separators instead of 1")
-        ops = tuple(op.strip() for op in parts[0].split(","))
-        rows = [row.strip() for row in parts[1].split(",")]
+        ops, rows = split_ops_matrix(text, fail)
         if len(rows) != len(ops):
             raise fail(f"{len(ops)} ops but {len(rows)} adjacency rows")
         for i, row in enumerate(rows):

@@ -8,7 +8,7 @@ import pytest
 
 from nag.datamodules.macro import MacroDataModule
 from nag.errors import DataFileError
-from nag.spaces.hierarchical import MacroSpace
+from nag.spaces.macro import MacroSpace
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -13,7 +13,7 @@ from nag.datamodules.macro_evolution import (
     evolve,
     generate_records,
 )
-from nag.spaces.hierarchical import MacroSpace
+from nag.spaces.macro import MacroSpace
 from nag.spaces.macro_tokens import MacroTokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")

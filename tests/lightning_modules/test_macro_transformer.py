@@ -11,7 +11,7 @@ import torch
 from nag.cli import main
 from nag.datamodules.macro import MacroDataModule
 from nag.lightning_modules.macro_transformer import MacroTransformerModule
-from nag.spaces.hierarchical import MacroConstraints, MacroSpace
+from nag.spaces.macro import MacroConstraints, MacroSpace
 from nag.spaces.macro_tokens import MacroTokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")

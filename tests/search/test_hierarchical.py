@@ -45,7 +45,8 @@ from nag.search.hierarchical import (
     search,
 )
 from nag.search.short_training import ImageTask, train_briefly
-from nag.spaces.hierarchical import Cell, CellSpace, MacroArch, MacroSpace, Stage
+from nag.spaces.cell import Cell, CellSpace
+from nag.spaces.macro import MacroArch, MacroSpace, Stage
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -4,6 +4,7 @@ guided generation as the proposal source (tiny models, NB-Graph, embedded data).
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -97,6 +98,38 @@ def test_transfer_with_guided_generation_counts_proposals(ckpts, cora):
 def test_transfer_refuses_a_task_it_was_meta_trained_on(ckpts):
     with pytest.raises(ConfigError, match="meta-trained on task 'citeseer'"):
         run(TransferSearch(ckpts["meta"]), NBGraphBenchmark("citeseer"), 5)
+
+
+def test_transfer_refuses_a_target_whose_data_it_learned_under_another_name():
+    """Meta-trained on CIFAR-10's validation accuracy, held out on CIFAR-100: searching
+    CIFAR-10's test accuracy would read CIFAR-10 labels the model already learned."""
+    meta = SimpleNamespace(
+        hparams=SimpleNamespace(
+            data_spec={
+                "tasks": ["cifar10_valid_200ep_1seed", "cifar100_test_200ep"],
+                "task_datasets": ["cifar10", "cifar100"],
+                "held_out": "cifar100_test_200ep",
+            }
+        )
+    )
+    target = SimpleNamespace(task=("nb201", "cifar10_test_200ep"), dataset="cifar10")
+    with pytest.raises(ConfigError, match="'cifar10_valid_200ep_1seed', measured on 'cifar10' like the target"):
+        TransferSearch._check_unseen(meta, target)
+    TransferSearch._check_unseen(meta, SimpleNamespace(task=("nb201", "cifar100_test_200ep"), dataset="cifar100"))
+
+
+def test_transfer_context_never_exceeds_the_trained_context_size(ckpts, cora, monkeypatch):
+    """Meta-trained with 8 context pairs; after 12 queries it still sees at most 8."""
+    sizes = []
+    original = MetaPredictorModule.encode_context
+
+    def record(self, x, *args):
+        sizes.append(x.shape[1])
+        return original(self, x, *args)
+
+    monkeypatch.setattr(MetaPredictorModule, "encode_context", record)
+    run(TransferSearch(ckpts["meta"], batch_size=1), cora, 12)
+    assert max(sizes) == 8 and sizes[:3] == [0, 1, 2]
 
 
 def test_guidance_needs_a_noise_aware_meta_predictor_on_the_same_sde(ckpts, cora):

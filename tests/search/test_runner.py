@@ -51,6 +51,37 @@ def test_csv_has_one_row_per_query_with_a_monotone_best(bench, tmp_path, capsys)
         assert [float(r["best_so_far"]) for r in rows if r["seed"] == seed] == list(np.maximum.accumulate(values))
 
 
+def test_a_killed_search_resumes_from_its_finished_seeds(bench, tmp_path, monkeypatch):
+    """Seeds are saved as they finish; the same command after a kill searches only the rest,
+    and the final output equals an uninterrupted run's."""
+    output = str(tmp_path / "s.json")
+    calls = []
+    original = RandomSearch.run
+
+    def killed_after_two(self, oracle, budget, seed):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(seed)
+        return original(self, oracle, budget, seed)
+
+    monkeypatch.setattr(RandomSearch, "run", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(bench, "convs", RandomSearch(), budget=6, seeds=[0, 1, 2], output=output, quiet=True)
+    assert not (tmp_path / "s.json").exists() and (tmp_path / "s.json.partial.json").exists()
+    monkeypatch.setattr(RandomSearch, "run", lambda self, *a: calls.append(a[-1]) or original(self, *a))
+    resumed = run_search(bench, "convs", RandomSearch(), budget=6, seeds=[0, 1, 2], output=output, quiet=True)
+    assert calls == [0, 1, 2] and not (tmp_path / "s.json.partial.json").exists()
+    fresh = run_search(
+        bench, "convs", RandomSearch(), budget=6, seeds=[0, 1, 2], output=str(tmp_path / "f.json"), quiet=True
+    )
+    assert resumed["runs"] == fresh["runs"]
+    # a different search does not pick up those seeds
+    (tmp_path / "s.json.partial.json").write_text(json.dumps({"budget": 99, "runs": resumed["runs"]}))
+    calls.clear()
+    run_search(bench, "convs", RandomSearch(), budget=6, seeds=[0], output=output, quiet=True)
+    assert calls == [0]
+
+
 def test_table_ranks_what_was_found_with_latency(bench, tmp_path, capsys):
     report = run_search(
         bench, "convs", RandomSearch(), budget=10, seeds=[0, 1, 2], show=2, output=str(tmp_path / "s.json")

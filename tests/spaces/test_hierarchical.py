@@ -12,15 +12,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nag.errors import InvalidArchitecture
-from nag.spaces.hierarchical import (
-    CELL_OPS,
-    Cell,
-    CellSpace,
-    MacroArch,
-    MacroConstraints,
-    MacroSpace,
-    Stage,
-)
+from nag.spaces.cell import CELL_OPS, Cell, CellSpace
+from nag.spaces.macro import MacroArch, MacroConstraints, MacroSpace, Stage
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nag.errors import ConfigError, InvalidArchitecture
-from nag.spaces.hierarchical import MacroConstraints, MacroSpace
+from nag.spaces.macro import MacroConstraints, MacroSpace
 from nag.spaces.macro_tokens import PREFIX_LENGTH, MacroTokenizer, budget_edges
 
 TOKENIZER = MacroTokenizer(

@@ -17,7 +17,8 @@ from hypothesis.extra.numpy import arrays
 
 from nag.errors import InvalidArchitecture
 from nag.spaces import CellSpace, MacroSpace, MBV3Space, NB101Space, NB201Space, NBGraphSpace, SearchSpace
-from nag.spaces.hierarchical import Cell, MacroArch, Stage
+from nag.spaces.cell import Cell
+from nag.spaces.macro import MacroArch, Stage
 from nag.spaces.nbgraph import PROTEINS_OPS
 
 

@@ -20,7 +20,7 @@ M = TypeVar("M", bound=pl.LightningModule)
 
 #: Types beyond torch's weights-only set (tensors, dicts, lists, tuples, sets, str, numbers,
 #: ``OrderedDict``, ...) that nag writes into checkpoints. Empty: hyper-parameters are plain
-#: values and RNG states tensors and tuples (``tests/test_checkpoints.py`` checks every
+#: values and RNG states tensors and tuples (``tests/io/test_checkpoints.py`` checks every
 #: checkpoint a shipped config writes). Add a type only together with such a test.
 SAFE_GLOBALS: tuple[type, ...] = ()
 

@@ -15,50 +15,22 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import keyword
 import math
-import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-import nag.spaces
 from nag.errors import ConfigError, NagError
-from nag.spaces.base import SearchSpace
+from nag.io.atomic import atomic_write
+from nag.spaces.registry import resolve_space
 
 SUFFIXES = (".py", ".pt", ".pt2")
-
-
-def space_names() -> dict[str, type[SearchSpace]]:
-    """Short names (``SearchSpace.name``) of the spaces nag ships, e.g. ``nb201``."""
-    classes = (getattr(nag.spaces, n) for n in nag.spaces.__all__)
-    return {c.name: c for c in classes if isinstance(c, type) and issubclass(c, SearchSpace) and c.name}
-
-
-def resolve_space(space: str) -> SearchSpace:
-    """A short name from :func:`space_names` or a class path such as ``chain_space.ChainSpace``
-    (default constructor arguments)."""
-    names = space_names()
-    if space in names:
-        return names[space]()
-    module_name, _, class_name = space.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name) if module_name else None
-    except ImportError:
-        cls = None
-    if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
-        raise ConfigError(
-            f"--space {space!r}: unknown search space; use one of {', '.join(sorted(names))} "
-            "or an importable class path such as mypkg.MySpace"
-        )
-    return cls()
 
 
 def export(
@@ -111,33 +83,14 @@ def export(
             space=type(search_space).__name__,
             input_shape=tuple(input_shape),
         )
-        _write_atomically(path, lambda tmp: Path(tmp).write_text(source))
+        with atomic_write(path) as f:  # a failed export leaves nothing behind
+            f.write(source)
     else:
         batch = torch.export.Dim("batch", min=1)
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        _write_atomically(path, lambda tmp: _save_program(program, tmp))
+        with atomic_write(path, "wb") as f:  # a file object: torch warns about names not ending in .pt2
+            torch.export.save(program, f)
     return path
-
-
-def _save_program(program: torch.export.ExportedProgram, path: str) -> None:
-    """Through a file object: torch warns about file names not ending in ``.pt2``."""
-    with open(path, "wb") as f:
-        torch.export.save(program, f)
-
-
-def _write_atomically(path: Path, write: Callable[[str], Any]) -> None:
-    """Write through a temporary file and rename, so a failed export leaves nothing behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- the standalone source ---------------------------------------------------------------

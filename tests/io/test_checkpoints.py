@@ -16,16 +16,16 @@ import pytest
 import torch
 
 from nag.benchmarks.nbgraph import _TableUnpickler, read_table
-from nag.checkpoints import load_checkpoint, load_module
 from nag.cli import main
 from nag.errors import ConfigError
+from nag.io.checkpoints import load_checkpoint, load_module
 from nag.lightning_modules.predictor import PredictorModule
 from nag.plugins import AtomicCheckpointIO
 from nag.spaces import NBGraphSpace
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = str(ROOT / "configs" / "quickstart_predictor.yaml")
 DIFFUSION = str(ROOT / "configs" / "nbgraph" / "diffusion.yaml")
 TRANSFER = str(ROOT / "configs" / "nbgraph" / "search_transfer.yaml")

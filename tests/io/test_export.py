@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nag.cli import main
-from nag.export import export
+from nag.io.export import export
 from nag.spaces import NB201Space
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -3,7 +3,7 @@
 import math
 from types import SimpleNamespace
 
-from nag.tables import cell, format_table, latency_metric
+from nag.report.tables import cell, format_table, latency_metric
 
 
 def test_cells_are_compact_and_missing_values_are_dashes():

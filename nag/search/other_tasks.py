@@ -1,0 +1,85 @@
+"""The naive transfer baseline: query in the order the *other* tasks' own labels rank.
+
+No learning at all: each source task's column is z-scored over the candidates, the scores
+are averaged, and the candidates are queried best first. It is what a transfer method must
+beat to claim it learned anything about the target task beyond "good cells are good
+everywhere". It reads no label of the target task; the oracle counts every query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nag.benchmarks.base import Benchmark
+from nag.errors import ConfigError
+from nag.search.oracle import QueryOracle, SearchResult
+from nag.search.strategy import SearchStrategy
+
+
+@dataclass(frozen=True)
+class SourceTask:
+    """A task whose labels the baseline may read: a benchmark and one of its metrics."""
+
+    benchmark: Benchmark
+    metric: str
+
+
+class OtherTasksRanking(SearchStrategy):
+    """Candidates ranked by their mean z-scored value on ``sources`` (missing values skipped;
+    ties broken at random by the seed, so seeds differ only where the sources do not decide).
+
+    Sources on the target's own data are refused: they would be the target's labels under
+    another name (``Benchmark.dataset_of``).
+    """
+
+    name = "other_tasks_ranking"
+
+    def __init__(self, sources: Sequence[SourceTask]) -> None:
+        if not sources:
+            raise ConfigError("strategy.init_args.sources: give at least one source task (benchmark and metric)")
+        for s in sources:
+            s.benchmark.column(s.metric)  # unknown metrics fail here, naming the available ones
+        self.sources = list(sources)
+
+    def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
+        leaked = [s.metric for s in self.sources if s.benchmark.dataset_of(s.metric) == oracle.dataset]
+        if leaked:
+            raise ConfigError(
+                f"strategy.init_args.sources: {leaked} were measured on {oracle.dataset!r}, the target's data; "
+                "use tasks on other data"
+            )
+        archs = oracle.candidates()
+        score = self.scores(archs)
+        tiebreak = np.random.default_rng(seed).random(len(archs))
+        order = np.lexsort((tiebreak, -score))  # best mean z-score first, random among ties
+        goal = oracle.target(budget)
+        for i in order:
+            if oracle.num_queries >= goal:
+                break
+            oracle.query(archs[i])
+        return SearchResult.from_oracle(self.name, seed, oracle)
+
+    def scores(self, archs: Sequence[Any]) -> np.ndarray:
+        """Mean z-score over the source tasks (each sign-adjusted, so higher is better);
+        candidates no source measured rank last."""
+        columns = []
+        for s in self.sources:
+            sign = 1.0 if s.benchmark.higher_is_better(s.metric) else -1.0
+            values = np.array(
+                [s.benchmark.query(a, s.metric) if a in s.benchmark else np.nan for a in archs], dtype=np.float64
+            )
+            std = np.nanstd(values)
+            columns.append(sign * (values - np.nanmean(values)) / (std if std > 0 else 1.0))
+        stacked = np.stack(columns)
+        measured = ~np.isnan(stacked)
+        total = np.where(measured, stacked, 0.0).sum(0)
+        count = measured.sum(0)
+        return np.where(count > 0, total / np.maximum(count, 1), -np.inf)
+
+    def __repr__(self) -> str:
+        sources = ", ".join(f"{s.benchmark.name}/{s.metric}" for s in self.sources)
+        return f"OtherTasksRanking([{sources}])"
