@@ -275,8 +275,8 @@ def test_search_reports_top_k_and_random_networks_within_budget_and_is_determini
             assert run.pop("generation_seconds") <= run.pop("seconds")
     assert reports[0] == reports[1]
     run = reports[0]["runs"][0]
-    assert len(run["generated"]) == TRAINING.top_k == len(run["random"])
-    for row in run["generated"] + run["random"]:
+    assert len(run["generated"]) == TRAINING.top_k == len(run["random"]) == len(run["random_screened"])
+    for row in run["generated"] + run["random"] + run["random_screened"]:
         assert row["params"] <= TASK.max_params and row["flops"] <= TASK.max_flops
         assert 0.0 <= row["accuracy"] <= 1.0
     # the top-k are the satisfiers of best mean rank over the ranking proxies
@@ -291,6 +291,17 @@ def test_search_reports_top_k_and_random_networks_within_budget_and_is_determini
     assert summary["generated_accuracy"]["mean"] == pytest.approx(generated)
     assert summary["accuracy_gain"]["mean"] == pytest.approx(generated - random)
     assert summary["seeds_won"] == int(generated > random)
+    # the screened random arm: as many random candidates as the generator kept, ranked by the same proxies
+    assert run["random_candidates"] == max(len(satisfiers), TRAINING.top_k)
+    screened = np.mean([r["accuracy"] for r in run["random_screened"]])
+    assert summary["gain_vs_screened"]["mean"] == pytest.approx(generated - screened)
+    randoms, _ = random_satisfiers(
+        generator.space, TASK.constraints, run["random_candidates"], np.random.default_rng([0, 1])
+    )
+    zc = network_proxies(generator.space, randoms, TASK, TRAINING.rank_by, images, TRAINING.proxy_batch_size, 0)
+    best = np.argsort(-rank_score(zc), kind="stable")[: TRAINING.top_k]
+    assert [r["arch"] for r in run["random_screened"]] == [generator.space.to_string(randoms[i]) for i in best]
+    assert [r["arch"] for r in run["random"]] == [generator.space.to_string(a) for a in randoms[: TRAINING.top_k]]
 
 
 # --- cached fits and the command line ------------------------------------------------------------

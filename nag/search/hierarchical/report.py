@@ -18,6 +18,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         ("generated top-k accuracy", "generated_accuracy"),
         ("random accuracy (same budgets)", "random_accuracy"),
+        ("random, screened by the same proxies", "random_screened_accuracy"),
         ("within budget before check", "share_before_check"),
         ("  with the transformer's own cells", "macro_share"),
         ("  random draws", "random_share"),
@@ -31,6 +32,12 @@ def format_report(report: dict[str, Any]) -> str:
             "std": s["accuracy_gain"]["std"],
         },
         {"": f"seeds where generated wins (of {len(report['seeds'])})", "mean": s["seeds_won"]},
+        {
+            "": "generated - screened random accuracy, per seed",
+            "mean": s["gain_vs_screened"]["mean"],
+            "std": s["gain_vs_screened"]["std"],
+        },
+        {"": "seeds where generated beats screened random", "mean": s["seeds_won_vs_screened"]},
         {"": "generated / random accuracy", "mean": s["accuracy_ratio"]},
         {"": "within budget after check", "mean": s["share_after_check"]},
     ]
@@ -38,8 +45,8 @@ def format_report(report: dict[str, Any]) -> str:
     networks = [
         {"seed": run["seed"], "source": kind, **r}
         for run in report["runs"]
-        for kind in ("generated", "random")
-        for r in run[kind]
+        for kind in ("generated", "random", "random_screened")
+        for r in run.get(kind, [])
     ]
     return "\n\n".join(
         [
