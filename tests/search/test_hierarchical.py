@@ -24,6 +24,7 @@ from nag.cli import main
 from nag.datamodules.macro import TokenDataset
 from nag.datamodules.zc_cells import ZCCellDataModule
 from nag.errors import ConfigError, DataFileError
+from nag.generation import Generator
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.cell_flow import CellFlowModule
 from nag.lightning_modules.macro_transformer import MacroTransformerModule
@@ -371,3 +372,19 @@ def test_command_line_runs_the_pipeline_from_checkpoints(generator, table, image
     report = json.loads(output.read_text())
     assert report["summary"]["share_after_check"] == 1.0
     assert len(report["runs"][0]["generated"]) == 1 and len(report["runs"][0]["random"]) == 1
+
+
+def test_hierarchical_generator_is_a_generator(generator):
+    """Through the one Generator interface: the task and budgets as conditions, samples in
+    sampling order, over-budget or unbuilt networks kept as None with their reason."""
+    assert isinstance(generator, Generator) and not generator.supports_guidance
+    conditions = TASK.constraints._asdict()
+    samples = generator.sample(generator.generation.num_samples, seed=0, conditions=conditions)
+    assert len(samples) == generator.generation.num_samples
+    assert all((a is None) == (e is not None) for a, e in zip(samples.archs, samples.errors))
+    assert all(generator.space.satisfies(a, TASK.constraints) for a in samples.valid)
+    keys = {generator.space.key(a) for a in samples.valid}
+    assert keys == {generator.space.key(a) for a in generator.generate(TASK.constraints, seed=0).satisfiers}
+    assert any("over budget" in e for e in samples.errors if e) or samples.validity == 1.0
+    with pytest.raises(ConfigError, match=r"needs the task and its budgets .* missing \['max_flops'\]"):
+        generator.sample(4, conditions={k: v for k, v in conditions.items() if k != "max_flops"})

@@ -4,14 +4,15 @@ checked exactly against the budgets; and the random baseline within the same bud
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from nag.errors import ConfigError
-from nag.generation import decode_samples
+from nag.generation import GeneratedSet, decode_samples
 from nag.lightning_modules.cell_flow import CellFlowModule
 from nag.lightning_modules.macro_transformer import MacroTransformerModule
 from nag.search.hierarchical.cell_table import CellProxies
@@ -182,30 +183,86 @@ class HierarchicalGenerator:
             spent = spent + extra[i][j]
         return MacroArch(arch.stem, tuple(s._replace(cell=c) for s, c in zip(arch.stages, chosen)))
 
-    def generate(self, constraints: MacroConstraints, seed: int = 0) -> Generated:
-        """``generation.num_samples`` macro samples with CCNF cells in their slots, built,
-        de-duplicated and checked exactly against ``constraints``. Same seed, same networks."""
+    def _networks(self, constraints: MacroConstraints, n: int, seed: int) -> tuple[list[MacroArch | None], Generated]:
+        """``n`` macro samples with CCNF cells in their slots, in sampling order (None where a
+        slot decoded to no cell in every round), and the de-duplicated summary."""
         g = self.generation
-        macros = self.macro.sample(constraints, g.num_samples, g.temperature, seed)
+        macros = self.macro.sample(constraints, n, g.temperature, seed)
         macro_share = self.macro.constraint_share(macros, constraints)
         slots = [stage.cell for arch in macros for stage in arch.stages]
         options, draws, invalid = self._candidates(self._conditions(slots), seed)
         flat = self._predicted_zc([c for cells in options for c in cells])
         ends = np.cumsum([len(cells) for cells in options])
         scores = np.split(flat, ends[:-1]) if len(options) else []
-        built, seen, incomplete, k = [], set(), 0, 0
+        networks: list[MacroArch | None] = []
+        built, seen, k = [], set(), 0
         for arch in macros:
-            n = len(arch.stages)
-            filled, k = options[k : k + n], k + n
+            size = len(arch.stages)
+            filled, k = options[k : k + size], k + size
             if not all(filled):
-                incomplete += 1
+                networks.append(None)
                 continue
-            network = self._fill(arch, filled, scores[k - n : k], constraints)
+            network = self._fill(arch, filled, scores[k - size : k], constraints)
+            networks.append(network)
             if (key := self.space.key(network)) not in seen:
                 seen.add(key)
                 built.append(network)
         satisfiers = [a for a in built if self.space.satisfies(a, constraints)]
-        return Generated(len(macros), macro_share, draws, invalid, built, incomplete, satisfiers)
+        incomplete = sum(a is None for a in networks)
+        return networks, Generated(len(macros), macro_share, draws, invalid, built, incomplete, satisfiers)
+
+    def generate(self, constraints: MacroConstraints, seed: int = 0) -> Generated:
+        """``generation.num_samples`` macro samples with CCNF cells in their slots, built,
+        de-duplicated and checked exactly against ``constraints``. Same seed, same networks."""
+        return self._networks(constraints, self.generation.num_samples, seed)[1]
+
+    # --- the Generator interface (nag.generation.Generator) ----------------------------------
+    #: What ``conditions`` must name: the task and its budgets (``in_channels`` defaults to 3).
+    condition_names = MacroConstraints._fields
+    supports_guidance = False
+
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        guidance: Sequence[Any] | None = None,
+        progress: bool = False,
+    ) -> GeneratedSet:
+        """``n`` networks for the task and budgets in ``conditions``, in sampling order; a
+        network that could not be built, or that is over a budget, is None with the reason."""
+        if steps is not None or guidance:
+            raise ConfigError("the hierarchical generator takes neither steps nor guidance terms; drop them")
+        given = dict(conditions or {})
+        required = [f for f in MacroConstraints._fields if f not in MacroConstraints._field_defaults]
+        missing = [f for f in required if f not in given]
+        unknown = [f for f in given if f not in MacroConstraints._fields]
+        if missing or unknown:
+            raise ConfigError(
+                f"conditions: the hierarchical generator needs the task and its budgets {required} "
+                f"(in_channels optional); missing {missing}, unknown {unknown}"
+            )
+        constraints = MacroConstraints(**{k: int(v) for k, v in given.items()})
+        networks, _ = self._networks(constraints, n, seed)
+        archs: list[MacroArch | None] = []
+        errors: list[str | None] = []
+        for network in networks:
+            if network is None:
+                archs.append(None)
+                errors.append(f"a cell slot decoded to no valid cell in {self.generation.cell_rounds} rounds")
+                continue
+            params, flops = self.space.cost(network, constraints)
+            within = self.space.satisfies(network, constraints)
+            archs.append(network if within else None)
+            errors.append(
+                None
+                if within
+                else f"over budget: {params:,} params (max {constraints.max_params:,}), "
+                f"{flops:,} FLOPs (max {constraints.max_flops:,})"
+            )
+        return GeneratedSet(archs, errors, raw_valid=[a is not None for a in networks])
 
 
 def random_satisfiers(
