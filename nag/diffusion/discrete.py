@@ -79,7 +79,13 @@ class CategoricalDiffusion(nn.Module):
         edge_classes: classes of a directed pair (2: absent/present), or None when the
             topology is fixed and only nodes are diffused.
         T: number of diffusion steps.
+
+    ``CategoricalDiffusion.reference = True`` makes :meth:`reverse_probs` use the dense
+    matrices (:meth:`reverse_probs_dense`), for comparisons.
     """
+
+    #: Compute posteriors through the full ``[..., K, K]`` matrices (the original path).
+    reference: bool = False
 
     def __init__(self, max_nodes: int, node_classes: int, edge_classes: int | None, T: int = 500) -> None:
         super().__init__()
@@ -152,10 +158,36 @@ class CategoricalDiffusion(nn.Module):
 
     # --- reverse process -----------------------------------------------------------------
     def reverse_probs(self, kind: str, z_t: torch.Tensor, x0_probs: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        """``p(z_s | z_t) = sum_k p(x_0 = k | z_t) q(z_s | z_t, x_0 = k)`` for ``s < t``.
+        """``p(z_s | z_t) = sum_k p(x_0 = k | z_t) q(z_s | z_t, x_0 = k)`` for ``s < t``, in closed
+        form and elementwise: nothing larger than ``x0_probs [..., K]`` is built.
 
+        With ``Q = a I + (1 - a) 1 m^T`` throughout, for the observed class ``i = z_t``:
+        ``q(z_t = i | x_0 = k) = abar_t [k = i] + (1 - abar_t) m_i``; with ``r_k = p_k / q(z_t | k)``
+        (0 where ``x_0 = k`` cannot have produced ``z_t``) and ``R = sum_k r_k``,
+        ``p(z_s = j | z_t) ∝ (a_ts [j = i] + (1 - a_ts) m_i) (abar_s r_j + (1 - abar_s) m_j R)``,
+        the matrix product of :meth:`reverse_probs_dense` with the structure of ``Q`` used.
         Where the prediction puts (numerically) no mass on any ``x_0`` that could have
         produced ``z_t``, the class is kept rather than dividing by zero."""
+        if self.reference:
+            return self.reverse_probs_dense(kind, z_t, x0_probs, t, s)
+        with torch.autocast(z_t.device.type, enabled=False):
+            k = x0_probs.shape[-1]
+            abar_t, abar_s = self.alpha_bar[t], self.alpha_bar[s]
+            a_ts = abar_t / abar_s.clamp_min(1e-30)
+            m = self.marginals(kind)  # [...positions, K]
+            onehot = torch.nn.functional.one_hot(z_t.long(), k).to(m.dtype)
+            m_i = torch.gather(m.expand(*z_t.shape, k), -1, z_t.long().unsqueeze(-1))  # m of the observed class
+            evidence = abar_t * onehot + (1 - abar_t) * m_i  # q(z_t | x_0 = k)
+            possible = evidence > 0
+            r = torch.where(possible, x0_probs.float() / torch.where(possible, evidence, 1.0), 0.0)
+            forward = a_ts * onehot + (1 - a_ts) * m_i  # q(z_t | z_s = j)
+            probs = forward * (abar_s * r + (1 - abar_s) * m * r.sum(-1, keepdim=True))
+            total = probs.sum(-1, keepdim=True)
+            return torch.where(total > 1e-12, probs / total.clamp_min(1e-12), onehot)
+
+    def reverse_probs_dense(self, kind: str, z_t: torch.Tensor, x0_probs: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        """:meth:`reverse_probs` through the full matrices (``[B, ...positions, K, K]``): the
+        original computation, kept as the reference the closed form is tested against."""
         with torch.autocast(z_t.device.type, enabled=False):
             b = z_t.shape[0]
             tt = torch.full((b,), t, dtype=torch.long, device=z_t.device)

@@ -114,6 +114,30 @@ class SDE(ABC):
         """Per-sample factor on the Langevin corrector step size (Song et al.'s ``alpha``); 1 by default."""
         return torch.ones_like(_fp32(t))
 
+    # --- the marginal as x_t = a(t) (x_0 + sigma(t) z): what few-step solvers step in ---------
+    def scale_std(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``a(t)`` and ``std(t)`` of ``x_t = a(t) x_0 + std(t) z`` (float64 for float64 ``t``,
+        else float32; same shape as ``t``)."""
+        with _no_autocast(t.device):
+            t = t if t.dtype == torch.float64 else _fp32(t)
+            return self._scale_std(t)
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        """``lambda(t) = log(a(t) / std(t))``, decreasing in ``t``."""
+        a, std = self.scale_std(t)
+        return torch.log(a) - torch.log(std)
+
+    @abstractmethod
+    def _scale_std(self, t: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    @abstractmethod
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        """Inverse of :meth:`log_snr` (same dtype as ``lam``)."""
+
+    def t_from_sigma(self, sigma: Tensor) -> Tensor:
+        """The time whose noise-to-signal ratio ``std / a`` is ``sigma`` (EDM's ``sigma``)."""
+        return self.t_from_log_snr(-torch.log(sigma))
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
         return f"{type(self).__name__}({args})"
@@ -143,6 +167,12 @@ class VESDE(SDE):
 
     def _marginal_prob(self, x0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         return x0, self.sigma(t)
+
+    def _scale_std(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.ones_like(t), self.sigma_min * torch.exp(t * self._log_ratio)
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        return (-lam - math.log(self.sigma_min)) / self._log_ratio
 
     def prior_std(self) -> float:
         return self.sigma_max
@@ -182,6 +212,19 @@ class VPSDE(SDE):
         lmc = self.log_mean_coeff(t)
         # -expm1 keeps 1 - exp(2 lmc) accurate when t (hence lmc) is tiny.
         return torch.exp(lmc) * x0, torch.sqrt(-torch.expm1(2.0 * lmc))
+
+    def _scale_std(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        lmc = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        return torch.exp(lmc), torch.sqrt(-torch.expm1(2.0 * lmc))
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        """``a^2 = sigmoid(2 lambda)``, so ``log a = -softplus(-2 lambda) / 2``; then the root of
+        ``(beta_max - beta_min) t^2 / 4 + beta_min t / 2 + log a = 0``."""
+        lmc = -0.5 * torch.nn.functional.softplus(-2.0 * lam)
+        delta = self.beta_max - self.beta_min
+        if delta == 0.0:
+            return -2.0 * lmc / self.beta_min
+        return (-0.5 * self.beta_min + torch.sqrt(0.25 * self.beta_min**2 - delta * lmc)) / (0.5 * delta)
 
     def prior_std(self) -> float:
         return 1.0

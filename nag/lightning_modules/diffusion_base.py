@@ -3,6 +3,9 @@ validation on the EMA, and the batched sampling loop."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +19,35 @@ from nag.errors import ConfigError
 from nag.lightning_modules.finite_loss import ensure_finite
 
 Graphs = dict[str, torch.Tensor]
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory of up to 32 MiB blocks in glibc's heap instead of handing it back to the
+    system after every tensor (once per process; Linux with glibc only; ``NAG_MALLOC_TUNING=0``
+    turns it off). Returns whether the settings are in force.
+
+    Sampling allocates and frees the same few-MiB activations on every network evaluation.
+    glibc serves blocks that large with ``mmap`` (or trims them off the heap top when freed), so
+    each evaluation page-faults its whole working set afresh: about 16,000 faults and a third
+    of the CPU time of one forward on 1,000 NB201 graphs. ``M_MMAP_THRESHOLD = 32 MiB`` and
+    ``M_TRIM_THRESHOLD = 512 MiB`` keep those pages mapped; the cost is that the process keeps
+    up to its peak heap (well under 1 GiB for sampling) instead of shrinking between calls."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    if not sys.platform.startswith("linux") or os.environ.get("NAG_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(
+            libc.mallopt(m_trim_threshold, 512 * 2**20)
+        )
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    return _ALLOCATOR_TUNED
 
 
 class DiffusionModule(pl.LightningModule, ABC):
@@ -102,11 +134,14 @@ class DiffusionModule(pl.LightningModule, ABC):
     ) -> Graphs:
         """Raw samples in the {0, 1} scale, ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``,
         drawn in batches of ``batch_size`` from one seeded generator (same seed, same samples).
-        ``options`` are the subclass's (sampler, conditions, guidance, ...)."""
+        ``options`` are the subclass's (sampler, conditions, guidance, ...). On a CPU the first
+        call tunes the C allocator for this workload (:func:`tune_cpu_allocator`)."""
         if num_samples < 1 or batch_size < 1:
             raise ConfigError(f"num_samples={num_samples}, batch_size={batch_size}: both must be at least 1")
         if steps is not None and steps < 1:
             raise ConfigError(f"steps={steps}: need at least one sampling step")
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         gen = torch.Generator(device=self.device).manual_seed(seed)
         outs = [
             self.sample_batch(min(batch_size, num_samples - start), gen, steps, progress, start, **options)

@@ -120,11 +120,11 @@ class DiscreteDiffusionModule(DiffusionModule):
         return state
 
     def _with_edges(self, state: State) -> State:
-        """The network always sees edges: the space's fixed graph where it is not diffused."""
+        """The network always sees edges: the space's fixed graph where it is not diffused, as
+        ``[1, N, N]`` (the network broadcasts it over the batch)."""
         if "edges" in state:
             return state
-        b = state["nodes"].shape[0]
-        return {**state, "edges": self.fixed_adj.expand(b, -1, -1)}
+        return {**state, "edges": self.fixed_adj.unsqueeze(0)}
 
     def condition_values(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The conditions' (already normalised) columns of ``batch["y"]``: ``[B, C]``."""
@@ -292,8 +292,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         values, keep, weights = plan
         chunk = values[start : start + b].to(self.device)
         times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T))
-        state = self.diffusion.prior(b, generator)
-        for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):
-            probs = self.guided_x0(self.ema.module, state, t, chunk, keep, weights)
-            state = self.diffusion.step(state, probs, t, s, generator)
+        with torch.inference_mode():
+            state = self.diffusion.prior(b, generator)
+            for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):
+                probs = self.guided_x0(self.ema.module, state, t, chunk, keep, weights)
+                state = self.diffusion.step(state, probs, t, s, generator)
         return self.to_graphs(state)

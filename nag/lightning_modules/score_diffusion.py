@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 
 from nag.diffusion.graph_state import clean_state, perturb_state, sample_times
 from nag.diffusion.guidance import GuidanceTerm, guided_score
-from nag.diffusion.samplers import ode_sample, pc_sample
+from nag.diffusion.samplers import dpm_solver_sample, edm_sample, ode_sample, pc_sample
 from nag.diffusion.sde import SDE, make_sde
 from nag.errors import ConfigError
 from nag.lightning_modules.diffusion_base import DiffusionModule, Graphs
 from nag.nn.dag_transformer import AttentionMode, DagTransformer, dag_attention_mask
+
+Sampler = Literal["ode", "pc", "dpm", "edm"]
+#: The samplers a score-diffusion generator takes (``sampler=``), and their default step counts.
+SAMPLERS = {"ode": ode_sample, "pc": pc_sample, "dpm": dpm_solver_sample, "edm": edm_sample}
+DEFAULT_STEPS = {"ode": 50, "pc": 500, "dpm": 10, "edm": 5}
 
 
 class ScoreDiffusionModule(DiffusionModule):
@@ -76,28 +81,30 @@ class ScoreDiffusionModule(DiffusionModule):
         threshold ``A_t > 0`` is used only for the attention mask. Under the VE SDE the inputs
         are scaled by ``1 / sqrt(1 + sigma(t)^2)`` so the network sees unit-scale values at
         every noise level. Padding is the all -1 "no node" row, so every node position takes part."""
-        b = state["x"].shape[0]
         scale = self._input_scale(t)
+        x = state["x"] if scale is None else state["x"] * scale
         if self.fixed_topology:
-            adj = self.fixed_adj.expand(b, -1, -1)
+            # one graph for the whole batch: its mask and edge bias are built at batch 1 and broadcast
+            adj = self.fixed_adj.unsqueeze(0)
             edges = (adj * 2.0 - 1.0).triu(1)
         else:
             adj = (state["adj"] > 0).float().triu(1)
-            edges = (state["adj"] * scale).triu(1)
+            edges = (state["adj"] if scale is None else state["adj"] * scale).triu(1)
         node_mask = torch.ones(adj.shape[:2], dtype=torch.bool, device=adj.device)
         allowed = dag_attention_mask(adj, node_mask, self.hparams.attention)
-        return (net or self.net)(state["x"] * scale, edges, node_mask, t, allowed)
+        return (self.net if net is None else net)(x, edges, node_mask, t, allowed)
 
-    def _input_scale(self, t: torch.Tensor) -> torch.Tensor:
-        """``[B, 1, 1]``: ``1 / sqrt(1 + sigma^2)`` under VE (``x_t`` has variance ``1 + sigma^2``), 1 under VP."""
+    def _input_scale(self, t: torch.Tensor) -> torch.Tensor | None:
+        """``[B, 1, 1]``: ``1 / sqrt(1 + sigma^2)`` under VE (``x_t`` has variance ``1 + sigma^2``);
+        None (no scaling) under VP."""
         if self.hparams.sde != "ve":
-            return torch.ones(t.shape[0], 1, 1, device=t.device)
+            return None
         std = self.sde.marginal_prob(torch.zeros_like(t), t)[1].float()
         return (1.0 + std**2).rsqrt().view(-1, 1, 1)
 
     def score_fn(self, net: torch.nn.Module | None = None):
         """``(state, t) -> score`` for the samplers; the EMA weights unless told otherwise."""
-        net = net or self.ema.module
+        net = self.ema.module if net is None else net
 
         def score(state: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
             z = self.predict_noise(state, t, net)
@@ -125,9 +132,10 @@ class ScoreDiffusionModule(DiffusionModule):
         steps: int | None,
         progress: bool,
         start: int,
-        sampler: Literal["ode", "pc"] = "ode",
+        sampler: Sampler = "ode",
         guidance: Sequence[GuidanceTerm] = (),
         normalize_guidance: bool = False,
+        prior: Mapping[str, torch.Tensor] | None = None,
     ) -> Graphs:
         """``b`` samples: op scores and edge values in the {0, 1} scale. ``guidance`` terms
         (predictor objectives, budgets) are added to the score at every step; with
@@ -135,30 +143,35 @@ class ScoreDiffusionModule(DiffusionModule):
         option), calibrated so the ODE and PC samplers move samples equally
         (:mod:`nag.diffusion.guidance`). The search space's ``project`` (in
         :func:`nag.generation.decode_samples`) then restricts each position to its allowed ops
-        and repairs the topology."""
-        if sampler not in ("ode", "pc"):
-            raise ConfigError(f"sampler={sampler!r}; expected 'ode' or 'pc'")
+        and repairs the topology.
+
+        Samplers (``steps`` defaults in :data:`DEFAULT_STEPS`): ``ode`` (Heun in ``t``, two
+        network evaluations per step), ``pc`` (predictor-corrector), ``dpm`` (DPM-Solver++(2M),
+        one evaluation per step) and ``edm`` (Heun on Karras' noise levels, ``2 steps - 1``
+        evaluations); see :mod:`nag.diffusion.samplers`. Without guidance the network runs
+        under ``torch.inference_mode``. ``prior`` is the draw from ``p_T`` of the whole request
+        (``{"x": [S, N, V]}`` and, where the topology varies, ``"adj": [S, N, N]``), used instead
+        of the seed's: the same start on two devices (whose random generators differ)."""
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler={sampler!r}; expected one of {', '.join(repr(s) for s in SAMPLERS)}")
         score_fn = guided_score(
             self.score_fn(),
             guidance,
             self.sde.T,
             normalize=normalize_guidance,
-            probability_flow=sampler == "ode",
+            probability_flow=sampler != "pc",
             sde=self.sde,
         )
         n, v = self.hparams.data_spec["max_nodes"], self.hparams.data_spec["num_ops"]
         shapes, masks = {"x": (b, n, v)}, None
         if not self.fixed_topology:
             shapes["adj"] = (b, n, n)
-            masks = {
-                "x": torch.ones(b, n, v, device=self.device),
-                "adj": torch.ones(b, n, n, device=self.device).triu(1),
-            }
+            masks = {"adj": torch.ones(1, n, n, device=self.device).triu(1)}  # broadcast over the batch
         kwargs = {"generator": generator, "device": self.device, "mask": masks, "progress": progress}
-        if sampler == "ode":
-            state = ode_sample(self.sde, score_fn, shapes, num_steps=steps or 50, **kwargs)
-        else:
-            state = pc_sample(self.sde, score_fn, shapes, num_steps=steps or 500, **kwargs)
+        if prior is not None:
+            kwargs["init"] = {k: prior[k][start : start + b] for k in shapes}
+        with torch.inference_mode(not guidance):  # guidance differentiates through the predictor
+            state = SAMPLERS[sampler](self.sde, score_fn, shapes, num_steps=steps or DEFAULT_STEPS[sampler], **kwargs)
         x = state["x"]
         real = torch.ones(b, n, dtype=torch.bool, device=x.device) if self.fixed_topology else x.max(-1).values > 0
         scores = (x + 1.0) / 2.0 * real.unsqueeze(-1)

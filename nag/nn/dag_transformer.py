@@ -1,10 +1,26 @@
-"""A transformer over DAG nodes that predicts the noise on node ops and (optionally) edges."""
+"""A transformer over DAG nodes that predicts the noise on node ops and (optionally) edges.
+
+Sampling calls this network tens of times on batches of thousands of tiny graphs (``N`` of 6
+to 8 nodes), so its forward is kept lean while its parameters (and so every checkpoint) keep
+the layout they always had:
+
+- the attention mask and the edge bias of every layer are built once per call, in one
+  matmul for all layers, and at batch 1 when the topology is fixed (they broadcast);
+- the time embedding and the adaLN modulations are computed once when every sample of the
+  batch shares its time (which is how every sampler calls it);
+- attention is dense masked attention (``scaled_dot_product_attention`` with an additive
+  mask) on the weights of the ``nn.MultiheadAttention`` each layer still holds.
+
+``DagTransformer.reference = True`` runs the original per-layer computation through
+``nn.MultiheadAttention`` instead; tests and the speed benchmark compare the two.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nag.nn.embeddings import TimeEmbedding, sinusoidal
@@ -19,6 +35,7 @@ def dag_attention_mask(adj: torch.Tensor, node_mask: torch.Tensor, mode: Attenti
     ancestor and descendant; ``full``: every real node. Each node always sees itself, and
     padding nodes see only themselves, so no row is empty. Training and sampling both call
     this one function on the same conditioning adjacency, so the masks cannot drift apart.
+    ``B`` may be 1 for a fixed topology: the mask then broadcasts over the batch.
     """
     a = adj > 0.5
     n = adj.shape[-1]
@@ -38,6 +55,14 @@ def dag_attention_mask(adj: torch.Tensor, node_mask: torch.Tensor, mode: Attenti
     return allowed | eye
 
 
+def shared_time(t: torch.Tensor) -> torch.Tensor:
+    """``t[:1]`` when every entry of ``t [B]`` is the same (samplers step the whole batch at one
+    time), else ``t``: the time embedding and modulations are then computed once and broadcast."""
+    if t.dim() == 1 and t.shape[0] > 1 and bool((t == t[0]).all()):
+        return t[:1]
+    return t
+
+
 class DagTransformerLayer(nn.Module):
     """Pre-norm attention + MLP; time enters every layer through a scale/shift (adaLN)."""
 
@@ -51,7 +76,23 @@ class DagTransformerLayer(nn.Module):
         self.edge_bias = nn.Linear(2, heads)
         self.heads = heads
 
-    def forward(self, h: torch.Tensor, temb: torch.Tensor, allowed: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, temb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``h [B, N, D]``, ``temb [B or 1, D]``, ``bias [B or 1, H, N, N]`` (additive, ``-inf``
+        where attention is not allowed)."""
+        s1, b1, s2, b2 = self.modulation(temb).unsqueeze(1).chunk(4, dim=-1)
+        b, n, d = h.shape
+        x = torch.addcmul(b1, self.norm1(h), 1 + s1)
+        qkv = F.linear(x, self.attn.in_proj_weight, self.attn.in_proj_bias)
+        q, k, v = qkv.view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        dropout = self.attn.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
+        h = h + self.attn.out_proj(out.transpose(1, 2).reshape(b, n, d))
+        return h + self.mlp(torch.addcmul(b2, self.norm2(h), 1 + s2))
+
+    def reference_forward(
+        self, h: torch.Tensor, temb: torch.Tensor, allowed: torch.Tensor, pair: torch.Tensor
+    ) -> torch.Tensor:
+        """The original computation (``nn.MultiheadAttention``, mask and bias rebuilt here)."""
         s1, b1, s2, b2 = self.modulation(temb).unsqueeze(1).chunk(4, dim=-1)
         bias = self.edge_bias(pair).permute(0, 3, 1, 2)
         bias = bias.masked_fill(~allowed.unsqueeze(1), float("-inf")).flatten(0, 1)
@@ -72,6 +113,9 @@ class DagTransformer(nn.Module):
     ordered pair ``(i, j)``; callers keep only ``i < j``, so samples are DAGs by construction.
     """
 
+    #: Run the original per-layer ``nn.MultiheadAttention`` forward (for comparisons).
+    reference: bool = False
+
     def __init__(
         self,
         num_ops: int,
@@ -83,6 +127,8 @@ class DagTransformer(nn.Module):
         predict_edges: bool = False,
     ) -> None:
         super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} must be divisible by heads={heads}")
         self.op_in = nn.Linear(num_ops, dim)
         self.register_buffer("position", sinusoidal(torch.arange(max_nodes), dim), persistent=False)
         self.time = TimeEmbedding(dim)
@@ -93,18 +139,50 @@ class DagTransformer(nn.Module):
         self.edge_dst = nn.Linear(dim, dim) if predict_edges else None
         self.edge_in = nn.Linear(2, dim) if predict_edges else None
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 1)) if predict_edges else None
+        self.heads = heads
+
+    def attention_bias(self, pair: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """Every layer's additive attention bias, ``[L, B, H, N, N]`` (``B`` that of ``pair`` and
+        ``allowed``, 1 for a fixed topology), from one matmul over the layers' edge-bias weights."""
+        weight = torch.cat([layer.edge_bias.weight for layer in self.layers])
+        bias = torch.cat([layer.edge_bias.bias for layer in self.layers])
+        out = F.linear(pair, weight, bias)  # [B, N, N, L * H]
+        b, n = out.shape[:2]
+        out = out.view(b, n, n, len(self.layers), self.heads).permute(3, 0, 4, 1, 2)
+        return out.masked_fill(~allowed.unsqueeze(1), float("-inf"))
 
     def forward(
         self, x: torch.Tensor, edges: torch.Tensor, node_mask: torch.Tensor, t: torch.Tensor, allowed: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        temb = self.time(t)
+        """``x [B, N, V]``, ``t [B]``; ``edges`` and ``allowed`` ``[B, N, N]``, or ``[1, N, N]`` when
+        every graph of the batch has them in common (a fixed topology). ``node_mask`` is unused
+        here (padding is in ``allowed``); it is kept for callers."""
+        if self.reference:
+            return self._reference(x, edges, t, allowed)
+        temb = self.time(shared_time(t))
         h = self.op_in(x) + self.position + temb.unsqueeze(1)
         pair = torch.stack([edges, edges.transpose(-1, -2)], dim=-1).to(h.dtype)
-        for layer in self.layers:
-            h = layer(h, temb, allowed, pair)
+        biases = self.attention_bias(pair, allowed)
+        for layer, bias in zip(self.layers, biases):
+            h = layer(h, temb, bias)
+        return self._heads(h, pair)
+
+    def _heads(self, h: torch.Tensor, pair: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.norm(h)
         out = {"x": self.op_out(h)}
         if self.edge_out is not None:
             feats = self.edge_src(h).unsqueeze(2) + self.edge_dst(h).unsqueeze(1) + self.edge_in(pair)
             out["adj"] = self.edge_out(feats).squeeze(-1)
         return out
+
+    def _reference(
+        self, x: torch.Tensor, edges: torch.Tensor, t: torch.Tensor, allowed: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        b = x.shape[0]
+        edges, allowed = edges.expand(b, -1, -1), allowed.expand(b, -1, -1)
+        temb = self.time(t)
+        h = self.op_in(x) + self.position + temb.unsqueeze(1)
+        pair = torch.stack([edges, edges.transpose(-1, -2)], dim=-1).to(h.dtype)
+        for layer in self.layers:
+            h = layer.reference_forward(h, temb, allowed, pair)
+        return self._heads(h, pair)

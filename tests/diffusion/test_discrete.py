@@ -161,3 +161,62 @@ def test_edge_marginals_keep_the_lower_triangle_empty():
     assert torch.equal(state["edges"], state["edges"].triu(1))
     # layer 1 always reads the input in NB-Graph: that pair is never noised away
     assert d.edge_marginals[0, 1, 1] == 1.0 and torch.all(state["edges"][:, 0, 1] == 1)
+
+
+def random_x0_probs(d: CategoricalDiffusion, kind: str, z: torch.Tensor, seed: int) -> torch.Tensor:
+    """A prediction that, like the guided one, puts no mass on classes a position never has."""
+    g = torch.Generator().manual_seed(seed)
+    m = d.marginals(kind)
+    p = torch.rand(*z.shape, m.shape[-1], generator=g).masked_fill(m <= 0, 0.0)
+    return p / p.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("t,s", [(6, 5), (6, 0), (4, 1), (1, 0)])
+def test_closed_form_reverse_probs_equal_the_dense_matrix_products(t, s):
+    d = toy(T=6)
+    z = d.prior(500, torch.Generator().manual_seed(0))["nodes"]
+    probs = random_x0_probs(d, "nodes", z, seed=t)
+    got = d.reverse_probs("nodes", z, probs, t, s)
+    assert_close(got, d.reverse_probs_dense("nodes", z, probs, t, s), atol=1e-6)
+    assert_close(got.sum(-1), torch.ones(z.shape))
+
+
+def test_closed_form_reverse_probs_on_directed_edges():
+    space = NBGraphSpace()
+    x, adj, mask = space.encode_batch(space.sample(64, np.random.default_rng(2)))
+    d = CategoricalDiffusion(space.max_nodes, space.num_ops + 1, 2, T=40)
+    d.set_marginals({"nodes": torch.where(mask, x.argmax(-1), space.num_ops), "edges": adj.long()})
+    state = d.prior(300, torch.Generator().manual_seed(3))
+    for kind in d.kinds:
+        probs = random_x0_probs(d, kind, state[kind], seed=4)
+        for t, s in [(40, 30), (40, 0), (9, 8)]:
+            assert_close(
+                d.reverse_probs(kind, state[kind], probs, t, s),
+                d.reverse_probs_dense(kind, state[kind], probs, t, s),
+                atol=1e-6,
+            )
+
+
+def test_closed_form_keeps_the_class_where_no_predicted_x0_could_have_produced_it():
+    d = toy(T=10)  # class 1 is impossible at position 0: z_t = 1 there only comes from x_0 = 1
+    z = torch.tensor([[1, 0, 2]])
+    probs = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.25] * 4, [0.25] * 4]])  # no mass on x_0 = 1 at position 0
+    got = d.reverse_probs("nodes", z, probs, 5, 2)
+    assert torch.equal(got[0, 0], torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert_close(got, d.reverse_probs_dense("nodes", z, probs, 5, 2))
+
+
+def test_reference_flag_switches_to_the_dense_posterior(monkeypatch):
+    d = toy(T=6)
+    z = d.prior(10, torch.Generator().manual_seed(0))["nodes"]
+    probs = random_x0_probs(d, "nodes", z, seed=0)
+    calls = []
+    dense = CategoricalDiffusion.reverse_probs_dense
+    monkeypatch.setattr(
+        CategoricalDiffusion, "reverse_probs_dense", lambda self, *a: calls.append(1) or dense(self, *a)
+    )
+    d.reverse_probs("nodes", z, probs, 3, 1)
+    assert not calls
+    monkeypatch.setattr(CategoricalDiffusion, "reference", True)
+    d.reverse_probs("nodes", z, probs, 3, 1)
+    assert calls

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from nag.diffusion import VESDE, VPSDE, ode_sample, pc_sample
+from nag.diffusion.samplers import dpm_solver_sample, edm_sample, karras_sigmas
 
 MU = torch.tensor([1.0, -0.5])
 S = 0.5
@@ -28,6 +29,10 @@ def seeded(seed):
 SAMPLERS = {
     "pc": lambda sde, score, shapes, **kw: pc_sample(sde, score, shapes, num_steps=kw.pop("num_steps", 400), **kw),
     "ode": lambda sde, score, shapes, **kw: ode_sample(sde, score, shapes, num_steps=kw.pop("num_steps", 50), **kw),
+    "dpm": lambda sde, score, shapes, **kw: dpm_solver_sample(
+        sde, score, shapes, num_steps=kw.pop("num_steps", 20), **kw
+    ),
+    "edm": lambda sde, score, shapes, **kw: edm_sample(sde, score, shapes, num_steps=kw.pop("num_steps", 20), **kw),
 }
 
 
@@ -164,3 +169,88 @@ def test_progress_bar(capsys):
     sde = VESDE()
     pc_sample(sde, gaussian_score(sde), {"x": (2, 2)}, num_steps=3, progress=True)
     assert "pc sampling" in capsys.readouterr().err
+
+
+# --- few-step solvers ---------------------------------------------------------------------------
+def counting(score_fn):
+    calls = []
+
+    def wrapped(state, t):
+        calls.append(float(t[0]))
+        return score_fn(state, t)
+
+    return wrapped, calls
+
+
+@pytest.mark.parametrize("sde", [VESDE(), VPSDE()], ids=["ve", "vp"])
+def test_dpm_solver_on_a_log_snr_grid_recovers_a_gaussian_in_ten_evaluations(sde):
+    score, calls = counting(gaussian_score(sde))
+    x = dpm_solver_sample(
+        sde, score, {"x": (4000, 2)}, num_steps=10, grid="logsnr", t_end=1e-3, denoise=False, generator=seeded(0)
+    )["x"]
+    assert len(calls) == 10
+    torch.testing.assert_close(x.mean(0), MU, atol=0.05, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.full((2,), S), atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("grid", ["time", "logsnr", "quadratic"])
+@pytest.mark.parametrize("denoise", [True, False])
+def test_dpm_solver_makes_one_evaluation_per_step_from_T_down(grid, denoise):
+    sde = VPSDE()
+    score, calls = counting(gaussian_score(sde))
+    dpm_solver_sample(sde, score, {"x": (3, 2)}, num_steps=6, grid=grid, t_end=0.02, denoise=denoise)
+    assert len(calls) == 6
+    assert calls[0] == pytest.approx(sde.T) and calls == sorted(calls, reverse=True)
+    assert (calls[-1] == pytest.approx(0.02)) == denoise
+
+
+def test_dpm_solver_denoise_returns_the_data_prediction():
+    """A point mass at MU (exact score): the data prediction at any t is MU itself."""
+    sde = VPSDE()
+    x = dpm_solver_sample(sde, gaussian_score(sde, s=1e-4), {"x": (50, 2)}, num_steps=3, generator=seeded(0))["x"]
+    torch.testing.assert_close(x, MU.expand(50, 2), atol=1e-3, rtol=0)
+
+
+def test_dpm_solver_rejects_a_bad_grid_or_end_time():
+    sde = VPSDE()
+    with pytest.raises(ValueError, match="grid"):
+        dpm_solver_sample(sde, gaussian_score(sde), {"x": (2, 2)}, num_steps=2, grid="cosine")
+    with pytest.raises(ValueError, match="t_end"):
+        dpm_solver_sample(sde, gaussian_score(sde), {"x": (2, 2)}, num_steps=2, t_end=1.0)
+
+
+@pytest.mark.parametrize("sde", [VESDE(), VPSDE()], ids=["ve", "vp"])
+def test_edm_heun_makes_two_evaluations_per_level_but_the_last(sde):
+    score, calls = counting(gaussian_score(sde))
+    edm_sample(sde, score, {"x": (3, 2)}, num_steps=5, generator=seeded(0))
+    assert len(calls) == 2 * 5 - 1
+    lowest = float(sde.t_from_sigma(torch.tensor(0.05, dtype=torch.float64)))
+    assert calls[0] == pytest.approx(sde.T) and calls[-1] == pytest.approx(lowest)
+    score, calls = counting(gaussian_score(sde))
+    edm_sample(sde, score, {"x": (3, 2)}, num_steps=2, sigma_min=None, generator=seeded(0))
+    assert len(calls) == 3 and calls[-1] == pytest.approx(sde.eps, abs=1e-7)
+
+
+def test_karras_sigmas_run_from_max_to_min_denser_near_min():
+    sigmas = karras_sigmas(0.01, 50.0, 6)
+    assert sigmas[0].item() == pytest.approx(50.0) and sigmas[-1].item() == pytest.approx(0.01)
+    steps = -sigmas.diff()
+    assert torch.all(steps > 0) and torch.all(steps[1:] < steps[:-1])
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_init_replaces_the_prior_draw(sampler):
+    sde = VPSDE()
+    shapes = {"x": (4, 2)}
+    init = {"x": sde.prior_sampling((4, 2), generator=seeded(7))}
+    kw = {"num_steps": 3}
+    if sampler == "pc":
+        kw["n_corrector"] = 0
+    a = SAMPLERS[sampler](sde, gaussian_score(sde), shapes, generator=seeded(0), init=init, **kw)
+    b = SAMPLERS[sampler](sde, gaussian_score(sde), shapes, generator=seeded(7), **kw)
+    if sampler == "pc":  # its predictor noise still comes from the generator: only the start is shared
+        assert not torch.equal(a["x"], b["x"])
+    else:
+        torch.testing.assert_close(a["x"], b["x"])
+    with pytest.raises(ValueError, match="init"):
+        SAMPLERS[sampler](sde, gaussian_score(sde), shapes, init={"x": torch.zeros(5, 2)}, **kw)

@@ -132,3 +132,17 @@ def test_bad_config_is_a_config_error(config):
 def test_invalid_parameters_are_rejected(cls, kwargs):
     with pytest.raises(ConfigError):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+def test_scale_std_and_log_snr_invert(sde):
+    t = torch.tensor([1e-5, 0.02, 0.3, 0.7, 1.0], dtype=torch.float64)
+    a, std = sde.scale_std(t)
+    mean, want_std = sde.marginal_prob(torch.ones(5, 1), t)
+    torch.testing.assert_close(a.float(), mean[:, 0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(std.float(), want_std[:, 0], rtol=1e-4, atol=1e-7)
+    assert a.dtype == torch.float64
+    lam = sde.log_snr(t)
+    assert torch.all(lam[1:] < lam[:-1])
+    torch.testing.assert_close(sde.t_from_log_snr(lam), t, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(sde.t_from_sigma(std / a), t, rtol=1e-6, atol=1e-9)

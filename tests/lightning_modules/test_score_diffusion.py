@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -129,3 +131,80 @@ def test_generation_callback_logs_validity_uniqueness_novelty(tmp_path):
     for name in ("gen/validity", "gen/uniqueness", "gen/novelty"):
         assert name in logged
     assert 0.0 <= float(logged["gen/validity"]) <= 1.0
+
+
+@pytest.mark.parametrize("sampler", ["dpm", "edm"])
+def test_few_step_samplers_are_selectable_and_seeded(sampler):
+    from nag.generation import ModelGenerator
+
+    _, model = nb201()
+    model.eval()
+    calls = []
+    model.ema.module.register_forward_pre_hook(lambda *_: calls.append(1))
+    a = model.sample_graphs(5, sampler=sampler, steps=4, seed=3)
+    assert len(calls) == (4 if sampler == "dpm" else 2 * 4 - 1)
+    b = model.sample_graphs(5, sampler=sampler, steps=4, seed=3)
+    assert all(torch.equal(a[k], b[k]) for k in a) and a["x"].isfinite().all()
+    result = ModelGenerator(model, NB201Space(), sampler=sampler).sample(6, seed=0, steps=3)
+    assert len(result) == 6 and result.validity == 1.0
+
+
+def test_unknown_sampler_names_the_known_ones():
+    from nag.errors import ConfigError
+
+    _, model = nb201()
+    with pytest.raises(ConfigError, match="'ode', 'pc', 'dpm', 'edm'"):
+        model.sample_graphs(2, sampler="ddim")
+
+
+def test_variable_topology_few_step_samples_are_dags_and_a_given_prior_replaces_the_seed():
+    pl.seed_everything(0)
+    dm = ArchitectureDataModule(space=NBGraphSpace(), batch_size=64)
+    model = ScoreDiffusionModule(dm.spec(), dim=32, layers=1, heads=2, attention="full").eval()
+    prior = {"x": torch.randn(7, 6, 11), "adj": torch.randn(7, 6, 6)}
+    a = model.sample_graphs(7, sampler="dpm", steps=3, seed=0, batch_size=4, prior=prior)
+    b = model.sample_graphs(7, sampler="dpm", steps=3, seed=5, batch_size=3, prior=prior)
+    assert torch.equal(a["adj"], a["adj"].triu(1))
+    torch.testing.assert_close(a["x"], b["x"], atol=1e-4, rtol=1e-4)  # batch sizes differ: float noise
+
+
+TRAINED = sorted(
+    (Path(__file__).resolve().parents[2] / "runs/benchmarks/generation").glob("*/score/checkpoints/last.ckpt")
+)
+
+
+@pytest.mark.skipif(not TRAINED, reason="no cached fit under runs/benchmarks/generation (benchmarks/generation.py)")
+@pytest.mark.parametrize("path", TRAINED, ids=[p.parts[-4] for p in TRAINED])
+def test_trained_checkpoints_score_as_before(path, monkeypatch):
+    """Checkpoints written before the lean forward load into it and give the same scores."""
+    from nag.generation import load_generator
+    from nag.nn.dag_transformer import DagTransformer
+
+    model = load_generator(path).model
+    n, v = model.hparams.data_spec["max_nodes"], model.hparams.data_spec["num_ops"]
+    g = torch.Generator().manual_seed(0)
+    state = {"x": torch.randn(64, n, v, generator=g)}
+    if not model.fixed_topology:
+        state["adj"] = torch.randn(64, n, n, generator=g)
+    t = torch.rand(64, generator=g).clamp_min(0.01)
+    with torch.no_grad():
+        new = model.score_fn()(state, t)
+        monkeypatch.setattr(DagTransformer, "reference", True)
+        old = model.score_fn()(state, t)
+    for k in new:
+        torch.testing.assert_close(new[k], old[k], atol=1e-3, rtol=1e-4)
+
+
+def test_checkpoint_samples_as_the_original_forward(tmp_path, monkeypatch):
+    """A checkpoint fitted now samples the same graphs through the lean and the original forward."""
+    from nag.nn.dag_transformer import DagTransformer
+
+    dm, model = nb201()
+    trainer = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = ScoreDiffusionModule.load_from_checkpoint(tmp_path / "m.ckpt").eval()
+    new = loaded.sample_graphs(16, steps=5)
+    monkeypatch.setattr(DagTransformer, "reference", True)
+    old = loaded.sample_graphs(16, steps=5)
+    torch.testing.assert_close(new["x"], old["x"], atol=1e-4, rtol=1e-4)
