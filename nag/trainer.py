@@ -22,6 +22,7 @@ from nag.generation import (
     rows_for,
     score_samples,
 )
+from nag.hardware.generate import generate_for_device_table
 from nag.io.checkpoints import load_module
 from nag.io.writers import check_output, write_rows
 from nag.lightning_modules.predictor import PredictorModule
@@ -60,7 +61,7 @@ class NagTrainer(pl.Trainer):
         ckpt_path: str | None = None,
         num_samples: int = 1000,
         output: str = "generated.csv",
-        sampler: Literal["ode", "pc", "ancestral"] | None = None,
+        sampler: Literal["ode", "pc", "dpm", "edm", "ancestral"] | None = None,
         steps: int | None = None,
         seed: int = 0,
         batch_size: int = 1000,
@@ -76,15 +77,18 @@ class NagTrainer(pl.Trainer):
         predictor_ckpt: str | None = None,
         quiet: bool = False,
         verbose: bool = False,
+        device_table: str | None = None,
+        budget: str | None = None,
+        feasible_prob: float = 0.9,
     ) -> dict[str, float]:
         """Sample ``num_samples`` architectures from a trained generator, score them and write
         ``output`` (.csv/.json). The generator is rebuilt from the checkpoint's own
         hyper-parameters (SDE, network), never from the config's model section.
 
         ``sampler`` defaults to the generator's own (``ode`` for score diffusion, ``ancestral``
-        for discrete diffusion). ``conditions`` (raw target values, e.g.
-        ``{"cifar10_test_200ep": 94.3}``) steer a conditional generator by classifier-free
-        guidance of strength ``guidance_scale`` (one number, or one per condition in
+        for discrete diffusion); ``dpm`` and ``edm`` are the few-step score samplers.
+        ``conditions`` (raw target values, e.g. ``{"cifar10_test_200ep": 94.3}``) steer a conditional generator by
+        classifier-free guidance of strength ``guidance_scale`` (one number, or one per condition in
         ``compositional`` mode; ``joint`` conditions one pass on all of them); a condition
         outside the training split's range is refused unless ``extrapolate``.
 
@@ -95,7 +99,15 @@ class NagTrainer(pl.Trainer):
 
         The terminal shows the ``show`` best distinct architectures (all with ``verbose``, which
         also lists why invalid samples failed; nothing with ``quiet``), with the predictions of
-        ``predictor_ckpt`` (a ``PredictorModule`` of this space) beside the true metrics."""
+        ``predictor_ckpt`` (a ``PredictorModule`` of this space) beside the true metrics.
+
+        ``device_table`` (a CSV of ``arch,latency`` rows measured on a new device, 10 or more) with
+        ``budget`` (``"latency<=5.0"``, the table's unit) generates for that device instead
+        (:func:`nag.hardware.generate.generate_for_device_table`): a latency predictor meta-trained on
+        the benchmark's device tables is adapted to the CSV, and ``num_samples`` distinct architectures
+        with ``P(latency <= budget) >= feasible_prob`` are written, ranked by ``predictor_ckpt``'s first
+        target when given, with predicted latency, its uncertainty and the measured value where the CSV
+        has it."""
         if ckpt_path is None:
             raise ConfigError("generate needs --ckpt_path: the checkpoint written by `nag fit`")
         if num_samples < 1:
@@ -123,6 +135,25 @@ class NagTrainer(pl.Trainer):
         generator = ModelGenerator(module, space, batch_size=batch_size, **options)
         if conditions and not generator.condition_names:
             raise ConfigError(f"--conditions: {type(model).__name__} is not a conditional generator; drop --conditions")
+        if device_table is not None or budget is not None:
+            with self.precision_plugin.forward_context():
+                return generate_for_device_table(
+                    generator,
+                    getattr(datamodule, "benchmark", None),
+                    device_table,
+                    budget,
+                    num_samples,
+                    output,
+                    seed=seed,
+                    steps=steps,
+                    conditions=conditions,
+                    predictor=predictor,
+                    threshold=feasible_prob,
+                    metrics=list(metrics if metrics is not None else datamodule.targets or []),
+                    show=None if verbose else show,
+                    quiet=quiet or not self.is_global_zero,
+                    write=self.is_global_zero,
+                )
         with self.precision_plugin.forward_context():  # --trainer.precision bf16-mixed samples in bf16 too
             result = generator.sample(
                 num_samples,

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag.lightning_modules",),  # what nag trains
     ("nag.generation",),  # the Generator protocol, decode/score, budget, Pareto
     ("nag.callbacks",),  # Lightning callbacks that generate and draw
+    ("nag.hardware",),  # few-shot device latency prediction, generation under a device budget
     ("nag.search",),  # oracle, strategies, runner
     ("nag.search.hierarchical",),  # the hierarchical pipeline
     ("nag.trainer",),  # NagTrainer: Lightning's Trainer plus generate
