@@ -229,7 +229,7 @@ def write(results: dict, args: argparse.Namespace, out: Path) -> None:
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
         if k not in ("work", "out")
-    )
+    ).replace(str(ROOT.parent), "..")
     write_rows({"command": command, "args": vars(args), "results": results}, stem.with_suffix(".json"))
     lines = [
         f"<!-- {command} -->",

@@ -1,6 +1,7 @@
 """Search strategies run against a benchmark through a counting :class:`QueryOracle`."""
 
 from nag.search.bo import BayesianOptimization
+from nag.search.conditional_generation import ConditionalGenerationSearch
 from nag.search.evolution import RegularizedEvolution
 from nag.search.local_search import LocalSearch
 from nag.search.oracle import (
@@ -18,6 +19,7 @@ from nag.search.transfer import TransferSearch
 __all__ = [
     "BayesianOptimization",
     "BudgetExhausted",
+    "ConditionalGenerationSearch",
     "LocalSearch",
     "OtherTasksRanking",
     "QueryOracle",
