@@ -27,6 +27,7 @@ import torch
 
 from nag.errors import InvalidArchitecture
 from nag.spaces.base import SearchSpace
+from nag.spaces.mbv3_net import MBV3Network
 
 KERNELS: tuple[int, ...] = (3, 5, 7)
 EXPANDS: tuple[int, ...] = (3, 4, 6)
@@ -205,6 +206,26 @@ class MBV3Space(SearchSpace[MBV3Arch]):
 
     def _chain(self) -> np.ndarray:
         return np.eye(self.max_nodes, k=1, dtype=np.int64)
+
+    # --- networks -----------------------------------------------------------------------
+    def to_module(
+        self,
+        arch: MBV3Arch,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        width_mult: float = 1.2,
+        dropout: float = 0.0,
+    ) -> torch.nn.Module:
+        """The OFA MobileNetV3 subnet of ``arch`` (:class:`~nag.spaces.mbv3_net.MBV3Network`): with
+        the defaults, the network of OFA's ``ofa_mbv3_d234_e346_k357_w1.2`` supernet, the one the
+        HELP latency table timed, for ImageNet inputs of any resolution (224 by default)."""
+        return MBV3Network(
+            self.validate(arch),
+            num_classes=num_classes,
+            in_channels=in_channels,
+            width_mult=width_mult,
+            dropout=dropout,
+        )
 
     # --- neighbourhoods ----------------------------------------------------------------
     def neighbours(self, arch: MBV3Arch) -> list[MBV3Arch]:
