@@ -16,7 +16,8 @@ Protocol (printed at the top of each results file):
 - Each median stands beside its interquartile range; the optimum is the table's best.
 
 Models are trained by ``nag fit`` from the repository's configs through the one fit-and-cache
-helper (reused only for the same config and overrides). Writes ``results/search_<space>.{json,md,png}``.
+helper (reused only for the same config and overrides). Writes
+``results/search_<space>.{json,md,png}`` (``--name``: another stem).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str], l
     ]
 
 
-METHODS = ("random", "rea", "local", "other_tasks", "transfer", "transfer+generator", "bo")
+METHODS = ("random", "rea", "local", "other_tasks", "transfer", "transfer+generator", "bo", "bo+generator")
 
 
 def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | None, sources: list) -> list[list]:
@@ -106,6 +107,11 @@ def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | No
             for m in metas
         ],
         "bo": lambda: [BayesianOptimization(ensemble_size=3, train_steps=150, batch_size=10, hidden=32)],
+        "bo+generator": lambda: [
+            BayesianOptimization(
+                str(generator), ensemble_size=3, train_steps=150, batch_size=10, hidden=32, num_samples=args.samples
+            )
+        ],
     }
     return [make[m]() for m in args.methods]
 
@@ -153,6 +159,7 @@ def main() -> None:
     parser.add_argument("--regenerate", type=int, default=25)
     parser.add_argument("--work", default=str(ROOT / "runs/bench_search"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--name", default=None, help="results file stem (default: search_<space>)")
     args = parser.parse_args()
     args.tasks = args.tasks or (list(NB201_TASKS) if args.space == "nb201" else list(DATASETS))
     args.meta_seeds = args.meta_seeds or args.seeds
@@ -160,7 +167,7 @@ def main() -> None:
     work, out = Path(args.work), Path(args.out)
 
     generator = None
-    if "transfer+generator" in args.methods:
+    if {"transfer+generator", "bo+generator"} & set(args.methods):
         # architectures need no labels: train on 90% of the table (val/test must not be empty); the
         # candidates are what it generates, so the held-back 10% stay reachable
         generator = fit(
@@ -224,11 +231,11 @@ PROTOCOL = (
 
 def write(results: dict, args: argparse.Namespace, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"search_{args.space}"
+    stem = out / (args.name or f"search_{args.space}")
     command = "python benchmarks/search.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
-        if k not in ("work", "out")
+        if k not in ("work", "out") and v is not None
     ).replace(str(ROOT.parent), "..")
     write_rows({"command": command, "args": vars(args), "results": results}, stem.with_suffix(".json"))
     lines = [

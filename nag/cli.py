@@ -1,7 +1,7 @@
 """``nag``: LightningCLI over our search spaces, benchmarks, datamodules and modules.
 
 Subcommands: ``fit | validate | test | predict`` (Lightning's), ``generate``, ``search``,
-``search-hierarchical`` and ``export``. Errors a user can fix print one line
+``search-hierarchical``, ``export`` and ``measure-latency``. Errors a user can fix print one line
 (``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
 """
 
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         if args[:1] == ["export"]:
             export_main(args[1:])
             return
+        if args[:1] == ["measure-latency"]:
+            measure_latency_main(args[1:])
+            return
         _check_ckpt_arg(args)
         if "--quiet=true" in args:  # Lightning's start-up lines ("GPU available: ...") too
             for log in lightning_logs:
@@ -197,6 +200,18 @@ def export_main(args: list[str]) -> None:
     config = parser.parse_args(args)
     path = export(**{k: v for k, v in vars(config).items() if k not in ("config", "__path__")})
     print(f"wrote {path}")
+
+
+def measure_latency_main(args: list[str]) -> None:
+    """``nag measure-latency --space nb201 --num_random 20 --output my_device.csv``: time
+    architectures on this CPU; the arguments are :func:`nag.hardware.measure_device_table`'s."""
+    from nag.hardware import measure_device_table
+
+    parser = ArgumentParser(prog="nag measure-latency", description=measure_device_table.__doc__, exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with the arguments below")
+    parser.add_function_arguments(measure_device_table)
+    config = parser.parse_args(args)
+    measure_device_table(**{k: v for k, v in vars(config).items() if k not in ("config", "__path__")})
 
 
 def _switches(args: list[str]) -> list[str]:

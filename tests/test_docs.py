@@ -86,7 +86,17 @@ def test_commands_parse(page, args, monkeypatch, capsys, tmp_path):
 
 def test_every_documented_subcommand_exists():
     used = {cmd[0] for page in PAGES for cmd in commands(page)}
-    assert used <= {"fit", "validate", "test", "predict", "generate", "search", "export"}, used
+    assert used <= {
+        "fit",
+        "validate",
+        "test",
+        "predict",
+        "generate",
+        "search",
+        "export",
+        "measure-latency",
+        "search-hierarchical",
+    }, used
     assert {"fit", "generate", "search", "export"} <= used
 
 

@@ -4,7 +4,8 @@
 adapted in closed form to K measured ``arch,latency`` rows (:mod:`.tables`), with a
 calibrated Student-t predictive distribution (:mod:`.bayes`); :mod:`.baselines` holds what
 it must beat; :mod:`.generate` turns a Generator's samples into the most accurate
-architectures predicted to fit the budget (``nag generate --device_table ... --budget ...``).
+architectures predicted to fit the budget (``nag generate --device_table ... --budget ...``);
+:mod:`.measure` times architectures on this machine and writes such a table (``nag measure-latency``).
 """
 
 from nag.hardware.baselines import CostFit, NearestDevice
@@ -20,6 +21,7 @@ from nag.hardware.generate import (
     propose_measurements,
     select_for_device,
 )
+from nag.hardware.measure import Measurement, measure_device_table, measure_latency, write_latency_table
 from nag.hardware.predictor import AdaptedLatency, LatencyMetaPredictor, LatencyModel, LatencyPrediction
 from nag.hardware.sources import cost_columns, device_family, source_values
 from nag.hardware.tables import Budget, DeviceTable, parse_budget, read_device_table
@@ -34,6 +36,7 @@ __all__ = [
     "LatencyMetaPredictor",
     "LatencyModel",
     "LatencyPrediction",
+    "Measurement",
     "NearestDevice",
     "TableCosts",
     "condition_for_budget",
@@ -42,6 +45,8 @@ __all__ = [
     "generate_for_device",
     "generate_for_device_table",
     "live_labels",
+    "measure_device_table",
+    "measure_latency",
     "meta_train",
     "parse_budget",
     "predictor_scores",
@@ -51,4 +56,5 @@ __all__ = [
     "select_for_device",
     "source_values",
     "spearman",
+    "write_latency_table",
 ]

@@ -28,16 +28,31 @@ from torch import fx, nn
 
 from nag.errors import ConfigError, NagError
 from nag.io.atomic import atomic_write
+from nag.spaces.base import SearchSpace
 from nag.spaces.registry import resolve_space
 
 SUFFIXES = (".py", ".pt", ".pt2")
+
+
+def input_shape_of(space: SearchSpace, input_shape: Sequence[int] | None = None) -> tuple[int, ...]:
+    """``input_shape`` if given, else the space's own (:attr:`SearchSpace.input_shape`); a space
+    without one must be given one."""
+    shape = input_shape or space.input_shape
+    if not shape:
+        raise ConfigError(
+            f"--input_shape: space {space.name!r} has no default input shape; pass one input without the batch "
+            "dimension, e.g. --input_shape '[3,32,32]'"
+        )
+    if any(int(d) < 1 for d in shape):
+        raise ConfigError(f"--input_shape {list(shape)}: every dimension must be a positive integer")
+    return tuple(int(d) for d in shape)
 
 
 def export(
     arch: str,
     space: str = "nb201",
     output: str = "model.py",
-    input_shape: Sequence[int] = (3, 32, 32),
+    input_shape: Sequence[int] | None = None,
     module_args: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> Path:
@@ -48,7 +63,8 @@ def export(
             ``'|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|'``.
         space: short space name (``nb201``, ...) or a ``SearchSpace`` class path.
         output: ``.py`` (standalone source) or ``.pt``/``.pt2`` (``torch.export`` program).
-        input_shape: one input without the batch dimension, used to trace and check.
+        input_shape: one input without the batch dimension, used to trace and check (default: the
+            space's own ``input_shape``).
         module_args: keyword arguments of the space's ``to_module``, e.g. ``{"num_classes": 100}``.
         seed: seeds the weights of the ``.pt`` program and the check of the ``.py`` file.
     """
@@ -65,6 +81,7 @@ def export(
             f"--module_args {module_args}: not arguments of {type(search_space).__name__}.to_module ({e})"
         ) from None
     module.eval()
+    input_shape = input_shape_of(search_space, input_shape)
     example = torch.randn(2, *input_shape)
     try:
         with torch.no_grad():

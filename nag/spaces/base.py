@@ -39,6 +39,9 @@ class SearchSpace(ABC, Generic[Arch]):
     max_nodes: int = 0
     #: True when every architecture has the same DAG and only node ops vary.
     fixed_topology: bool = True
+    #: One input of :meth:`to_module`'s networks without the batch dimension (what export traces
+    #: and latency measurement feeds); None where the space builds no networks or needs it given.
+    input_shape: tuple[int, ...] | None = None
 
     def __new__(cls, *args: object, **kwargs: object) -> SearchSpace:
         """Records the constructor's arguments, so :attr:`build_config` can rebuild this space from a

@@ -232,6 +232,7 @@ class CellSpace(SearchSpace[Cell]):
     """
 
     name = "hierarchical_cell"
+    input_shape = (16, 32, 32)  # the cell's input channels at its default c_in
     ops = (INPUT, *CELL_OPS, OUTPUT)
     max_nodes = MAX_OP_NODES + 2
     fixed_topology = False

@@ -89,6 +89,7 @@ class MacroSpace(SearchSpace[MacroArch]):
     """
 
     name = "hierarchical_macro"
+    input_shape = (3, 32, 32)
     fixed_topology = False
 
     def __init__(

@@ -27,7 +27,7 @@ import torch
 
 from nag.errors import InvalidArchitecture
 from nag.spaces.base import SearchSpace
-from nag.spaces.mbv3_net import MBV3Network
+from nag.spaces.mbv3_net import INPUT_SHAPE, MBV3Network
 
 KERNELS: tuple[int, ...] = (3, 5, 7)
 EXPANDS: tuple[int, ...] = (3, 4, 6)
@@ -51,6 +51,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
     """OFA MobileNetV3 subnets as fixed 22-node chains; depth is carried by ``skip`` ops."""
 
     name = "ofa_mbv3"
+    input_shape = INPUT_SHAPE
     ops = ("input", *_LAYER_OPS, "skip", "output")
     max_nodes = NUM_SLOTS + 2
     fixed_topology = True

@@ -52,6 +52,7 @@ class NB201Space(SearchSpace[Arch201]):
     """
 
     name = "nb201"
+    input_shape = (3, 32, 32)
     ops = ("input", *EDGE_OPS, "output")
     max_nodes = len(EDGES) + 2
     fixed_topology = True
