@@ -217,7 +217,7 @@ def main() -> None:
                 f"reached={summary['reached_optimum']:.0%} q_opt={summary['median_queries_to_optimum']}",
                 flush=True,
             )
-        write(results, args, out)  # after every task: a long run stopped midway keeps what it measured
+            write(results, args, out)  # after every method: a long run stopped midway keeps what it measured
 
 
 PROTOCOL = (
