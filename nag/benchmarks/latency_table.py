@@ -59,7 +59,7 @@ class LatencyTableBenchmark(Benchmark[Arch]):
                 f"data.init_args.benchmark.init_args.path: latency table {str(self.path)!r} not found; "
                 f"pass the CSV (header '{ARCH_COLUMN},{LATENCY_COLUMN}') measured on your device"
             )
-        rows = self._read(self.path)
+        rows = read_latency_rows(self.path)
         values = np.full(len(base), math.nan)
         source_line: dict[int, int] = {}
         for line, text, value in rows:
@@ -87,40 +87,6 @@ class LatencyTableBenchmark(Benchmark[Arch]):
         # the base's row keys in table order: recomputing canonical hashes would repeat its work
         self._set_table(base.archs(), columns, keys=list(base._rows))
 
-    @staticmethod
-    def _read(file: Path) -> list[tuple[int, str, float]]:
-        """``(line, arch string, latency)`` per data row; line numbers count the header as 1."""
-        try:
-            with file.open(newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                header = [h.strip() for h in reader.fieldnames or []]
-                reader.fieldnames = header
-                raw = list(reader)
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise DataFileError(f"{file}: not a readable CSV ({type(e).__name__})") from None
-        missing = [c for c in (ARCH_COLUMN, LATENCY_COLUMN) if c not in header]
-        if missing:
-            raise DataFileError(
-                f"{file}: missing column(s) {', '.join(map(repr, missing))} (found {header}); "
-                f"the latency table needs a header '{ARCH_COLUMN},{LATENCY_COLUMN}'"
-            )
-        if not raw:
-            raise DataFileError(f"{file}: no data rows under the header; add one row per measured architecture")
-        rows = []
-        for n, row in enumerate(raw, start=2):
-            text, cell = (row[ARCH_COLUMN] or "").strip(), (row[LATENCY_COLUMN] or "").strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value) or value <= 0:
-                raise DataFileError(
-                    f"{file}: row {n}: latency {cell!r} of {text!r} is not a positive finite number; "
-                    "drop unmeasured rows"
-                )
-            rows.append((n, text, value))
-        return rows
-
     def row_key(self, arch: Arch) -> Hashable:
         return self.base.row_key(arch)
 
@@ -133,3 +99,42 @@ class LatencyTableBenchmark(Benchmark[Arch]):
             f"LatencyTableBenchmark({self.base!r} + {self.metric!r} from {str(self.path)!r}, "
             f"{self.num_measured} measured)"
         )
+
+
+def read_latency_rows(file: Path) -> list[tuple[int, str, float]]:
+    """``(line, arch string, latency)`` per data row of an ``arch,latency`` CSV (line numbers
+    count the header as 1; blank rows skipped; other columns ignored): the one reader of latency
+    tables, shared by :class:`LatencyTableBenchmark` and :func:`nag.hardware.tables.read_device_table`."""
+    example = f"{ARCH_COLUMN},{LATENCY_COLUMN}"
+    try:
+        with file.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = [(h or "").strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            raw = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataFileError(f"{file}: not a readable CSV ({type(e).__name__}); save it as UTF-8 text") from None
+    missing = [c for c in (ARCH_COLUMN, LATENCY_COLUMN) if c not in header]
+    if missing:
+        raise DataFileError(
+            f"{file}: line 1: missing column(s) {', '.join(map(repr, missing))} (found {header}); "
+            f"the first line must be the header '{example}'"
+        )
+    rows = []
+    for line, row in enumerate(raw, start=2):
+        text, cell = (row.get(ARCH_COLUMN) or "").strip(), (row.get(LATENCY_COLUMN) or "").strip()
+        if not text and not cell:
+            continue  # blank line
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise DataFileError(
+                f"{file}: row {line}: latency {cell!r} of {text!r} is not a positive finite number; "
+                "re-measure it or drop the row"
+            )
+        rows.append((line, text, value))
+    if not rows:
+        raise DataFileError(f"{file}: no data rows under the header; add one row per measured architecture")
+    return rows

@@ -9,7 +9,6 @@ rows than the adaptation needs.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Sequence
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nag.benchmarks.latency_table import ARCH_COLUMN, LATENCY_COLUMN, read_latency_rows
 from nag.errors import ConfigError, DataFileError, InvalidArchitecture
 from nag.spaces.base import Arch, SearchSpace
 
-ARCH_COLUMN, LATENCY_COLUMN = "arch", "latency"
 #: Rows a device table must have by default (the issue's "10+ measurements").
 MIN_ROWS = 10
 
@@ -84,28 +83,11 @@ def read_device_table(path: str | Path, space: SearchSpace, min_rows: int = MIN_
             f"--device_table {str(file)!r}: no such file; pass a CSV with header '{example}' "
             "and one row per architecture measured on your device"
         )
-    try:
-        with file.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = [(h or "").strip() for h in reader.fieldnames or []]
-            reader.fieldnames = header
-            raw = list(reader)
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataFileError(f"{file}: not a readable CSV ({type(e).__name__}); save it as UTF-8 text") from None
-    missing = [c for c in (ARCH_COLUMN, LATENCY_COLUMN) if c not in header]
-    if missing:
-        raise DataFileError(
-            f"{file}: line 1: missing column(s) {', '.join(map(repr, missing))} (found {header}); "
-            f"the first line must be the header '{example}'"
-        )
     archs: list[Arch] = []
     values: list[float] = []
     lines: list[int] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(raw, start=2):
-        text, cell = (row.get(ARCH_COLUMN) or "").strip(), (row.get(LATENCY_COLUMN) or "").strip()
-        if not text and not cell:
-            continue  # blank line
+    for line, text, value in read_latency_rows(file):
         try:
             arch = space.from_string(text)
         except InvalidArchitecture as e:
@@ -113,15 +95,6 @@ def read_device_table(path: str | Path, space: SearchSpace, min_rows: int = MIN_
                 f"{file}: row {line}: arch {text!r} does not parse ({_line(e)}); write it in the "
                 f"space's string form, e.g. {space.to_string(space.sample(1, np.random.default_rng(0))[0])!r}"
             ) from None
-        try:
-            value = float(cell)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value <= 0:
-            raise DataFileError(
-                f"{file}: row {line}: latency {cell!r} of {text!r} is not a positive number; "
-                "re-measure it or drop the row"
-            )
         canonical = space.to_string(arch)
         if canonical in seen:
             raise DataFileError(

@@ -59,7 +59,7 @@ def test_non_positive_or_missing_latencies_name_their_row(tmp_path, value):
     lines = rows()
     lines[3] = f"{CELLS[2]},{value}"
     message = error_of(write(tmp_path, lines))
-    assert "row 4" in message and "not a positive number" in message and "re-measure" in message
+    assert "row 4" in message and "not a positive finite number" in message and "re-measure" in message
 
 
 def test_too_few_rows_say_how_many_are_needed(tmp_path):
