@@ -15,8 +15,10 @@ written by ``benchmarks/generation.py``; fitted here with ``nag fit`` when missi
 - discrete diffusion, unconditioned and with classifier-free guidance on two conditions
   (accuracy at the table's 95th percentile and latency at the median of the training
   split's architectures that reach it; compositional mode, scale ``--guidance``: three passes
-  per step in one batched forward): today's path (dense ``[B, N, N, K, K]`` posteriors, 50
-  steps) and the closed-form posterior at several step counts.
+  per step in one batched forward): today's path (dense ``[B, N, N, K, K]`` posteriors, every
+  sample through the network, 50 steps) and the new one (closed-form posterior, conditions
+  embedded once per call, the network run once per distinct input) at several step counts,
+  evenly spaced in time and, with ``--discrete-alpha-steps``, in ``abar_t`` (``spacing="alpha"``).
 
 Reported per row: seconds, network evaluations, valid architectures/s, distinct valid
 architectures/s (distinct within each batch of 1,000, per second), validity after the space's
@@ -27,7 +29,10 @@ definition): validity >= 99 %, op KL <= 0.001 or no worse than today's sampler's
 accuracy within 0.2 pp of today's sampler's. A last section samples 10,000 architectures with
 the fastest setting at parity of each generator in a fresh process and reports its peak
 resident memory. Speeds on a shared machine move with its load: read the ratios to today's
-sampler and to uniform random, measured in the same run.
+sampler and to uniform random, measured in the same run (the report gives the load average
+at the start and the end of the run). On a machine other jobs load, run it with
+``OMP_WAIT_POLICY=passive`` (recorded in the report): spinning OpenMP threads then cost more
+than a second thread gains.
 
     python benchmarks/generation_speed.py
 Writes benchmarks/results/generation_speed.json, .md and .png.
@@ -58,6 +63,7 @@ from nag.diffusion.discrete import CategoricalDiffusion
 from nag.generation import GeneratedSet, Generator, score_samples
 from nag.generation.baseline import UniformRandom
 from nag.io.fit_cache import fit_cached
+from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.metrics.generation import op_kl_divergence
 from nag.nn.dag_transformer import DagTransformer
 from nag.nn.graph_transformer import GraphTransformer
@@ -68,6 +74,11 @@ CONFIGS = {"score": "diffusion.yaml", "discrete": "discrete_diffusion.yaml"}
 #: (condition to maximise, condition set to a typical value among architectures that reach it)
 CONDITIONS = {"nb201": ("cifar10_test_200ep", "hwnb_cifar10_fpga_latency"), "nbgraph": ("valid_acc", "latency")}
 BATCH = 1000
+PASSIVE_NOTE = (
+    "OMP_WAIT_POLICY=passive: on a machine loaded by other jobs OpenMP threads that spin at barriers made "
+    "2 threads about 7x slower than 1; with passive waits 2 threads run about as fast as 1 there (valid/CPU-s "
+    "close to valid/s), so the speeds are about one core's. "
+)
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -102,13 +113,17 @@ def peak_rss() -> Iterator[dict[str, float]]:
 
 @contextlib.contextmanager
 def todays_path() -> Iterator[None]:
-    """The original forward passes and dense posteriors (what sampled before issue 19)."""
-    saved = DagTransformer.reference, GraphTransformer.reference, CategoricalDiffusion.reference
-    DagTransformer.reference = GraphTransformer.reference = CategoricalDiffusion.reference = True
+    """The original forward passes, dense posteriors and every sample through the discrete
+    denoiser (what sampled before issue 19)."""
+    classes = (DagTransformer, GraphTransformer, CategoricalDiffusion, DiscreteDiffusionModule)
+    saved = [c.reference for c in classes]
+    for c in classes:
+        c.reference = True
     try:
         yield
     finally:
-        DagTransformer.reference, GraphTransformer.reference, CategoricalDiffusion.reference = saved
+        for c, value in zip(classes, saved):
+            c.reference = value
 
 
 class Counter:
@@ -245,7 +260,7 @@ def head_to_head(report: dict[str, Any], args: argparse.Namespace) -> None:
                 "today": {**base, "options": {**sec.get("options", {})}, "steps": today["steps"], "legacy": True},
                 "new": {
                     **base,
-                    "options": {**sec.get("options", {}), **({"sampler": new["sampler"]} if "sampler" in new else {})},
+                    "options": {**sec.get("options", {}), **row_options(new)},
                     "steps": new["steps"],
                     "legacy": False,
                 },
@@ -552,6 +567,20 @@ def discrete_section(report: dict, ckpts: dict, dms: dict, space_name: str, cond
             run(f"{k} steps", gen, ctx, today, steps=k, conditions=conditions, kind="ancestral")
             for k in args.discrete_steps
         ]
+        alpha = nag.load_generator(ckpts["discrete"], **options, spacing="alpha")
+        rows += [
+            run(
+                f"{k} steps, abar-spaced",
+                alpha,
+                ctx,
+                today,
+                steps=k,
+                conditions=conditions,
+                kind="abar",
+                spacing="alpha",
+            )
+            for k in args.discrete_alpha_steps
+        ]
         mark_parity(rows, today, space_name)
         report["sections"].append(
             {
@@ -565,12 +594,17 @@ def discrete_section(report: dict, ckpts: dict, dms: dict, space_name: str, cond
         )
 
 
+def row_options(row: dict[str, Any]) -> dict[str, Any]:
+    """The generator options a row was sampled with beyond its section's (score sampler, step spacing)."""
+    return {k: row[k] for k in ("sampler", "spacing") if k in row}
+
+
 def memory_child(section: dict[str, Any], row: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     spec = {
         "checkpoint": section["checkpoint"],
         "steps": row["steps"],
         "conditions": section.get("conditions"),
-        "options": {**section.get("options", {}), **({"sampler": row["sampler"]} if "sampler" in row else {})},
+        "options": {**section.get("options", {}), **row_options(row)},
         "samples": args.memory_samples,
         "threads": args.threads,
     }
@@ -621,6 +655,10 @@ def fmt(v: Any, spec: str = ".4g") -> str:
     return str(v)
 
 
+def fmt_load(load: Any) -> str:
+    return "?" if not load else "/".join(f"{v:.1f}" for v in load)
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"<!-- {report['command']} -->",
@@ -632,7 +670,10 @@ def markdown(report: dict[str, Any]) -> str:
         "```",
         "",
         f"{report['samples']} samples per row in batches of {BATCH}, torch threads {report['threads']}, seed "
-        f"{report['seed']}, on {report['machine']}. valid/s: valid architectures (after the space's projection) per "
+        f"{report['seed']}, on {report['machine']}; load average (1, 5, 15 min) "
+        f"{fmt_load(report.get('load_start'))} at the start, {fmt_load(report.get('load_end'))} at the end. "
+        f"{PASSIVE_NOTE if 'OMP_WAIT_POLICY=passive' in report['machine'] else ''}"
+        "valid/s: valid architectures (after the space's projection) per "
         "second, decoding included; distinct/s: distinct architectures within each batch of 1,000 per second; "
         "nfe: network evaluations per batch; op KL against the generator's own training split; acc: mean true "
         "accuracy of the valid samples ± its standard error; gap: mean of the per-sample accuracy differences to "
@@ -643,7 +684,8 @@ def markdown(report: dict[str, Any]) -> str:
         "today's (or op KL to today's samples ≤ 0.001: conditioning moves op marginals away from the training "
         "split on purpose), |acc gap| ≤ 0.2 pp. Today's rows run in a fresh process with the original forward "
         "passes, the "
-        "dense posteriors and the C allocator untuned (NAG_MALLOC_TUNING=0): the code before issue 19. "
+        "dense posteriors, every sample through the discrete denoiser and the C allocator untuned "
+        "(NAG_MALLOC_TUNING=0): the code before issue 19. abar-spaced: steps evenly spaced in abar_t instead of t. "
         "×today, ×random: valid/s as a ratio to today's sampler and to uniform "
         "random in the same run (the machine is shared; ratios are what carry over); valid/CPU-s: valid "
         "architectures per second of this process's CPU time (all threads), which other processes on the machine "
@@ -787,7 +829,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dpm-steps", type=int, nargs="*", default=[5, 6, 8, 10, 12])
     parser.add_argument("--edm-steps", type=int, nargs="*", default=[4, 5])
-    parser.add_argument("--discrete-steps", type=int, nargs="*", default=[3, 5, 10, 20])
+    parser.add_argument("--discrete-steps", type=int, nargs="*", default=[3, 5, 10, 12, 20])
+    parser.add_argument("--discrete-alpha-steps", type=int, nargs="*", default=[8, 10, 12], help="abar-spaced")
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
     parser.add_argument("--memory-samples", type=int, default=10_000)
     parser.add_argument("--generators", nargs="+", default=["score", "discrete"], choices=["score", "discrete"])
@@ -830,7 +873,9 @@ def main() -> None:
         "samples": args.samples,
         "threads": torch.get_num_threads(),
         "seed": args.seed,
-        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
+        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
+        "load_start": os.getloadavg(),
         "spaces": [],
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -840,6 +885,7 @@ def main() -> None:
         (out / "generation_speed.md").write_text(markdown(report))
     if args.h2h_rounds > 0:
         head_to_head(report, args)
+    report["load_end"] = os.getloadavg()
     write(report, out)
 
 

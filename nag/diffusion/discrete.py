@@ -23,11 +23,14 @@ All arithmetic here is fp32 with autocast off, so bf16-mixed training only touch
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
 State = dict[str, torch.Tensor]
+#: How a sampler spaces its steps (:meth:`CategoricalDiffusion.timesteps`).
+Spacing = Literal["time", "alpha"]
 
 
 def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
@@ -210,10 +213,20 @@ class CategoricalDiffusion(nn.Module):
             out[kind] = categorical_sample(self.reverse_probs(kind, state[kind], x0_probs[kind], t, s), generator)
         return out
 
-    def timesteps(self, steps: int | None = None) -> list[int]:
-        """Descending integer times ``T .. 0`` visited by a sampler with ``steps`` steps."""
+    def timesteps(self, steps: int | None = None, spacing: Spacing = "time") -> list[int]:
+        """Descending integer times ``T .. 0`` visited by a sampler with ``steps`` steps, evenly
+        spaced in ``t`` (``"time"``) or in ``abar_t`` (``"alpha"``: every step redraws the same
+        expected share of positions; the cosine schedule changes little near ``0`` and ``T``, and
+        evenly spaced times spend steps there). ``"alpha"`` may give fewer steps where two levels
+        round to one integer time (more than about ``T / 1.6`` steps)."""
         steps = self.T if steps is None else steps
         if steps < 1:
             raise ValueError(f"steps={steps}: need at least one sampling step")
-        grid = torch.linspace(self.T, 0, min(steps, self.T) + 1, dtype=torch.float64).round().long()
+        if spacing == "time":
+            grid = torch.linspace(self.T, 0, min(steps, self.T) + 1, dtype=torch.float64).round().long()
+        elif spacing == "alpha":
+            levels = torch.linspace(0.0, 1.0, min(steps, self.T) + 1, dtype=torch.float64)
+            grid = (self.alpha_bar.double().cpu()[None, :] - levels[:, None]).abs().argmin(1)
+        else:
+            raise ValueError(f"spacing={spacing!r}; expected 'time' or 'alpha'")
         return torch.unique_consecutive(grid).tolist()

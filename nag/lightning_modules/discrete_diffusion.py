@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from nag.diffusion.discrete import CategoricalDiffusion, State
+from nag.diffusion.discrete import CategoricalDiffusion, Spacing, State
 from nag.errors import ConfigError, UnknownMetric
 from nag.lightning_modules.diffusion_base import DiffusionModule, Graphs
 from nag.nn.conditions import ConditionEncoder, Conditions, RawValue
@@ -34,10 +34,10 @@ class ConditionalDenoiser(nn.Module):
         super().__init__()
         self.transformer, self.conditions = transformer, conditions
 
-    def forward(
-        self, state: State, t: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        return self.transformer(state["nodes"], state["edges"], t, self.conditions(values, keep))
+    def forward(self, state: State, t: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``cond [B, D]``: the condition embeddings (``self.conditions(values, keep)``), an input
+        rather than computed here so that a sampler embeds its conditions once, not every step."""
+        return self.transformer(state["nodes"], state["edges"], t, cond)
 
 
 class DiscreteDiffusionModule(DiffusionModule):
@@ -61,6 +61,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         edge_weight: weight of the edge cross-entropy (lambda).
         cond_drop: per-condition dropout probability in training.
     """
+
+    #: Run the network on every sample, shared inputs or not (the sampler before issue 19; for comparisons).
+    reference: bool = False
 
     def __init__(
         self,
@@ -139,11 +142,10 @@ class DiscreteDiffusionModule(DiffusionModule):
         return Conditions(conditions).normalize(self.condition_names, stats, num_samples, extrapolate)
 
     # --- the denoiser -----------------------------------------------------------------
-    def predict(
-        self, net: nn.Module, state: State, t: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """x_0 logits for the diffused kinds; ``t`` are integer steps ``[B]``."""
-        out = net(self._with_edges(state), t.float() / self.diffusion.T, values, keep)
+    def predict(self, net: nn.Module, state: State, t: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x_0 logits for the diffused kinds; ``t`` are integer steps ``[B]``, ``cond [B, D]`` the
+        condition embeddings (``net.conditions(values, keep)``)."""
+        out = net(self._with_edges(state), t.float() / self.diffusion.T, cond)
         return {kind: out[kind] for kind in self.diffusion.kinds}
 
     # --- training ---------------------------------------------------------------------
@@ -157,7 +159,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         t = torch.randint(1, self.diffusion.T + 1, (b,), device=self.device, generator=generator)
         noisy = self.diffusion.noise(clean, t, generator)
         keep = self.net.conditions.sample_keep(b, self.device, generator)
-        logits = self.predict(net, noisy, t, self.condition_values(batch), keep)
+        logits = self.predict(net, noisy, t, net.conditions(self.condition_values(batch), keep))
         parts = {"ce_nodes": F.cross_entropy(logits["nodes"].float().flatten(0, -2), clean["nodes"].flatten())}
         if "edges" in logits:
             upper = self.upper.expand(b, -1, -1)
@@ -222,24 +224,68 @@ class DiscreteDiffusionModule(DiffusionModule):
         used = [i for i, w in enumerate(weights) if w != 0.0]
         return values, torch.stack([keeps[i] for i in used]), [weights[i] for i in used]
 
-    def guided_x0(
-        self, net: nn.Module, state: State, t: int, values: torch.Tensor, keep: torch.Tensor, weights: Sequence[float]
-    ) -> dict[str, torch.Tensor]:
-        """``p(x_0 | z_t)`` from the guided logits; all passes are one batched forward.
+    def condition_embeddings(
+        self, net: nn.Module, values: torch.Tensor, keep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the guidance passes condition on, fixed for a whole sampling call and so computed
+        once: the embeddings ``[P, B, D]`` of what each pass sees (``keep [P, C]``) of the samples'
+        ``values [B, C]``, and ids ``[B]``, equal for samples asking the same values."""
+        p, b = keep.shape[0], values.shape[0]
+        cond = net.conditions(values.repeat(p, 1), keep.to(values.device).repeat_interleave(b, 0))
+        if values.shape[1] == 0:
+            return cond.view(p, b, -1), torch.zeros(b, dtype=torch.long, device=values.device)
+        return cond.view(p, b, -1), torch.unique(values, dim=0, return_inverse=True)[1]
 
-        Classes never seen at a position in the training split (its marginal is 0: "input"
-        in the middle of an NB201 cell, any edge below the diagonal) get no mass, so an
+    def distinct_inputs(self, state: State, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(first [U], inverse [B])``: one sample per distinct network input (state and
+        condition ``groups``) and, per sample, which one has its input. Late in guided sampling
+        most samples share their state (their architecture is decided), and the network need not
+        see it twice.
+
+        Rows are compared exactly through int64 ids: each kind's classes are packed into words,
+        and every word is merged into the running id through its rank (< B), so none overflows.
+        With :attr:`reference` every sample is its own input."""
+        b = groups.shape[0]
+        every = torch.arange(b, device=groups.device)
+        if self.reference:
+            return every, every
+        ids = groups
+        for kind in self.diffusion.kinds:
+            bits = max(1, (self.diffusion.marginals(kind).shape[-1] - 1).bit_length())
+            shifts = bits * torch.arange(62 // bits, device=groups.device)
+            for cols in state[kind].flatten(1).split(62 // bits, 1):
+                word = (cols << shifts[: cols.shape[1]]).sum(1)
+                ids = torch.unique(ids, return_inverse=True)[1] * b + torch.unique(word, return_inverse=True)[1]
+        inverse = torch.unique(ids, return_inverse=True)[1]
+        return inverse.new_empty(int(inverse.max()) + 1).scatter_(0, inverse, every), inverse
+
+    def guided_x0(
+        self,
+        net: nn.Module,
+        state: State,
+        t: int,
+        cond: torch.Tensor,
+        groups: torch.Tensor,
+        weights: Sequence[float],
+    ) -> dict[str, torch.Tensor]:
+        """``p(x_0 | z_t)`` from the guided logits, for the passes' condition embeddings
+        ``cond [P, B, D]`` and condition ``groups [B]`` (:meth:`condition_embeddings`).
+
+        The network runs once per distinct input (:meth:`distinct_inputs`), all passes in one
+        batched forward ``[P * U]`` (on a CPU as fast as one forward per pass, measured, with
+        fewer calls). Classes never seen at a position in the training split (its marginal is 0:
+        "input" in the middle of an NB201 cell, any edge below the diagonal) get no mass, so an
         under-trained network cannot place them."""
-        p, b = keep.shape[0], state["nodes"].shape[0]
-        rep = {k: v.repeat(p, *([1] * (v.dim() - 1))) for k, v in state.items()}
-        keep_rows = keep.to(self.device).repeat_interleave(b, 0)
-        tt = torch.full((p * b,), t, dtype=torch.long, device=self.device)
-        logits = self.predict(net, rep, tt, values.repeat(p, 1), keep_rows)
+        first, inverse = self.distinct_inputs(state, groups)
+        p, u = cond.shape[0], first.shape[0]
+        rep = {k: v[first].repeat(p, *([1] * (v.dim() - 1))) for k, v in state.items()}
+        tt = torch.full((p * u,), t, dtype=torch.long, device=self.device)
+        logits = self.predict(net, rep, tt, cond[:, first].flatten(0, 1))
         out = {}
         for kind, lg in logits.items():
-            lg = lg.float().log_softmax(-1).view(p, b, *lg.shape[1:])
+            lg = lg.float().log_softmax(-1).view(p, u, *lg.shape[1:])
             combined = sum(w * lg[i] for i, w in enumerate(weights))
-            out[kind] = combined.masked_fill(self.diffusion.marginals(kind) <= 0, -math.inf).softmax(-1)
+            out[kind] = combined.masked_fill(self.diffusion.marginals(kind) <= 0, -math.inf).softmax(-1)[inverse]
         return out
 
     def to_graphs(self, state: State) -> dict[str, torch.Tensor]:
@@ -262,6 +308,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         guidance_scale: float | Mapping[str, float] = 1.0,
         mode: GuidanceMode = "compositional",
         extrapolate: bool = False,
+        spacing: Spacing = "time",
     ) -> Graphs:
         """Ancestral sampling (``p(z_s | z_t)`` from the predicted ``x_0``); see
         :meth:`DiffusionModule.sample_graphs`.
@@ -274,11 +321,15 @@ class DiscreteDiffusionModule(DiffusionModule):
             guidance_scale: ``w`` of classifier-free guidance; per condition in compositional mode.
             mode: ``compositional`` (one pass per condition) or ``joint`` (one pass with all).
             extrapolate: allow conditions outside the training split's range.
+            spacing: steps evenly spaced in ``t`` (``"time"``) or in ``abar_t`` (``"alpha"``), see
+                :meth:`CategoricalDiffusion.timesteps`.
         """
         if sampler != "ancestral":
             raise ConfigError(f"sampler={sampler!r}: discrete diffusion samples with 'ancestral'")
+        if spacing not in ("time", "alpha"):
+            raise ConfigError(f"spacing={spacing!r}; expected 'time' or 'alpha'")
         plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1), extrapolate)
-        return super().sample_graphs(num_samples, steps, seed, batch_size, progress, plan=plan)
+        return super().sample_graphs(num_samples, steps, seed, batch_size, progress, plan=plan, spacing=spacing)
 
     def sample_batch(
         self,
@@ -288,13 +339,16 @@ class DiscreteDiffusionModule(DiffusionModule):
         progress: bool,
         start: int,
         plan: tuple[torch.Tensor, torch.Tensor, list[float]],
+        spacing: Spacing = "time",
     ) -> Graphs:
         values, keep, weights = plan
         chunk = values[start : start + b].to(self.device)
-        times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T))
+        times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T), spacing)
+        net = self.ema.module
         with torch.inference_mode():
+            cond, groups = self.condition_embeddings(net, chunk, keep)
             state = self.diffusion.prior(b, generator)
             for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):
-                probs = self.guided_x0(self.ema.module, state, t, chunk, keep, weights)
+                probs = self.guided_x0(net, state, t, cond, groups, weights)
                 state = self.diffusion.step(state, probs, t, s, generator)
         return self.to_graphs(state)

@@ -129,17 +129,17 @@ def test_noise_at_small_t_rarely_changes_a_class_and_at_T_matches_the_marginals(
     assert_close(freq, d.node_marginals, atol=0.02)
 
 
-@pytest.mark.parametrize("steps", [50, 7, 1])
-def test_skip_step_ancestral_sampler_recovers_the_data_distribution(steps):
+@pytest.mark.parametrize(("steps", "spacing"), [(50, "time"), (7, "time"), (1, "time"), (7, "alpha"), (1, "alpha")])
+def test_skip_step_ancestral_sampler_recovers_the_data_distribution(steps, spacing):
     """With the exact x_0-posterior of a toy data distribution as the denoiser, ancestral
-    sampling (with or without skipping steps) must reproduce that distribution."""
+    sampling (with or without skipping steps, however spaced) must reproduce that distribution."""
     k, n = 4, 20000
     data = torch.tensor([0.6, 0.05, 0.3, 0.05])
     d = CategoricalDiffusion(1, k, None, T=50)
     d.node_marginals.copy_(torch.tensor([[0.25, 0.25, 0.25, 0.25]]))
     gen = torch.Generator().manual_seed(1)
     state = d.prior(n, gen)
-    times = d.timesteps(steps)
+    times = d.timesteps(steps, spacing)
     assert times[0] == 50 and times[-1] == 0 and len(times) == steps + 1
     for t, s in itertools.pairwise(times):
         likelihood = d.q_probs("nodes", torch.arange(k)[:, None], torch.full((k,), t))[:, 0]  # [x_0, z_t]
@@ -148,6 +148,17 @@ def test_skip_step_ancestral_sampler_recovers_the_data_distribution(steps):
         state = d.step(state, {"nodes": x0_given_zt}, t, s, gen)
     freq = torch.nn.functional.one_hot(state["nodes"][:, 0], k).float().mean(0)
     assert_close(freq, data, atol=0.015)
+
+
+def test_alpha_spacing_redraws_an_even_share_of_positions_per_step():
+    d = CategoricalDiffusion(1, 4, None, T=500)
+    times = d.timesteps(10, "alpha")
+    assert times[0] == 500 and times[-1] == 0 and len(times) == 11 and times == sorted(times, reverse=True)
+    assert_close(d.alpha_bar[times[1:]] - d.alpha_bar[times[:-1]], torch.full((10,), 0.1), atol=0.003)
+    assert times != d.timesteps(10), "not evenly spaced in time: the cosine schedule is not linear"
+    assert len(d.timesteps(500, "alpha")) < 501, "levels closer than one time step merge"
+    with pytest.raises(ValueError, match="spacing='log'"):
+        d.timesteps(10, "log")
 
 
 def test_edge_marginals_keep_the_lower_triangle_empty():

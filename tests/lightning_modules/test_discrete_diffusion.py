@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
 from nag.benchmarks import NB201Benchmark, NBGraphBenchmark
 from nag.callbacks import GenerationMetricsCallback
@@ -140,6 +141,9 @@ def test_samples_are_seeded_dags_with_every_guidance_mode(nbgraph_dm):
         assert out["x"].shape == (4, 6, 11)
     per_sample = model.sample_graphs(4, steps=2, conditions={"latency": [0.002, 0.003, 0.004, 0.005]})
     assert per_sample["x"].shape == (4, 6, 11)
+    assert model.sample_graphs(4, steps=3, spacing="alpha")["x"].shape == (4, 6, 11)
+    with pytest.raises(ConfigError, match="spacing='log'"):
+        model.sample_graphs(4, steps=3, spacing="log")
 
 
 def test_guidance_plan_batches_conditional_and_unconditional_passes(nbgraph_dm):
@@ -242,6 +246,106 @@ def test_conditions_outside_the_training_range_are_refused_unless_allowed(nbgrap
     assert values[0, 0] > (stats["max"] - stats["mean"]) / stats["std"]
 
 
+def sharpened(dm: ArchitectureDataModule, conditions: list[str]) -> DiscreteDiffusionModule:
+    """``tiny`` with what fitting sets (the training split's marginals and condition quantiles) and
+    its output layers scaled up, so that its samples agree as a trained guided model's do: late
+    steps then share states, which the sampler runs through the network once."""
+    model = tiny(dm, conditions=conditions)
+    dm.setup()
+    batch = next(iter(DataLoader(dm.train_dataloader().dataset, batch_size=100_000)))
+    model.diffusion.set_marginals(model.clean_state(batch))
+    net = model.ema.module
+    net.conditions.fit(model.condition_values(batch))
+    with torch.no_grad():
+        for p in net.transformer.node_out.parameters():
+            p.mul_(30.0)
+        if net.transformer.predict_edges:
+            for p in net.transformer.edge_out.parameters():
+                p.mul_(3.0)
+    return model.eval()
+
+
+def sample_keys(graphs: dict[str, torch.Tensor], edges: bool) -> list[str]:
+    """Per sample: its node classes ("." for padding) and, where edges vary, the upper triangle's bits."""
+    nodes = torch.where(graphs["mask"], graphs["x"].argmax(-1), -1)
+    upper = torch.triu_indices(nodes.shape[1], nodes.shape[1], 1)
+    keys = ["".join("." if c < 0 else str(int(c)) for c in row) for row in nodes]
+    if edges:
+        bits = graphs["adj"][:, upper[0], upper[1]].long()
+        keys = [k + ":" + "".join(str(int(b)) for b in row) for k, row in zip(keys, bits)]
+    return keys
+
+
+#: What the sampler drew before issue 19 (one network row per sample and pass, condition
+#: embeddings every step) from ``sharpened`` models: 48 samples in batches of 32, 10 steps, seed 7,
+#: CFG at scale 2; space-separated ``sample_keys``.
+BEFORE_ISSUE_19 = {
+    "nb201": (
+        "02221226 02222216 02222226 02222216 02222116 02222226 02222226 02222226 02222216 02222226 02422116 "
+        "02222116 02221216 02221216 02222216 02222226 02224216 02222216 02222226 02122226 02222216 02222216 "
+        "02422226 02222216 02222126 02222226 02122216 02221216 01222116 02222246 02222226 02221226 02222216 "
+        "02224216 02222216 02222216 02222226 02221226 02222416 02422216 02222116 02221216 02222226 02222216 "
+        "02222226 02222216 02221216 01222116"
+    ),
+    "nbgraph": (
+        "0344410:100000000000001 0344410:100000000000011 0344410:100000000000001 0434410:100000100000001 "
+        "0344410:100000000100001 0444410:100000000000001 0344410:101000000000001 0344410:100000000010001 "
+        "0744410:100100000100001 0394410:100001000000001 0444410:100000000000001 0334410:100000100000101 "
+        "0344410:100000000000001 0344410:100000000000001 0444410:100000000000001 0244410:100100000000001 "
+        "0484410:110000000000001 0444410:101000000000001 0344410:100000000000001 0344410:100100000000101 "
+        "0444410:100000000000001 0344410:101000000000001 0744410:101000000000011 0394410:100000000000001 "
+        "0444410:100000000000001 0344410:100000000000001 0244410:100000000000001 0444410:100000000000001 "
+        "0344410:101000000000001 0444410:100000000000001 0744410:100000000000001 0494410:101001000100001 "
+        "0444410:100000000010101 0344410:100000000000001 0344410:101100000000001 0344410:100000000000001 "
+        "0494410:100000000010001 0344410:100100000000001 0344410:111000000000001 0444410:100001000000011 "
+        "0344410:100000000000101 0344410:100000000000001 0444410:100000000000001 0344410:110000000000011 "
+        "0444410:100000000000001 0344410:100100000000101 0344410:100000000000001 0744410:100000000000001"
+    ),
+}
+
+
+@pytest.mark.parametrize("space", ["nb201", "nbgraph"])
+def test_samples_at_a_fixed_seed_are_those_drawn_before_issue_19(space, nbgraph_dm, request):
+    """Sharing the network's rows among samples with the same input, and embedding the conditions
+    once, change no sample; the network sees fewer rows than samples x passes x steps."""
+    if space == "nbgraph":
+        model, cond = sharpened(nbgraph_dm, ["valid_acc", "latency"]), {"valid_acc": 0.81, "latency": 0.004}
+    else:
+        bench = NB201Benchmark(request.getfixturevalue("nb201_table"))
+        dm = ArchitectureDataModule(bench, targets=["cifar10_test_200ep"], split=(0.6, 0.2, 0.2))
+        model, cond = sharpened(dm, ["cifar10_test_200ep"]), {"cifar10_test_200ep": 92.0}
+    rows = []
+    hook = model.ema.module.register_forward_pre_hook(lambda _, args: rows.append(args[0]["nodes"].shape[0]))
+    try:
+        graphs = model.sample_graphs(48, steps=10, seed=7, batch_size=32, conditions=cond, guidance_scale=2.0)
+    finally:
+        hook.remove()
+    passes = 1 + len(cond)
+    assert sample_keys(graphs, edges=space == "nbgraph") == BEFORE_ISSUE_19[space].split()
+    assert len(rows) == 2 * 10 and sum(rows) < 48 * passes * 10
+
+
+def test_distinct_inputs_share_exactly_the_samples_whose_inputs_agree():
+    """Ids packed over several int64 words (41 node classes, 20 x 20 edges) still tell apart states
+    that differ only in a late digit or in their conditions; every sample's representative has its
+    input, and there is one representative per distinct input."""
+    model = DiscreteDiffusionModule({"max_nodes": 20, "num_ops": 40}, dim=8, edge_dim=2, layers=1, heads=1)
+    g = torch.Generator().manual_seed(0)
+    base = model.diffusion.prior(4, g)
+    pick = torch.randint(0, 4, (300,), generator=g)
+    state = {k: v[pick].clone() for k, v in base.items()}
+    state["edges"][:, 18, 19] = torch.rand(300, generator=g) < 0.3
+    state["nodes"][:, 19] = torch.where(torch.rand(300, generator=g) < 0.3, 40, state["nodes"][:, 19])
+    groups = torch.randint(0, 3, (300,), generator=g)
+    inputs = torch.cat([groups[:, None], state["nodes"], state["edges"].flatten(1)], 1)
+    first, inverse = model.distinct_inputs(state, groups)
+    assert torch.equal(inputs[first][inverse], inputs)
+    assert len(first) == len(torch.unique(inputs, dim=0)) < 300
+    model.reference = True
+    first, inverse = model.distinct_inputs(state, groups)
+    assert torch.equal(first, torch.arange(300)) and torch.equal(inverse, torch.arange(300))
+
+
 TRAINED = sorted(Path(ROOT, "runs", "benchmarks", "generation").glob("*/discrete/checkpoints/last.ckpt"))
 
 
@@ -251,12 +355,14 @@ def _original_path(monkeypatch) -> None:
 
     monkeypatch.setattr(GraphTransformer, "reference", True)
     monkeypatch.setattr(CategoricalDiffusion, "reference", True)
+    monkeypatch.setattr(DiscreteDiffusionModule, "reference", True)
 
 
 @pytest.mark.parametrize("space", ["nbgraph", "nb201"])
 def test_lean_sampling_draws_what_the_original_path_drew(space, nbgraph_dm, request, monkeypatch):
-    """Closed-form posteriors, the lean forward and the batch-1 fixed graph change no sample: same
-    seed, same architectures (to float noise in the probabilities, which no draw here crosses)."""
+    """Closed-form posteriors, the lean forward, the batch-1 fixed graph and one network row per
+    distinct input change no sample: same seed, same architectures (to float noise in the
+    probabilities, which no draw here crosses)."""
     if space == "nbgraph":
         model = tiny(nbgraph_dm)
         cond = {"valid_acc": 0.81, "latency": 0.004}
@@ -283,9 +389,11 @@ def test_trained_checkpoints_predict_as_before(path, monkeypatch):
     c = len(model.condition_names)
     values = torch.randn(64, c, generator=torch.Generator().manual_seed(1))
     keep = torch.stack([torch.zeros(c, dtype=torch.bool), torch.ones(c, dtype=torch.bool)])
+    net = model.ema.module
     with torch.no_grad():
-        new = model.guided_x0(model.ema.module, state, model.diffusion.T // 2, values, keep, [-1.0, 2.0])
+        cond, groups = model.condition_embeddings(net, values, keep)
+        new = model.guided_x0(net, state, model.diffusion.T // 2, cond, groups, [-1.0, 2.0])
         _original_path(monkeypatch)
-        old = model.guided_x0(model.ema.module, state, model.diffusion.T // 2, values, keep, [-1.0, 2.0])
+        old = model.guided_x0(net, state, model.diffusion.T // 2, cond, groups, [-1.0, 2.0])
     for kind in new:
         torch.testing.assert_close(new[kind], old[kind], atol=1e-5, rtol=1e-4)
