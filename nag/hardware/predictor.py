@@ -19,6 +19,7 @@ the interval widens as it should.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,15 +75,16 @@ class LatencyPrediction:
         return len(self.log_mean)
 
 
-class LatencyModel:
+class LatencyModel(ABC):
     """What generation needs of an adapted predictor (or a baseline): predictions for any
     architectures, and how many measurements it was adapted on."""
 
     name: str = "latency model"
     num_measured: int = 0
 
+    @abstractmethod
     def predict(self, archs: Sequence[Arch]) -> LatencyPrediction:
-        raise NotImplementedError
+        """Predictive distribution of each architecture's latency on the device."""
 
     def prob_within(self, archs: Sequence[Arch], budget: float) -> np.ndarray:
         return self.predict(archs).prob_within(budget)
