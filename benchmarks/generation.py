@@ -38,6 +38,8 @@ import yaml
 
 import nag
 from nag.cli import main as nag_main
+from nag.datamodules import ArchitectureDataModule
+from nag.datamodules.from_config import datamodule_from_config
 from nag.generation import GeneratedSet, Generator, score_samples
 from nag.generation.baseline import UniformRandom
 from nag.metrics.generation import op_kl_divergence
@@ -123,7 +125,7 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
     discrete = nag.load_generator(fits["discrete"]["checkpoint"])
     space = score.space
     # each generator against its own training split (the configs' splits differ)
-    dms = {kind: _datamodule(config, space) for kind, config in configs.items()}
+    dms = {kind: datamodule_from_config(config, ArchitectureDataModule, space) for kind, config in configs.items()}
     train = {
         kind: {
             "keys": dm.train_keys(),
@@ -198,23 +200,6 @@ def references(space: Any, bench: Any, metric: str, dm: Any, k: int = 100) -> di
         "memorised_top_mean": float(np.sort(t)[-k:].mean()),
         "training_labels": int(trained.sum()),
     }
-
-
-def _datamodule(config: Path, space: Any) -> Any:
-    """The config's datamodule (its split and seed), set up: novelty and op marginals are
-    measured against the generator's own training split."""
-    from jsonargparse import ArgumentParser
-
-    from nag.datamodules import ArchitectureDataModule
-
-    parser = ArgumentParser()
-    parser.add_argument("--data", type=ArchitectureDataModule)
-    data = yaml.safe_load(config.read_text())["data"]
-    dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
-    if dm.space.identity != space.identity:
-        raise SystemExit(f"{config}: its data's space is not the checkpoint's")
-    dm.setup()
-    return dm
 
 
 COLUMNS = ["method", "raw_validity", "validity", "uniqueness", "uniqueness_string", "novelty", "op_kl", "distinct"]

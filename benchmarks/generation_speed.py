@@ -56,9 +56,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 import nag
+from nag.datamodules import ArchitectureDataModule
+from nag.datamodules.from_config import datamodule_from_config
 from nag.diffusion.discrete import CategoricalDiffusion
 from nag.generation import GeneratedSet, Generator, score_samples
 from nag.generation.baseline import UniformRandom
@@ -382,23 +383,6 @@ def checkpoint(space: str, kind: str, args: argparse.Namespace) -> tuple[Path, s
     return ckpt, f"fitted here: {config.relative_to(ROOT)}, {args.max_epochs} epochs"
 
 
-def datamodule(config: Path, space: Any) -> Any:
-    """The config's datamodule (its split and seed), set up: novelty and op marginals are
-    measured against the generator's own training split."""
-    from jsonargparse import ArgumentParser
-
-    from nag.datamodules import ArchitectureDataModule
-
-    parser = ArgumentParser()
-    parser.add_argument("--data", type=ArchitectureDataModule)
-    data = yaml.safe_load(config.read_text())["data"]
-    dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
-    if dm.space.identity != space.identity:
-        raise SystemExit(f"{config}: its data's space is not the checkpoint's")
-    dm.setup()
-    return dm
-
-
 def context(dm: Any, metrics: list[str]) -> dict[str, Any]:
     return {
         "train_keys": dm.train_keys(),
@@ -455,7 +439,10 @@ def evaluate_space(space_name: str, args: argparse.Namespace) -> dict[str, Any]:
         ckpts[kind] = ckpt
     base = nag.load_generator(ckpts["score"])
     space = base.space
-    dms = {kind: datamodule(ROOT / "configs" / space_name / CONFIGS[kind], space) for kind in CONFIGS}
+    dms = {
+        kind: datamodule_from_config(ROOT / "configs" / space_name / CONFIGS[kind], ArchitectureDataModule, space)
+        for kind in CONFIGS
+    }
     conds = two_conditions(space_name, dms["discrete"])
     report.update(conditions=conds, sde=base.model.sde.config())
 

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from jsonargparse import ArgumentParser
 
 import nag
 from nag.datamodules import ArchitectureDataModule
+from nag.datamodules.from_config import datamodule_from_config
 from nag.diffusion.guidance import check_same_sde, predictor_term
 from nag.generation import Generator, score_samples
 from nag.generation.baseline import UniformRandom
@@ -88,17 +88,6 @@ def fit(
 def given(path: str) -> dict[str, Any]:
     """A checkpoint passed on the command line: nothing known about how it was trained."""
     return {"checkpoint": path, "epochs": None, "max_steps": None, "train_seconds": None}
-
-
-def datamodule(space: SearchSpace) -> ArchitectureDataModule:
-    """The generators' datamodule (their split and seed): novelty is measured against their
-    own training split."""
-    parser = ArgumentParser()
-    parser.add_argument("--data", type=ArchitectureDataModule)
-    data = yaml.safe_load(SCORE_CONFIG.read_text())["data"]
-    dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
-    assert dm.space.identity == space.identity
-    return dm
 
 
 def predicted_mean(predictor: PredictorModule, space: SearchSpace, archs: list[Arch]) -> float:
@@ -160,7 +149,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             "--model.init_args.noise_aware=true"
         )
     check_same_sde(ode.model.sde, predictor.sde)
-    dm = datamodule(space)
+    dm = datamodule_from_config(SCORE_CONFIG, ArchitectureDataModule, space, setup=False)
     bench, train_keys = dm.benchmark, dm.train_keys()
     column = bench.column(METRIC)
     p95 = float(np.nanquantile(column, 0.95))

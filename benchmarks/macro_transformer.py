@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import yaml
-from jsonargparse import ArgumentParser
 
+from nag.datamodules.from_config import datamodule_from_config
 from nag.datamodules.macro import MacroDataModule
 from nag.datamodules.macro_evolution import ZCFitness
 from nag.io.checkpoints import load_module
@@ -70,11 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    config = yaml.safe_load(Path(args.config).read_text())
-    builder = ArgumentParser()
-    builder.add_argument("--data", type=MacroDataModule)
-    dm: MacroDataModule = builder.instantiate_classes(builder.parse_object({"data": config["data"]})).data
-    dm.setup()
+    dm = datamodule_from_config(args.config, MacroDataModule)
     space = dm.space
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the fit runs in `nag fit`, one thread like this process
