@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -35,7 +36,8 @@ from nag.generation import write_rows
 from nag.io.fit_cache import fit_cached
 from nag.search import LocalSearch, OtherTasksRanking, QueryOracle, RandomSearch, RegularizedEvolution, SourceTask
 from nag.search.bo import BayesianOptimization
-from nag.search.report import format_summary, summarize
+from nag.search.proposals import ProposalStats
+from nag.search.report import format_proposals, format_summary, summarize
 from nag.search.transfer import TransferSearch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,6 +212,9 @@ def main() -> None:
                 "models": len(options),
                 "seconds_per_run": (time.perf_counter() - start) / args.seeds,
             }
+            stats = [o.stats for o in options if o.stats is not None]
+            if stats:
+                summary["proposals"] = asdict(sum(stats, ProposalStats()))
             task["methods"][strategy.name] = summary
             task["curves"][strategy.name] = [r.best_curve for r in runs]
             print(
@@ -252,6 +257,9 @@ def write(results: dict, args: argparse.Namespace, out: Path) -> None:
             format_summary(list(task["methods"].values())),
             "",
         ]
+        proposals = format_proposals(list(task["methods"].values()))
+        if proposals:
+            lines += ["What the generative methods' samples yielded, over all runs:", "", proposals, ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
     plot(results, stem.with_suffix(".png"))
     print("\n".join(lines), flush=True)

@@ -99,7 +99,7 @@ class BayesianOptimization(SearchStrategy):
         self.num_samples, self.steps = num_samples, steps
         self.guidance_scale, self.schedule, self.device = guidance_scale, schedule, torch.device(device)
         self.name = "bo+generator" if generator_ckpt else "bo"
-        self.stats = ProposalStats()
+        self.stats = ProposalStats() if generator_ckpt else None
         self._generator: Generator | None = None
 
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:

@@ -210,7 +210,7 @@ class ConditionalGenerationSearch(SearchStrategy):
                 self._query(oracle, arch, "random", stats)
             if oracle.num_queries == paid:  # nothing generated and no candidate left
                 break
-        self.stats.add(stats.sampled, stats.valid, stats.distinct_new)
+        self.stats.add(stats.sampled, stats.valid, stats.in_table, stats.distinct_new)
         stats.seconds = time.perf_counter() - start
         return SearchResult.from_oracle(self.name, seed, oracle)
 

@@ -27,14 +27,29 @@ GraphScorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class ProposalStats:
-    """What generation yielded, so a search report can say how much of it was usable."""
+    """What generation yielded, so a search report can say how much of it a search could use:
+    ``valid`` samples decode to an architecture of the space, ``in_table`` of those the
+    benchmark can answer, ``new`` of those are distinct space keys not yet queried (summed
+    over generation calls: what each call offered the search)."""
 
     sampled: int = 0
     valid: int = 0
-    usable: int = 0
+    in_table: int = 0
+    new: int = 0
 
-    def add(self, sampled: int, valid: int, usable: int) -> None:
-        self.sampled, self.valid, self.usable = self.sampled + sampled, self.valid + valid, self.usable + usable
+    def add(self, sampled: int, valid: int, in_table: int, new: int) -> None:
+        self.sampled += sampled
+        self.valid += valid
+        self.in_table += in_table
+        self.new += new
+
+    def __add__(self, other: ProposalStats) -> ProposalStats:
+        return ProposalStats(
+            self.sampled + other.sampled,
+            self.valid + other.valid,
+            self.in_table + other.in_table,
+            self.new + other.new,
+        )
 
 
 def unqueried(oracle: QueryOracle[Any], archs: Sequence[Arch | None]) -> list[Arch]:
@@ -65,9 +80,10 @@ def generate(
     result = generator.sample(
         num_samples, seed=seed, steps=steps, guidance=list(terms) if generator.supports_guidance else None
     )
-    usable = unqueried(oracle, result.archs)
+    in_table = [a for a in result.valid if oracle.contains(a)]
+    usable = unqueried(oracle, in_table)
     if stats is not None:
-        stats.add(len(result), len(result.valid), len(usable))
+        stats.add(len(result), len(result.valid), len(in_table), len(usable))
     return usable
 
 

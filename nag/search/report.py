@@ -86,6 +86,20 @@ def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[in
     return "\n".join(lines)
 
 
+def format_proposals(summaries: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of what each generative method's samples yielded (``proposals`` of a
+    summary: a :class:`~nag.search.proposals.ProposalStats` as a dict); empty if none generated."""
+    rows = [s for s in summaries if s.get("proposals", {}).get("sampled")]
+    if not rows:
+        return ""
+    lines = ["| method | sampled | valid | in the table | new (distinct, unqueried) |", "|---|---|---|---|---|"]
+    for s in rows:
+        p = s["proposals"]
+        share = [f"{p[k]:,} ({p[k] / p['sampled']:.1%})" for k in ("valid", "in_table", "new")]
+        lines.append(f"| {s['method']} | {p['sampled']:,} | " + " | ".join(share) + " |")
+    return "\n".join(lines)
+
+
 def _spread(median_value: float | None, iqr: Sequence[float] | None) -> str:
     if median_value is None:
         return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from nag.errors import ConfigError
 from nag.io.writers import write_rows
 from nag.report import tables
 from nag.search.oracle import QueryOracle, SearchResult
-from nag.search.report import format_summary, summarize
+from nag.search.report import format_proposals, format_summary, summarize
 from nag.search.strategy import SearchStrategy
 
 
@@ -82,6 +83,8 @@ def run_search(
             bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
     opt_arch, optimum = benchmark.best(metric)
     summary = summarize(results, optimum)
+    if strategy.stats is not None:  # the seeds searched in this call, not resumed ones
+        summary["proposals"] = asdict(strategy.stats)
     report = {
         "benchmark": repr(benchmark),
         "metric": metric,
@@ -97,6 +100,8 @@ def run_search(
         print(found_table(results, benchmark, None if verbose else show))
         print(_runs_table(results, optimum, 0 if verbose else show))
         print(format_summary([summary]))
+        if strategy.stats is not None:
+            print(format_proposals([summary]))
         print(f"wrote {len(results)} runs to {output}")
     return report
 

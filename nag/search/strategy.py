@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from nag.search.oracle import QueryOracle, SearchResult
+from nag.search.proposals import ProposalStats
 
 
 class SearchStrategy(ABC):
@@ -14,6 +15,8 @@ class SearchStrategy(ABC):
 
     #: Short label in result tables and plots.
     name: str = "search"
+    #: What generated proposals yielded over every run, for strategies that generate them.
+    stats: ProposalStats | None = None
 
     @abstractmethod
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:

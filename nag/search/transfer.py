@@ -70,7 +70,7 @@ class TransferSearch(SearchStrategy):
         self.adapt, self.adapt_noise, self.adapt_beta = adapt, adapt_noise, adapt_beta
         self.device = torch.device(device)
         self.name = "transfer+generator" if generator_ckpt else "transfer"
-        self.stats = ProposalStats()
+        self.stats = ProposalStats() if generator_ckpt else None
         self._models: tuple[MetaPredictorModule, Generator | None] | None = None
 
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:

@@ -107,7 +107,7 @@ def test_spends_exactly_its_budget_and_says_where_each_query_came_from(cells):
     assert stats.in_table >= stats.new >= stats.distinct_new >= stats.generated_queries > 0
     keys = [cells.space.key(cells.space.from_string(a)) for a, _ in result.history]
     assert len(set(keys)) == len(keys)  # never an isomorph of a queried cell
-    assert strategy.stats.sampled == stats.sampled and strategy.stats.usable == stats.distinct_new
+    assert strategy.stats.sampled == stats.sampled and strategy.stats.new == stats.distinct_new
     assert stats.to_dict()["generated_queries"] == stats.generated_queries
 
 

@@ -92,7 +92,8 @@ def test_transfer_with_guided_generation_counts_proposals(ckpts, cora):
     )
     result, oracle = run(strategy, cora, 8)
     assert result.num_queries == oracle.num_queries == 8
-    assert strategy.stats.sampled >= 40 and strategy.stats.usable <= strategy.stats.valid <= strategy.stats.sampled
+    stats = strategy.stats
+    assert stats.sampled >= 40 and stats.new <= stats.in_table <= stats.valid <= stats.sampled
 
 
 def test_transfer_refuses_a_task_it_was_meta_trained_on(ckpts):
