@@ -12,7 +12,8 @@ Protocol (printed at the top of each results file):
   the table's "runs (distinct)" counts runs that queried a different sequence, so a
   deterministic method shows its true number of runs.
 - The naive baselines run beside it: uniform random, and ``OtherTasksRanking``, the order of
-  the source tasks' own labels (no learning).
+  the source tasks' own labels (no learning). ``transfer+sources`` starts from that order and
+  corrects it from the target's measurements with the meta-predictor's embedding.
 - Each median stands beside its interquartile range; the optimum is the table's best.
 
 Models are trained by ``nag fit`` from the repository's configs through the one fit-and-cache
@@ -90,7 +91,17 @@ def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str], l
     ]
 
 
-METHODS = ("random", "rea", "local", "other_tasks", "transfer", "transfer+generator", "bo", "bo+generator")
+METHODS = (
+    "random",
+    "rea",
+    "local",
+    "other_tasks",
+    "transfer",
+    "transfer+sources",
+    "transfer+generator",
+    "bo",
+    "bo+generator",
+)
 
 
 def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | None, sources: list) -> list[list]:
@@ -102,6 +113,7 @@ def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | No
         "local": lambda: [LocalSearch()],
         "other_tasks": lambda: [OtherTasksRanking(sources)],
         "transfer": lambda: [TransferSearch(str(m), batch_size=1) for m in metas],
+        "transfer+sources": lambda: [TransferSearch(str(m), batch_size=1, sources=sources) for m in metas],
         "transfer+generator": lambda: [
             TransferSearch(
                 str(m), str(generator), batch_size=1, num_samples=args.samples, regenerate_every=args.regenerate
@@ -154,7 +166,10 @@ def main() -> None:
         "--meta-seeds", type=int, default=None, help="independently meta-trained predictors per task (default: --seeds)"
     )
     parser.add_argument(
-        "--methods", nargs="*", choices=METHODS, default=["random", "rea", "local", "other_tasks", "transfer"]
+        "--methods",
+        nargs="*",
+        choices=METHODS,
+        default=["random", "rea", "local", "other_tasks", "transfer", "transfer+sources"],
     )
     parser.add_argument("--generator-epochs", type=int, default=30)
     parser.add_argument("--samples", type=int, default=500)
@@ -230,7 +245,8 @@ PROTOCOL = (
     "same budget and seeds; a method with a trained model gets {models} independently trained model(s) "
     "per task, one per seed modulo that number; 'runs (distinct)' counts runs that queried a different "
     "sequence; medians with [25th, 75th] percentiles; other_tasks_ranking orders candidates by the "
-    "source tasks' own labels (no learning). Optimum = the table's best."
+    "source tasks' own labels (no learning); transfer+sources takes that order as the prior its residual GP on "
+    "the meta-predictor's embeddings corrects from the target's queries. Optimum = the table's best."
 )
 
 

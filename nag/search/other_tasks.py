@@ -28,6 +28,41 @@ class SourceTask:
     metric: str
 
 
+def checked_sources(sources: Sequence[SourceTask]) -> list[SourceTask]:
+    """``sources`` as a list, each metric known to its benchmark (else the error names the available ones)."""
+    for s in sources:
+        s.benchmark.column(s.metric)
+    return list(sources)
+
+
+def check_sources(sources: Sequence[SourceTask], oracle: QueryOracle[Any]) -> None:
+    """Refuse sources on the target's own data: they would be its labels under another name."""
+    leaked = [s.metric for s in sources if s.benchmark.dataset_of(s.metric) == oracle.dataset]
+    if leaked:
+        raise ConfigError(
+            f"strategy.init_args.sources: {leaked} were measured on {oracle.dataset!r}, the target's data; "
+            "use tasks on other data"
+        )
+
+
+def source_scores(sources: Sequence[SourceTask], archs: Sequence[Any]) -> np.ndarray:
+    """Mean z-score of ``archs`` over the source tasks (each sign-adjusted, so higher is
+    better; z-scored over ``archs``); archs no source measured get ``-inf``."""
+    columns = []
+    for s in sources:
+        sign = 1.0 if s.benchmark.higher_is_better(s.metric) else -1.0
+        values = np.array(
+            [s.benchmark.query(a, s.metric) if a in s.benchmark else np.nan for a in archs], dtype=np.float64
+        )
+        std = np.nanstd(values)
+        columns.append(sign * (values - np.nanmean(values)) / (std if std > 0 else 1.0))
+    stacked = np.stack(columns)
+    measured = ~np.isnan(stacked)
+    total = np.where(measured, stacked, 0.0).sum(0)
+    count = measured.sum(0)
+    return np.where(count > 0, total / np.maximum(count, 1), -np.inf)
+
+
 class OtherTasksRanking(SearchStrategy):
     """Candidates ranked by their mean z-scored value on ``sources`` (missing values skipped;
     ties broken at random by the seed, so seeds differ only where the sources do not decide).
@@ -41,19 +76,12 @@ class OtherTasksRanking(SearchStrategy):
     def __init__(self, sources: Sequence[SourceTask]) -> None:
         if not sources:
             raise ConfigError("strategy.init_args.sources: give at least one source task (benchmark and metric)")
-        for s in sources:
-            s.benchmark.column(s.metric)  # unknown metrics fail here, naming the available ones
-        self.sources = list(sources)
+        self.sources = checked_sources(sources)
 
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
-        leaked = [s.metric for s in self.sources if s.benchmark.dataset_of(s.metric) == oracle.dataset]
-        if leaked:
-            raise ConfigError(
-                f"strategy.init_args.sources: {leaked} were measured on {oracle.dataset!r}, the target's data; "
-                "use tasks on other data"
-            )
+        check_sources(self.sources, oracle)
         archs = oracle.candidates()
-        score = self.scores(archs)
+        score = source_scores(self.sources, archs)
         tiebreak = np.random.default_rng(seed).random(len(archs))
         order = np.lexsort((tiebreak, -score))  # best mean z-score first, random among ties
         goal = oracle.target(budget)
@@ -62,23 +90,6 @@ class OtherTasksRanking(SearchStrategy):
                 break
             oracle.query(archs[i])
         return SearchResult.from_oracle(self.name, seed, oracle)
-
-    def scores(self, archs: Sequence[Any]) -> np.ndarray:
-        """Mean z-score over the source tasks (each sign-adjusted, so higher is better);
-        candidates no source measured rank last."""
-        columns = []
-        for s in self.sources:
-            sign = 1.0 if s.benchmark.higher_is_better(s.metric) else -1.0
-            values = np.array(
-                [s.benchmark.query(a, s.metric) if a in s.benchmark else np.nan for a in archs], dtype=np.float64
-            )
-            std = np.nanstd(values)
-            columns.append(sign * (values - np.nanmean(values)) / (std if std > 0 else 1.0))
-        stacked = np.stack(columns)
-        measured = ~np.isnan(stacked)
-        total = np.where(measured, stacked, 0.0).sum(0)
-        count = measured.sum(0)
-        return np.where(count > 0, total / np.maximum(count, 1), -np.inf)
 
     def __repr__(self) -> str:
         sources = ", ".join(f"{s.benchmark.name}/{s.metric}" for s in self.sources)

@@ -12,6 +12,7 @@ subset of the queries once there are more): a longer one is input it never saw.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from nag.generation import Generator, load_generator
 from nag.io.checkpoints import load_module
 from nag.lightning_modules.meta_predictor import MetaPredictorModule
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
+from nag.search.other_tasks import SourceTask, check_sources, checked_sources, source_scores
 from nag.search.proposals import (
     CandidatePool,
     ProposalStats,
@@ -41,6 +43,11 @@ class TransferSearch(SearchStrategy):
     With ``adapt`` the ranking is the posterior mean (``+ adapt_beta`` x std, UCB) of a
     :class:`~nag.search.residual_gp.ResidualGP` over the meta-predictor's scores, fitted
     to what this task's measurements say it got wrong.
+
+    ``sources`` replaces the meta-predictor's zero-shot scores as that prior by the source
+    tasks' own labels (the naive ranking of :class:`OtherTasksRanking`, where the table has
+    them): measured labels of similar tasks are a better prior than a model of them, and the
+    meta-learned embedding still decides which candidates a measurement speaks for.
     """
 
     name = "transfer"
@@ -58,8 +65,14 @@ class TransferSearch(SearchStrategy):
         adapt: bool = True,
         adapt_noise: float = 0.1,
         adapt_beta: float = 0.0,
+        sources: Sequence[SourceTask] = (),
         device: str = "cpu",
     ) -> None:
+        if sources and generator_ckpt:
+            raise ConfigError(
+                "strategy.init_args.sources ranks the benchmark's own candidates by their source labels, which "
+                "generated architectures may lack; drop sources or generator_ckpt"
+            )
         if batch_size < 1 or regenerate_every < 1:
             raise ConfigError("strategy.init_args: batch_size and regenerate_every must be at least 1")
         if adapt_noise <= 0 or adapt_beta < 0:
@@ -68,8 +81,9 @@ class TransferSearch(SearchStrategy):
         self.batch_size, self.num_samples, self.steps = batch_size, num_samples, steps
         self.guidance_scale, self.schedule, self.regenerate_every = guidance_scale, schedule, regenerate_every
         self.adapt, self.adapt_noise, self.adapt_beta = adapt, adapt_noise, adapt_beta
+        self.sources = checked_sources(sources)
         self.device = torch.device(device)
-        self.name = "transfer+generator" if generator_ckpt else "transfer"
+        self.name = "transfer+generator" if generator_ckpt else "transfer+sources" if sources else "transfer"
         self.stats = ProposalStats() if generator_ckpt else None
         self._models: tuple[MetaPredictorModule, Generator | None] | None = None
 
@@ -88,8 +102,10 @@ class TransferSearch(SearchStrategy):
                     pool = CandidatePool(oracle)
                     embeddings = pool.score(np.arange(len(pool.archs)), meta.embed_graphs, self.device)
                     gp = ResidualGP(embeddings, self.adapt_noise) if self.adapt else None
+                    source = self._source_prior(oracle, pool)
                 index = pool.available(oracle)
-                scores = self._score(meta, task_vec, embeddings[index], oracle, gp)
+                keys = [pool.keys[i] for i in index] if source else None
+                scores = self._score(meta, task_vec, embeddings[index], oracle, gp, source, keys)
                 picks = [pool.archs[i] for i in index[top_k(scores, need)]]
             else:
                 if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
@@ -127,17 +143,36 @@ class TransferSearch(SearchStrategy):
         h: torch.Tensor,
         oracle: QueryOracle[Any],
         gp: ResidualGP | None,
+        source: dict[str, float] | None = None,
+        keys: Sequence[str] | None = None,
     ) -> np.ndarray:
         """Candidates' scores (higher is better) from their embeddings ``h``: the
-        meta-predictor's, corrected by ``gp`` once three measured archs can fit it."""
-        prior = meta.score_embeddings(h.to(self.device), task_vec).cpu()
+        meta-predictor's (or, with ``source``, the source-label prior of their ``keys``),
+        corrected by ``gp`` once three measured archs can fit it."""
+        if source is not None and keys is not None:
+            prior = torch.tensor([source[k] for k in keys], dtype=torch.float64)
+        else:
+            prior = meta.score_embeddings(h.to(self.device), task_vec).cpu()
         history = [(a, oracle.score(v)) for a, v in oracle.history if np.isfinite(oracle.score(v))]
         if gp is None or len(history) < 3 or len(h) == 0:
             return prior.numpy()
         seen_h = meta.embed_graphs(*(t.to(self.device) for t in oracle.space.encode_batch([a for a, _ in history])))
-        seen_prior = meta.score_embeddings(seen_h, task_vec).cpu()
+        if source is not None:
+            seen_prior = torch.tensor([source[oracle.space.key(a)] for a, _ in history], dtype=torch.float64)
+        else:
+            seen_prior = meta.score_embeddings(seen_h, task_vec).cpu()
         mean, std = gp.posterior(prior, h, seen_prior, seen_h.cpu(), torch.tensor([v for _, v in history]))
         return (mean + self.adapt_beta * std).numpy()
+
+    def _source_prior(self, oracle: QueryOracle[Any], pool: CandidatePool) -> dict[str, float] | None:
+        """Each candidate's mean z-score on the source tasks by space key (those no source
+        measured rank with the worst measured), or None without ``sources``."""
+        if not self.sources:
+            return None
+        check_sources(self.sources, oracle)
+        z = source_scores(self.sources, pool.archs)
+        floor = z[np.isfinite(z)].min() if np.isfinite(z).any() else 0.0
+        return dict(zip(pool.keys, np.where(np.isfinite(z), z, floor).tolist()))
 
     @torch.no_grad()
     def _task_vector(

@@ -15,7 +15,7 @@ from nag.datamodules.task import TaskDataModule
 from nag.errors import ConfigError
 from nag.lightning_modules import MetaPredictorModule
 from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
-from nag.search import QueryOracle
+from nag.search import OtherTasksRanking, QueryOracle, SourceTask
 from nag.search.bo import BayesianOptimization
 from nag.search.transfer import TransferSearch
 
@@ -168,3 +168,20 @@ def test_bo_with_a_generator_proposes_guided_samples(ckpts, cora):
 def test_bo_rejects_bad_settings():
     with pytest.raises(ConfigError, match="acquisition"):
         BayesianOptimization(acquisition="pi")
+
+
+def test_transfer_with_sources_starts_from_the_naive_ranking_and_leaves_it_once_measured(ckpts, cora):
+    sources = [SourceTask(NBGraphBenchmark(d), "valid_acc") for d in ("citeseer", "pubmed")]
+    naive, _ = run(OtherTasksRanking(sources), cora, 30)
+    plain, _ = run(TransferSearch(ckpts["meta"], sources=sources, adapt=False), cora, 30)
+    adapted, _ = run(TransferSearch(ckpts["meta"], sources=sources), cora, 30)
+    assert plain.history == naive.history  # no adaptation: the source labels' order itself
+    assert adapted.history[:3] == naive.history[:3]  # the GP needs three measurements
+    assert adapted.history != naive.history and adapted.method == "transfer+sources"
+
+
+def test_transfer_with_sources_refuses_the_targets_data_and_generated_candidates(ckpts, cora):
+    with pytest.raises(ConfigError, match="the target's data"):
+        run(TransferSearch(ckpts["meta"], sources=[SourceTask(cora, "valid_acc")]), cora, 5)
+    with pytest.raises(ConfigError, match="drop sources or generator_ckpt"):
+        TransferSearch(ckpts["meta"], ckpts["generator"], sources=[SourceTask(NBGraphBenchmark("pubmed"), "valid_acc")])
