@@ -102,6 +102,13 @@ class Benchmark(ABC, Generic[Arch]):
         """The measured ``metric`` of ``arch``."""
         return float(self.column(metric)[self.index(arch)])
 
+    def values(self, archs: Sequence[Arch], metric: str) -> np.ndarray:
+        """``metric`` of each of ``archs``, NaN for those the table has no row for (one row
+        lookup per arch, where ``in`` then :meth:`query` would make two)."""
+        column = self.column(metric)
+        rows = np.array([self._rows.get(self.row_key(a), -1) for a in archs], dtype=np.int64)
+        return np.where(rows >= 0, column[rows], np.nan) if len(rows) else np.zeros(0)
+
     def higher_is_better(self, metric: str) -> bool:
         return metric not in self.minimize
 

@@ -51,9 +51,7 @@ def source_scores(sources: Sequence[SourceTask], archs: Sequence[Any]) -> np.nda
     columns = []
     for s in sources:
         sign = 1.0 if s.benchmark.higher_is_better(s.metric) else -1.0
-        values = np.array(
-            [s.benchmark.query(a, s.metric) if a in s.benchmark else np.nan for a in archs], dtype=np.float64
-        )
+        values = s.benchmark.values(archs, s.metric)
         std = np.nanstd(values)
         columns.append(sign * (values - np.nanmean(values)) / (std if std > 0 else 1.0))
     stacked = np.stack(columns)

@@ -94,6 +94,7 @@ class CandidatePool:
     def __init__(self, oracle: QueryOracle[Any]) -> None:
         self.archs = unqueried(oracle, oracle.candidates())
         self.keys = [oracle.space.key(a) for a in self.archs]
+        self.position = {k: i for i, k in enumerate(self.keys)}
         self.x, self.adj, self.mask = oracle.space.encode_batch(self.archs)
 
     def available(self, oracle: QueryOracle[Any]) -> np.ndarray:

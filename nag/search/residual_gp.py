@@ -25,21 +25,25 @@ class ResidualGP:
     def __init__(self, candidates: torch.Tensor, noise: float = 0.1, max_reference: int = 1000) -> None:
         h = candidates.double()
         self.mean, self.std = h.mean(0), h.std(0).clamp_min(1e-6)
-        ref = self._features(h[torch.linspace(0, len(h) - 1, min(len(h), max_reference)).long()])
+        self.features = self._features(h)  # a search scores the same candidates every round
+        self.norms = self.features.square().sum(1)
+        ref = self.features[torch.linspace(0, len(h) - 1, min(len(h), max_reference)).long()]
         self.length2 = float(torch.cdist(ref, ref).square().median().clamp_min(1e-6))
         self.noise = noise
 
     def _features(self, h: torch.Tensor) -> torch.Tensor:
         return (h.double() - self.mean) / self.std
 
-    def _kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-torch.cdist(a, b).square() / self.length2)
+    def _kernel(self, a: torch.Tensor, b: torch.Tensor, a_norms: torch.Tensor | None = None) -> torch.Tensor:
+        a_norms = a.square().sum(1) if a_norms is None else a_norms
+        d2 = (a_norms.unsqueeze(1) + b.square().sum(1).unsqueeze(0) - 2.0 * a @ b.T).clamp_min(0.0)
+        return torch.exp(-d2 / self.length2)
 
     def posterior(
-        self, prior: torch.Tensor, h: torch.Tensor, seen_prior: torch.Tensor, seen_h: torch.Tensor, seen_y: torch.Tensor
+        self, prior: torch.Tensor, seen_prior: torch.Tensor, seen_h: torch.Tensor, seen_y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation ``[N]`` for candidates with meta-predictor scores
-        ``prior`` and embeddings ``h``, given measured archs (``seen_*``, at least 3)."""
+        """Mean and standard deviation ``[N]`` of the ``N`` candidates the GP was built on,
+        whose meta-predictor scores are ``prior``, given measured archs (``seen_*``, at least 3)."""
         mu, sd = prior.double().mean(), prior.double().std().clamp_min(1e-9)
         m, m_seen = (prior.double() - mu) / sd, (seen_prior.double() - mu) / sd
         y = seen_y.double()
@@ -48,9 +52,9 @@ class ResidualGP:
         a, b = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1).tolist()
         a = max(a, 0.0)
         residual = y - (a * m_seen + b)
-        f, f_seen = self._features(h), self._features(seen_h)
+        f_seen = self._features(seen_h)
         chol = torch.linalg.cholesky(self._kernel(f_seen, f_seen) + self.noise * torch.eye(len(y), dtype=y.dtype))
-        cross = self._kernel(f, f_seen)
+        cross = self._kernel(self.features, f_seen, self.norms)
         mean = a * m + b + cross @ torch.cholesky_solve(residual.unsqueeze(1), chol).squeeze(1)
         v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
         return mean, (1.0 - v.square().sum(0)).clamp_min(1e-12).sqrt()

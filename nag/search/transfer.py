@@ -104,8 +104,7 @@ class TransferSearch(SearchStrategy):
                     gp = ResidualGP(embeddings, self.adapt_noise) if self.adapt else None
                     source = self._source_prior(oracle, pool)
                 index = pool.available(oracle)
-                keys = [pool.keys[i] for i in index] if source else None
-                scores = self._score(meta, task_vec, embeddings[index], oracle, gp, source, keys)
+                scores = self._score(meta, task_vec, embeddings, oracle, gp, source, pool.position)[index]
                 picks = [pool.archs[i] for i in index[top_k(scores, need)]]
             else:
                 if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
@@ -143,36 +142,35 @@ class TransferSearch(SearchStrategy):
         h: torch.Tensor,
         oracle: QueryOracle[Any],
         gp: ResidualGP | None,
-        source: dict[str, float] | None = None,
-        keys: Sequence[str] | None = None,
+        source: torch.Tensor | None = None,
+        position: dict[str, int] | None = None,
     ) -> np.ndarray:
-        """Candidates' scores (higher is better) from their embeddings ``h``: the
-        meta-predictor's (or, with ``source``, the source-label prior of their ``keys``),
-        corrected by ``gp`` once three measured archs can fit it."""
-        if source is not None and keys is not None:
-            prior = torch.tensor([source[k] for k in keys], dtype=torch.float64)
-        else:
-            prior = meta.score_embeddings(h.to(self.device), task_vec).cpu()
+        """Scores (higher is better) of the candidates ``gp`` was built on, with embeddings
+        ``h``: the meta-predictor's (or ``source``, a prior per candidate), corrected by ``gp``
+        once three measured archs can fit it. ``position`` (space key -> row) finds measured
+        archs among the candidates; without it they are embedded again."""
+        prior = source if source is not None else meta.score_embeddings(h.to(self.device), task_vec).cpu()
         history = [(a, oracle.score(v)) for a, v in oracle.history if np.isfinite(oracle.score(v))]
         if gp is None or len(history) < 3 or len(h) == 0:
             return prior.numpy()
-        seen_h = meta.embed_graphs(*(t.to(self.device) for t in oracle.space.encode_batch([a for a, _ in history])))
-        if source is not None:
-            seen_prior = torch.tensor([source[oracle.space.key(a)] for a, _ in history], dtype=torch.float64)
+        if position is not None:
+            rows = [position[oracle.space.key(a)] for a, _ in history]
+            seen_h, seen_prior = h[rows], prior[rows]
         else:
+            seen_h = meta.embed_graphs(*(t.to(self.device) for t in oracle.space.encode_batch([a for a, _ in history])))
             seen_prior = meta.score_embeddings(seen_h, task_vec).cpu()
-        mean, std = gp.posterior(prior, h, seen_prior, seen_h.cpu(), torch.tensor([v for _, v in history]))
+        mean, std = gp.posterior(prior, seen_prior, seen_h.cpu(), torch.tensor([v for _, v in history]))
         return (mean + self.adapt_beta * std).numpy()
 
-    def _source_prior(self, oracle: QueryOracle[Any], pool: CandidatePool) -> dict[str, float] | None:
-        """Each candidate's mean z-score on the source tasks by space key (those no source
-        measured rank with the worst measured), or None without ``sources``."""
+    def _source_prior(self, oracle: QueryOracle[Any], pool: CandidatePool) -> torch.Tensor | None:
+        """Each pool candidate's mean z-score on the source tasks (those no source measured
+        rank with the worst measured), or None without ``sources``."""
         if not self.sources:
             return None
         check_sources(self.sources, oracle)
         z = source_scores(self.sources, pool.archs)
         floor = z[np.isfinite(z)].min() if np.isfinite(z).any() else 0.0
-        return dict(zip(pool.keys, np.where(np.isfinite(z), z, floor).tolist()))
+        return torch.from_numpy(np.where(np.isfinite(z), z, floor))
 
     @torch.no_grad()
     def _task_vector(

@@ -19,7 +19,7 @@ def test_learns_what_the_prior_misses() -> None:
     prior = h[:, 0]
     seen = torch.arange(0, 400, 13)
     gp = ResidualGP(h)
-    mean, std = gp.posterior(prior, h, prior[seen], h[seen], truth[seen])
+    mean, std = gp.posterior(prior, prior[seen], h[seen], truth[seen])
 
     def corr(a: torch.Tensor) -> float:
         return float(torch.corrcoef(torch.stack([a.double(), truth.double()]))[0, 1])
@@ -33,5 +33,5 @@ def test_agrees_with_the_prior_when_it_is_right() -> None:
     h = _pool(1)
     prior = h[:, 2]
     seen = torch.arange(5)
-    mean, _ = ResidualGP(h).posterior(prior, h, prior[seen], h[seen], 3.0 * prior[seen] + 7.0)
+    mean, _ = ResidualGP(h).posterior(prior, prior[seen], h[seen], 3.0 * prior[seen] + 7.0)
     assert torch.equal(mean.argsort(descending=True)[:10], prior.argsort(descending=True)[:10])
