@@ -25,6 +25,7 @@ from nag.generation import (
 from nag.hardware.generate import generate_for_device_table
 from nag.io.checkpoints import load_module
 from nag.io.writers import check_output, write_rows
+from nag.lightning_modules.diffusion_base import DiffusionModule
 from nag.lightning_modules.predictor import PredictorModule
 from nag.plugins.atomic_checkpoint_io import AtomicCheckpointIO
 from nag.report.tables import latency_metric
@@ -80,6 +81,7 @@ class NagTrainer(pl.Trainer):
         device_table: str | None = None,
         budget: str | None = None,
         feasible_prob: float = 0.9,
+        compile: bool = False,
     ) -> dict[str, float]:
         """Sample ``num_samples`` architectures from a trained generator, score them and write
         ``output`` (.csv/.json). The generator is rebuilt from the checkpoint's own
@@ -107,7 +109,10 @@ class NagTrainer(pl.Trainer):
         the benchmark's device tables is adapted to the CSV, and ``num_samples`` distinct architectures
         with ``P(latency <= budget) >= feasible_prob`` are written, ranked by ``predictor_ckpt``'s first
         target when given, with predicted latency, its uncertainty and the measured value where the CSV
-        has it."""
+        has it.
+
+        ``compile`` runs a diffusion generator's network through ``torch.compile``: seconds of
+        compilation first, worth it for tens of thousands of samples (a CPU needs a C++ compiler)."""
         if ckpt_path is None:
             raise ConfigError("generate needs --ckpt_path: the checkpoint written by `nag fit`")
         if num_samples < 1:
@@ -122,6 +127,10 @@ class NagTrainer(pl.Trainer):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
         module = load_module(type(model), ckpt_path, space, "--ckpt_path", self.strategy.root_device)
         options: dict[str, Any] = {} if sampler is None else {"sampler": sampler}
+        if compile:
+            if not isinstance(module, DiffusionModule):
+                raise ConfigError(f"--compile: {type(module).__name__} has no diffusion network to compile; drop it")
+            options["compile"] = True
         if conditions:
             options.update(guidance_scale=guidance_scale, mode=mode, extrapolate=extrapolate)
         predictor = None

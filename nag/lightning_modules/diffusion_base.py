@@ -67,6 +67,8 @@ class DiffusionModule(pl.LightningModule, ABC):
     supports_guidance: bool = False
     condition_names: Sequence[str]
     loss_name: str = "loss"
+    #: Whether the running sampling call uses the compiled network (:meth:`sampling_network`).
+    _compiled_call: bool = False
 
     def init_ema(self) -> None:
         """EMA copy of ``self.net``. Buffers are not averaged: they are constants (positions,
@@ -122,6 +124,15 @@ class DiffusionModule(pl.LightningModule, ABC):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- sampling ---------------------------------------------------------------------
+    def sampling_network(self) -> nn.Module:
+        """The network sampling evaluates: the EMA weights, compiled during a ``compile`` call."""
+        if not self._compiled_call:
+            return self.ema.module
+        compiled = self.__dict__.get("_compiled_ema")  # kept out of the module tree and the checkpoint
+        if compiled is None:
+            compiled = self.__dict__["_compiled_ema"] = torch.compile(self.ema.module, dynamic=True)
+        return compiled
+
     @torch.no_grad()
     def sample_graphs(
         self,
@@ -130,12 +141,18 @@ class DiffusionModule(pl.LightningModule, ABC):
         seed: int = 0,
         batch_size: int = 1000,
         progress: bool = False,
+        compile: bool = False,
         **options: Any,
     ) -> Graphs:
         """Raw samples in the {0, 1} scale, ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``,
         drawn in batches of ``batch_size`` from one seeded generator (same seed, same samples).
         ``options`` are the subclass's (sampler, conditions, guidance, ...). On a CPU the first
-        call tunes the C allocator for this workload (:func:`tune_cpu_allocator`)."""
+        call tunes the C allocator for this workload (:func:`tune_cpu_allocator`).
+
+        ``compile`` runs the network through ``torch.compile`` (dynamic shapes: the discrete
+        sampler's batch shrinks as samples agree). It pays only for long runs: the first call
+        compiles for seconds (on a CPU it needs a C++ compiler); benchmarks/generation_speed.py
+        measures both."""
         if num_samples < 1 or batch_size < 1:
             raise ConfigError(f"num_samples={num_samples}, batch_size={batch_size}: both must be at least 1")
         if steps is not None and steps < 1:
@@ -143,8 +160,12 @@ class DiffusionModule(pl.LightningModule, ABC):
         if self.device.type == "cpu":
             tune_cpu_allocator()
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        outs = [
-            self.sample_batch(min(batch_size, num_samples - start), gen, steps, progress, start, **options)
-            for start in range(0, num_samples, batch_size)
-        ]
+        self._compiled_call = compile
+        try:
+            outs = [
+                self.sample_batch(min(batch_size, num_samples - start), gen, steps, progress, start, **options)
+                for start in range(0, num_samples, batch_size)
+            ]
+        finally:
+            self._compiled_call = False
         return {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}

@@ -309,6 +309,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         mode: GuidanceMode = "compositional",
         extrapolate: bool = False,
         spacing: Spacing = "time",
+        compile: bool = False,
     ) -> Graphs:
         """Ancestral sampling (``p(z_s | z_t)`` from the predicted ``x_0``); see
         :meth:`DiffusionModule.sample_graphs`.
@@ -323,13 +324,16 @@ class DiscreteDiffusionModule(DiffusionModule):
             extrapolate: allow conditions outside the training split's range.
             spacing: steps evenly spaced in ``t`` (``"time"``) or in ``abar_t`` (``"alpha"``), see
                 :meth:`CategoricalDiffusion.timesteps`.
+            compile: run the network through ``torch.compile`` (see :meth:`DiffusionModule.sample_graphs`).
         """
         if sampler != "ancestral":
             raise ConfigError(f"sampler={sampler!r}: discrete diffusion samples with 'ancestral'")
         if spacing not in ("time", "alpha"):
             raise ConfigError(f"spacing={spacing!r}; expected 'time' or 'alpha'")
         plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1), extrapolate)
-        return super().sample_graphs(num_samples, steps, seed, batch_size, progress, plan=plan, spacing=spacing)
+        return super().sample_graphs(
+            num_samples, steps, seed, batch_size, progress, compile, plan=plan, spacing=spacing
+        )
 
     def sample_batch(
         self,
@@ -344,7 +348,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         values, keep, weights = plan
         chunk = values[start : start + b].to(self.device)
         times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T), spacing)
-        net = self.ema.module
+        net = self.sampling_network()
         with torch.inference_mode():
             cond, groups = self.condition_embeddings(net, chunk, keep)
             state = self.diffusion.prior(b, generator)

@@ -104,7 +104,7 @@ class ScoreDiffusionModule(DiffusionModule):
 
     def score_fn(self, net: torch.nn.Module | None = None):
         """``(state, t) -> score`` for the samplers; the EMA weights unless told otherwise."""
-        net = self.ema.module if net is None else net
+        net = self.sampling_network() if net is None else net
 
         def score(state: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
             z = self.predict_noise(state, t, net)

@@ -146,6 +146,18 @@ def test_samples_are_seeded_dags_with_every_guidance_mode(nbgraph_dm):
         model.sample_graphs(4, steps=3, spacing="log")
 
 
+def test_compiled_sampling_draws_the_eager_samples_and_keeps_the_checkpoint_as_it_was(nbgraph_dm, monkeypatch):
+    compile_ = torch.compile  # dynamo's tracing without inductor's minute of C++ builds (the benchmark times those)
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compile_(module, **kw, backend="eager"))
+    model = tiny(nbgraph_dm).eval()
+    keys = set(model.state_dict())
+    cond = {"valid_acc": 0.81, "latency": 0.004}
+    eager = model.sample_graphs(40, steps=3, seed=1, conditions=cond, guidance_scale=2.0)
+    compiled = model.sample_graphs(40, steps=3, seed=1, conditions=cond, guidance_scale=2.0, compile=True)
+    assert all(torch.equal(eager[k], compiled[k]) for k in eager)
+    assert set(model.state_dict()) == keys and model.sampling_network() is model.ema.module  # only for that call
+
+
 def test_guidance_plan_batches_conditional_and_unconditional_passes(nbgraph_dm):
     model = tiny(nbgraph_dm)
     values, keep, weights = model.guidance_plan(
