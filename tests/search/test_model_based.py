@@ -3,6 +3,7 @@ guided generation as the proposal source (tiny models, NB-Graph, embedded data).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import pytest
 import pytorch_lightning as pl
 
 from nag.benchmarks.nbgraph import NBGraphBenchmark
+from nag.cli import main
 from nag.datamodules import ArchitectureDataModule
 from nag.datamodules.task import TaskDataModule
 from nag.errors import ConfigError
@@ -185,3 +187,12 @@ def test_transfer_with_sources_refuses_the_targets_data_and_generated_candidates
         run(TransferSearch(ckpts["meta"], sources=[SourceTask(cora, "valid_acc")]), cora, 5)
     with pytest.raises(ConfigError, match="drop sources or generator_ckpt"):
         TransferSearch(ckpts["meta"], ckpts["generator"], sources=[SourceTask(NBGraphBenchmark("pubmed"), "valid_acc")])
+
+
+def test_shipped_transfer_sources_config_runs_through_nag_search(ckpts, tmp_path):
+    config = Path(__file__).resolve().parents[2] / "configs" / "nbgraph" / "search_transfer_sources.yaml"
+    out = tmp_path / "s.json"
+    args = ["--strategy.init_args.predictor_ckpt", ckpts["meta"], "--budget", "5", "--seeds", "[0]"]
+    main(["search", "--config", str(config), *args, "--output", str(out), "--quiet"])
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["method"] == "transfer+sources" and summary["budget"] == 5
