@@ -18,7 +18,10 @@ written by ``benchmarks/generation.py``; fitted here with ``nag fit`` when missi
   per step in one batched forward): today's path (dense ``[B, N, N, K, K]`` posteriors, every
   sample through the network, 50 steps) and the new one (closed-form posterior, conditions
   embedded once per call, the network run once per distinct input) at several step counts,
-  evenly spaced in time and, with ``--discrete-alpha-steps``, in ``abar_t`` (``spacing="alpha"``).
+  evenly spaced in time and, with ``--discrete-alpha-steps``, in ``abar_t`` (``spacing="alpha"``);
+  the same with CFG in joint mode (one conditioned pass on both conditions: two passes per step);
+- the network through ``torch.compile`` (``compile=True``; ``--compile-steps``, ``--compile-dpm-steps``),
+  its one-off compilation timed apart and given in the row's name.
 
 Reported per row: seconds, network evaluations, valid architectures/s, distinct valid
 architectures/s (distinct within each batch of 1,000, per second), validity after the space's
@@ -152,8 +155,13 @@ def sample(
 ) -> dict[str, Any]:
     """``args.samples`` samples in batches of 1,000 (seed ``args.seed + batch``), each batch timed."""
     space = generator.space
-    counter = Counter(network(generator))
     out: dict[str, Any] = {"archs": [], "raw_valid": [], "errors": [], "seconds": [], "distinct": []}
+    compiled = getattr(generator, "options", {}).get("compile", False)
+    if compiled:  # compilation is a one-off cost: timed apart
+        tic = time.perf_counter()
+        generator.sample(64, seed=10_000, steps=steps, conditions=conditions)
+        out["compile_seconds"] = time.perf_counter() - tic
+    counter = Counter(None if compiled else network(generator))  # a hook would make dynamo recompile
     cpu = time.process_time()
     with peak_rss() as mem:
         for i, start in enumerate(range(0, args.samples, BATCH)):
@@ -315,6 +323,7 @@ def score_row(
         "distinct_per_batch": float(np.mean(measured["distinct"])),
         "op_kl": op_kl_divergence(x, ctx["train_x"], mask, ctx["train_mask"]) if valid else math.nan,
         "peak_mib": measured["peak_mib"],
+        **{k: measured[k] for k in ("compile_seconds",) if k in measured},
         **{k: summary[k] for k in ("validity", "raw_validity", "uniqueness", "novelty")},
         **meta,
     }
@@ -512,6 +521,13 @@ def score_section(report: dict, base: Any, ckpts: dict, dms: dict, space_name: s
     for sampler, steps_list in (("dpm", args.dpm_steps), ("edm", args.edm_steps)):
         gen = nag.load_generator(ckpts["score"], sampler=sampler)
         rows += [run(f"{sampler} {k}", gen, ctx, today, steps=k, kind=sampler, sampler=sampler) for k in steps_list]
+    compiled = nag.load_generator(ckpts["score"], sampler="dpm", compile=True)
+    rows += [
+        compiled_row(
+            run(f"dpm {k}, compiled", compiled, ctx, today, steps=k, kind="compiled", sampler="dpm", compile=True)
+        )
+        for k in args.compile_dpm_steps
+    ]
     mark_parity(rows, today, space_name)
     report["sections"].append(
         {
@@ -534,6 +550,11 @@ def discrete_section(report: dict, ckpts: dict, dms: dict, space_name: str, cond
             f"discrete, CFG on {' and '.join(conds)} (w={args.guidance:g}, compositional)",
             conds,
             {"guidance_scale": args.guidance},
+        ),
+        (
+            f"discrete, CFG on {' and '.join(conds)} (w={args.guidance:g}, joint)",
+            conds,
+            {"guidance_scale": args.guidance, "mode": "joint"},
         ),
     ):
         print(f"{space_name}: {label}", flush=True)
@@ -568,6 +589,24 @@ def discrete_section(report: dict, ckpts: dict, dms: dict, space_name: str, cond
             )
             for k in args.discrete_alpha_steps
         ]
+        for spacing, label_end in (("time", ""), ("alpha", ", abar-spaced")):
+            compiled = nag.load_generator(ckpts["discrete"], **options, spacing=spacing, compile=True)
+            rows += [
+                compiled_row(
+                    run(
+                        f"{k} steps{label_end}, compiled",
+                        compiled,
+                        ctx,
+                        today,
+                        steps=k,
+                        conditions=conditions,
+                        kind="compiled",
+                        spacing=spacing,
+                        compile=True,
+                    )
+                )
+                for k in args.compile_steps
+            ]
         mark_parity(rows, today, space_name)
         report["sections"].append(
             {
@@ -583,7 +622,14 @@ def discrete_section(report: dict, ckpts: dict, dms: dict, space_name: str, cond
 
 def row_options(row: dict[str, Any]) -> dict[str, Any]:
     """The generator options a row was sampled with beyond its section's (score sampler, step spacing)."""
-    return {k: row[k] for k in ("sampler", "spacing") if k in row}
+    return {k: row[k] for k in ("sampler", "spacing", "compile") if k in row}
+
+
+def compiled_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row sampled through ``torch.compile``: its one-off compilation (timed apart) in its name."""
+    row["method"] += f" (compiling: {row['compile_seconds']:.0f} s once)"
+    row["nfe_per_batch"] = None  # not counted: the counting hook would be compiled in
+    return row
 
 
 def memory_child(section: dict[str, Any], row: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -673,6 +719,9 @@ def markdown(report: dict[str, Any]) -> str:
         "passes, the "
         "dense posteriors, every sample through the discrete denoiser and the C allocator untuned "
         "(NAG_MALLOC_TUNING=0): the code before issue 19. abar-spaced: steps evenly spaced in abar_t instead of t. "
+        "compiled: the network through torch.compile (dynamic shapes), timed after its compilation, which the "
+        "row's name gives; nfe is not counted there. joint: one conditioned pass on both conditions beside the "
+        "unconditioned one (compositional: one pass per condition). "
         "×today, ×random: valid/s as a ratio to today's sampler and to uniform "
         "random in the same run (the machine is shared; ratios are what carry over); valid/CPU-s: valid "
         "architectures per second of this process's CPU time (all threads), which other processes on the machine "
@@ -819,6 +868,8 @@ def main() -> None:
     parser.add_argument("--discrete-steps", type=int, nargs="*", default=[3, 5, 10, 12, 20])
     parser.add_argument("--discrete-alpha-steps", type=int, nargs="*", default=[8, 10, 12], help="abar-spaced")
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    parser.add_argument("--compile-steps", type=int, nargs="*", default=[10, 12], help="discrete, torch.compile")
+    parser.add_argument("--compile-dpm-steps", type=int, nargs="*", default=[6], help="score dpm, torch.compile")
     parser.add_argument("--memory-samples", type=int, default=10_000)
     parser.add_argument("--generators", nargs="+", default=["score", "discrete"], choices=["score", "discrete"])
     parser.add_argument("--quick", action="store_true", help="skip the extra reference rows (ode 20, lean ode 50)")

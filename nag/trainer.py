@@ -111,8 +111,9 @@ class NagTrainer(pl.Trainer):
         target when given, with predicted latency, its uncertainty and the measured value where the CSV
         has it.
 
-        ``compile`` runs a diffusion generator's network through ``torch.compile``: seconds of
-        compilation first, worth it for tens of thousands of samples (a CPU needs a C++ compiler)."""
+        ``compile`` runs a diffusion generator's network through ``torch.compile`` (seconds of
+        compilation first; a CPU needs a C++ compiler): faster on some spaces, slower on others,
+        see ``benchmarks/results/generation_speed.md``."""
         if ckpt_path is None:
             raise ConfigError("generate needs --ckpt_path: the checkpoint written by `nag fit`")
         if num_samples < 1:

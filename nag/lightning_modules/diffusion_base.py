@@ -150,9 +150,10 @@ class DiffusionModule(pl.LightningModule, ABC):
         call tunes the C allocator for this workload (:func:`tune_cpu_allocator`).
 
         ``compile`` runs the network through ``torch.compile`` (dynamic shapes: the discrete
-        sampler's batch shrinks as samples agree). It pays only for long runs: the first call
-        compiles for seconds (on a CPU it needs a C++ compiler); benchmarks/generation_speed.py
-        measures both."""
+        sampler's batch shrinks as samples agree); the first call compiles for seconds (on a CPU
+        it needs a C++ compiler). Off by default: on the 2-core CPU of
+        ``benchmarks/results/generation_speed.md`` it made NB-Graph's discrete sampling x1.2-1.3
+        faster but NB201's several times slower (two threads); measure it on your machine."""
         if num_samples < 1 or batch_size < 1:
             raise ConfigError(f"num_samples={num_samples}, batch_size={batch_size}: both must be at least 1")
         if steps is not None and steps < 1:
