@@ -153,7 +153,9 @@ class DiffusionModule(pl.LightningModule, ABC):
         sampler's batch shrinks as samples agree); the first call compiles for seconds (on a CPU
         it needs a C++ compiler). Off by default: on the 2-core CPU of
         ``benchmarks/results/generation_speed.md`` it made NB-Graph's discrete sampling x1.2-1.3
-        faster but NB201's several times slower (two threads); measure it on your machine."""
+        faster but NB201's several times slower with two threads under ``OMP_WAIT_POLICY=passive``,
+        where each small compiled kernel's parallel region wakes sleeping threads (with one thread
+        it is x1.1-1.2 faster there); measure it on your machine."""
         if num_samples < 1 or batch_size < 1:
             raise ConfigError(f"num_samples={num_samples}, batch_size={batch_size}: both must be at least 1")
         if steps is not None and steps < 1:
