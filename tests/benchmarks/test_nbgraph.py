@@ -131,3 +131,16 @@ def test_restricted_space_restricts_the_table(benches: dict[str, NBGraphBenchmar
     assert len(bench) == len(benches["proteins"]) == 2021
     arch = SPACE.from_string("sage~0|fc~1|arma~2|gcn~3")
     assert bench.query(arch, "test_acc") == benches["cora"].query(arch, "test_acc")
+
+
+def test_values_reads_many_archs_at_once_with_nan_where_the_table_has_no_row(
+    benches: dict[str, NBGraphBenchmark],
+) -> None:
+    bench = benches["proteins"]
+    archs = [SPACE.from_string(a) for a in ARCHS]
+    expected = [bench.query(a, "valid_acc") if a in bench else np.nan for a in archs]
+    assert np.isnan(expected).any() and not np.isnan(expected).all()  # both kinds of rows are exercised
+    np.testing.assert_array_equal(bench.values(archs, "valid_acc"), expected)
+    assert bench.values([], "valid_acc").shape == (0,)
+    with pytest.raises(UnknownMetric):
+        bench.values(archs, "flops")
