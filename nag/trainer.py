@@ -81,6 +81,7 @@ class NagTrainer(pl.Trainer):
         device_table: str | None = None,
         budget: str | None = None,
         feasible_prob: float = 0.9,
+        latency_guidance: float | None = None,
         compile: bool = False,
     ) -> dict[str, float]:
         """Sample ``num_samples`` architectures from a trained generator, score them and write
@@ -109,7 +110,9 @@ class NagTrainer(pl.Trainer):
         the benchmark's device tables is adapted to the CSV, and ``num_samples`` distinct architectures
         with ``P(latency <= budget) >= feasible_prob`` are written, ranked by ``predictor_ckpt``'s first
         target when given, with predicted latency, its uncertainty and the measured value where the CSV
-        has it.
+        has it. A score-diffusion generator is also steered by the budget while it samples: the
+        adapted predictor's hinge of strength ``latency_guidance`` (default 2, a ratio to the
+        score's norm; 0 turns it off), beside any ``guide`` objectives.
 
         ``compile`` runs a diffusion generator's network through ``torch.compile`` (seconds of
         compilation first; a CPU needs a C++ compiler): faster on some spaces, slower on others,
@@ -140,7 +143,7 @@ class NagTrainer(pl.Trainer):
                 PredictorModule, predictor_ckpt, space, "--predictor_ckpt", self.strategy.root_device
             )
         terms = self._guidance_terms(guide, guide_scale, predictor, module)
-        if terms:
+        if terms or (device_table is not None and getattr(module, "supports_guidance", False)):
             options["normalize_guidance"] = guide_normalize
         generator = ModelGenerator(module, space, batch_size=batch_size, **options)
         if conditions and not generator.condition_names:
@@ -159,6 +162,8 @@ class NagTrainer(pl.Trainer):
                     conditions=conditions,
                     predictor=predictor,
                     threshold=feasible_prob,
+                    guidance=terms,
+                    latency_guidance=latency_guidance,
                     metrics=list(metrics if metrics is not None else datamodule.targets or []),
                     show=None if verbose else show,
                     quiet=quiet or not self.is_global_zero,

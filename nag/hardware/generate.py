@@ -30,11 +30,13 @@ import numpy as np
 import torch
 
 from nag.benchmarks.base import Benchmark
+from nag.diffusion.guidance import GuidanceTerm
 from nag.errors import ConfigError
 from nag.generation.generator import Generator
 from nag.hardware.bayes import spearman
 from nag.hardware.features import ArchFeatures, TableCosts
-from nag.hardware.predictor import LatencyMetaPredictor, LatencyModel
+from nag.hardware.guidance import LATENCY_GUIDANCE, StateLatency, latency_budget_term
+from nag.hardware.predictor import AdaptedLatency, LatencyMetaPredictor, LatencyModel
 from nag.hardware.sources import cost_columns, source_values
 from nag.hardware.tables import Budget, DeviceTable, parse_budget, read_device_table
 from nag.io.writers import check_output, write_rows
@@ -198,24 +200,47 @@ def generate_for_device(
     max_draws: int | None = None,
     oversample: float = 3.0,
     pool: Sequence[Arch] = (),
+    guidance: Sequence[GuidanceTerm] = (),
+    latency_guidance: float = 0.0,
     progress: bool = False,
 ) -> DeviceSelection:
     """Draw from ``generator`` (seeds ``seed, seed + 1, ...``, ``batch`` samples a round)
     until ``oversample * num_samples`` distinct candidates are predicted feasible or
     ``max_draws`` (default ``20 * num_samples``) were drawn; then :func:`select_for_device`
     over them and ``pool``. ``predictor`` is a meta-predictor (adapted here to ``device``) or
-    an adapted model."""
+    an adapted model.
+
+    A generator that takes predictor guidance is steered by ``guidance`` (e.g. an accuracy
+    objective) and, with ``latency_guidance > 0``, by the budget itself: the adapted model's
+    hinge (:func:`~nag.hardware.guidance.latency_budget_term`) of that strength at every
+    sampling step (norm ratio when the generator normalises its guidance)."""
     limit = budget if isinstance(budget, Budget) else parse_budget(budget)
     if num_samples < 1:
         raise ConfigError(f"num_samples={num_samples}: ask for at least one architecture")
+    if latency_guidance < 0:
+        raise ConfigError(f"latency_guidance={latency_guidance}: a strength >= 0 (0 leaves the budget to the filter)")
     model = adapt_to(predictor, device)
+    terms = list(guidance)
+    if latency_guidance > 0:
+        if not isinstance(model, AdaptedLatency):
+            raise ConfigError(
+                f"latency_guidance: {model.name} is not an adapted meta-predictor; pass one or set it to 0"
+            )
+        terms.append(latency_budget_term(StateLatency(model), limit.value, threshold, scale=latency_guidance))
+    if terms and not generator.supports_guidance:
+        raise ConfigError(
+            f"guidance: {generator!r} takes no predictor guidance; use a score-diffusion generator or "
+            "set latency_guidance to 0 (the budget then filters the samples)"
+        )
     batch = batch or max(num_samples, 200)
     max_draws = max_draws or 20 * num_samples
     candidates: list[Arch | None] = list(pool)
     drawn, round_seed = 0, seed
     while drawn < max_draws:
         n = min(batch, max_draws - drawn)
-        result = generator.sample(n, seed=round_seed, steps=steps, conditions=conditions, progress=progress)
+        result = generator.sample(
+            n, seed=round_seed, steps=steps, conditions=conditions, guidance=terms or None, progress=progress
+        )
         candidates += result.archs
         drawn += n
         round_seed += 1
@@ -361,6 +386,8 @@ def generate_for_device_table(
     threshold: float = 0.9,
     metrics: Sequence[str] = (),
     min_rows: int = 10,
+    guidance: Sequence[GuidanceTerm] = (),
+    latency_guidance: float | None = None,
     show: int | None = 10,
     quiet: bool = False,
     write: bool = True,
@@ -370,7 +397,9 @@ def generate_for_device_table(
     predicted-feasible architectures ranked by ``predictor``'s first target (a trained
     predictor module; without one, by how often they were drawn), write ``output`` with the
     predicted latency, its uncertainty and the measured value where ``T`` has it, and the true
-    ``metrics`` where the benchmark has them."""
+    ``metrics`` where the benchmark has them. A generator that takes predictor guidance follows
+    ``guidance`` and the budget's hinge of strength ``latency_guidance`` (default
+    :data:`~nag.hardware.guidance.LATENCY_GUIDANCE` for such a generator, 0 for others)."""
     if device_table is None or budget is None:
         raise ConfigError(
             "--device_table and --budget go together: pass the CSV measured on your device and a budget "
@@ -385,6 +414,8 @@ def generate_for_device_table(
     meta = meta_train(benchmark, seed=seed)
     model = meta.adapt(device.archs, device.latencies)
     accuracy = predictor_scores(predictor, space) if predictor is not None else None
+    if latency_guidance is None:
+        latency_guidance = LATENCY_GUIDANCE if generator.supports_guidance and space.fixed_topology else 0.0
     selection = generate_for_device(
         generator,
         device,
@@ -396,6 +427,8 @@ def generate_for_device_table(
         conditions=conditions,
         seed=seed,
         steps=steps,
+        guidance=guidance,
+        latency_guidance=latency_guidance,
     )
     for row, arch in zip(selection.rows, selection.archs):
         for m in metrics:
@@ -411,6 +444,7 @@ def generate_for_device_table(
             f"device table {device.path} ({len(device)} measured); meta-trained on "
             f"{len(meta.sources)} {type(benchmark).__name__} device tables; budget {limit}; "
             f"feasible = P(latency <= {limit.value:g}) >= {threshold:g}"
+            + (f"; the budget guides sampling (strength {latency_guidance:g})" if latency_guidance > 0 else "")
         )
         print(format_table(selection.rows[:show] if show is not None else selection.rows, columns))
         summary = selection.summary

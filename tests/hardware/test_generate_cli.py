@@ -107,3 +107,101 @@ def test_bad_device_tables_and_budgets_fail_in_one_line(checkpoint, device_table
     assert "--budget" in err and "latency<=" in err
     err = run_expecting_error([*base, f"--device_table={table}"], capsys)
     assert "--device_table and --budget go together" in err
+
+
+# --- a score generator on NB201 cells: the budget also guides sampling ----------------------
+
+NB201_CONFIG = str(ROOT / "configs" / "nb201" / "diffusion.yaml")
+
+
+@pytest.fixture(scope="module")
+def nb201_devices(tmp_path_factory) -> dict:
+    """A made-up NB201 table with FLOPs, parameters and four synthetic devices' latencies, a
+    fifth device's table of 15 measured cells, and a tiny score model fitted on the table."""
+    from nag.spaces.nb201 import NB201Space
+
+    from .conftest import op_matrix, synthetic_device
+
+    space = NB201Space()
+    archs = list(dict.fromkeys(space.sample(800, np.random.default_rng(0))))[:600]
+    ops = op_matrix(archs).sum(1)
+    columns = {
+        "cifar10_test_200ep": 85 + ops @ np.array([-3.0, 0.5, 1.0, 2.0, 0.2]),
+        "cifar10_flops_M": 10 + ops @ np.array([0.0, 0.0, 4.0, 9.0, 0.5]),
+        "cifar10_params_M": 0.1 + ops @ np.array([0.0, 0.0, 0.05, 0.15, 0.0]),
+        **{f"hwnb_cifar10_dev{d}_latency": synthetic_device(d, op_matrix(archs)) for d in range(4)},
+    }
+    root = tmp_path_factory.mktemp("nb201_devices")
+    table = root / "nb201.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "arch_str", *columns])
+        for i, arch in enumerate(archs):
+            writer.writerow([i, space.to_string(arch), *(f"{columns[c][i]:.5g}" for c in columns)])
+    target = synthetic_device(100, op_matrix(archs))
+    device = root / "my_device.csv"
+    with device.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "latency"])
+        for i in range(15):
+            writer.writerow([space.to_string(archs[i]), f"{target[i]:.5g}"])
+    fit = root / "fit"
+    main(
+        [
+            "fit",
+            "--config",
+            NB201_CONFIG,
+            *TINY,
+            f"--data.init_args.benchmark.init_args.path={table}",
+            "--trainer.max_steps=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false",
+            "--test_after_fit=false",
+            f"--trainer.default_root_dir={fit}",
+        ]
+    )
+    return {
+        "table": table,
+        "device": device,
+        "budget": float(np.quantile(target, 0.3)),
+        "ckpt": next(fit.rglob("last.ckpt")),
+    }
+
+
+def generate_nb201(setup, out, *extra):
+    main(
+        [
+            "generate",
+            "--config",
+            NB201_CONFIG,
+            f"--data.init_args.benchmark.init_args.path={setup['table']}",
+            f"--ckpt_path={setup['ckpt']}",
+            "--num_samples=10",
+            "--steps=3",
+            f"--output={out}",
+            f"--device_table={setup['device']}",
+            f"--budget=latency<={setup['budget']:.4f}",
+            "--trainer.enable_progress_bar=false",
+            *extra,
+        ]
+    )
+
+
+def test_a_score_generator_is_guided_by_the_budget(nb201_devices, tmp_path, capsys):
+    out = tmp_path / "guided.csv"
+    generate_nb201(nb201_devices, out)
+    printed = capsys.readouterr().out
+    assert "the budget guides sampling (strength 2)" in printed, printed
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(r["p_within_budget"]) >= 0.9 for r in rows)
+    generate_nb201(nb201_devices, tmp_path / "filtered.csv", "--latency_guidance=0")
+    assert "guides sampling" not in capsys.readouterr().out
+
+
+def test_a_negative_latency_guidance_fails_in_one_line(nb201_devices, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        generate_nb201(nb201_devices, tmp_path / "o.csv", "--latency_guidance=-1")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "latency_guidance=-1" in err and err.count("\n") == 1
