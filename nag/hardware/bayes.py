@@ -102,16 +102,21 @@ def fit_bayes_linear(features: np.ndarray, y: np.ndarray, blocks: Sequence[Block
         covs.append(c)
         grams.append(f @ c @ f.T)
     combos = list(itertools.product(*[b.scales for b in blocks])) or [()]
-    s_all = np.eye(k)[None] + INTERCEPT_VARIANCE * np.ones((1, k, k))
-    s_all = s_all + np.einsum("cb,bij->cij", np.asarray(combos).reshape(len(combos), len(blocks)), np.asarray(grams))
-    s_all = s_all + 1e-9 * np.eye(k)[None]
-    _, logdet = np.linalg.slogdet(s_all)
-    quad = np.einsum("i,cij,j->c", z, np.linalg.inv(s_all), z)
-    evidence = -0.5 * logdet - (NOISE_A0 + k / 2) * np.log(NOISE_B0 + quad / 2)
+    weights = np.asarray(combos, dtype=np.float64).reshape(len(combos), len(blocks))
+    grams = np.asarray(grams).reshape(len(blocks), k, k)
+    fixed = np.eye(k) * (1.0 + 1e-9) + INTERCEPT_VARIANCE * np.ones((k, k))
+    # the marginal likelihood of every grid point, in chunks of about 32 MB of K x K matrices
+    chunk = max(1, (1 << 22) // (k * k))
+    evidence = np.empty(len(weights))
+    for at in range(0, len(weights), chunk):
+        s_chunk = fixed[None] + (weights[at : at + chunk] @ grams.reshape(len(blocks), k * k)).reshape(-1, k, k)
+        _, logdet = np.linalg.slogdet(s_chunk)
+        quad = np.linalg.solve(s_chunk, np.broadcast_to(z[:, None], (len(s_chunk), k, 1)))[..., 0] @ z
+        evidence[at : at + chunk] = -0.5 * logdet - (NOISE_A0 + k / 2) * np.log(NOISE_B0 + quad / 2)
     best = int(np.nanargmax(evidence))
     scales = tuple(float(s) for s in combos[best])
     v0 = base + sum((s * c for s, c in zip(scales, covs)), np.zeros((p, p)))
-    s_inv = np.linalg.inv(s_all[best])
+    s_inv = np.linalg.inv(fixed + np.einsum("b,bij->ij", weights[best], grams))
     s_inv_z = s_inv @ z
     return BayesLinear(
         v0_ft=v0 @ f.T,

@@ -9,11 +9,11 @@ embedding: their second moment is the prior covariance of a new device's head.
 
 Adaptation (:meth:`LatencyMetaPredictor.adapt`): from K measured ``(architecture, latency)``
 pairs, closed-form Bayesian linear regression in log latency on ``[phi, raw features]``: the
-``phi`` block with the heads' prior, the raw block (one-hot ops, live ops, op counts,
-log FLOPs/params) with an isotropic prior for what the source devices do not explain; the
-two prior scales by empirical Bayes, the noise level integrated out (Student-t predictive,
-:mod:`nag.hardware.bayes`). No gradient steps at adaptation, so K = 5 cannot overfit and
-the interval widens as it should.
+``phi`` block with the heads' prior, the raw blocks (op counts, occupied positions and log
+FLOPs/params; declared op counts; one-hot ops and live ops) with isotropic priors for what
+the source devices do not explain; the prior scales by empirical Bayes, the noise level
+integrated out (Student-t predictive, :mod:`nag.hardware.bayes`). No gradient steps at
+adaptation, so K = 5 cannot overfit and the interval widens as it should.
 """
 
 from __future__ import annotations
@@ -267,17 +267,19 @@ class LatencyMetaPredictor:
 
     # --- adaptation -----------------------------------------------------------------
     def blocks(self, raw: bool = True) -> list[Block]:
-        """Prior blocks: the embedding with the heads' covariance; with ``raw``, the op counts
-        and costs (few, physical: latency grows with FLOPs and conv counts) and the one-hot
-        encodings, each isotropic with its own scale."""
+        """Prior blocks: the embedding with the heads' covariance; with ``raw``, the op counts,
+        costs and occupied positions (few, physical: latency grows with FLOPs and conv counts),
+        the declared op counts (devices that run dead ops too) and the one-hot encodings, each
+        isotropic with its own scale."""
         blocks = [Block(np.arange(self.dim), self.head_cov, META_SCALES)]
         if raw:
             groups = self.features.groups
-            physical = np.concatenate([groups.get("counts", []), groups.get("costs", [])]).astype(np.int64)
-            rest = np.setdiff1d(np.arange(self.features.dim), physical)
+            physical = np.concatenate([groups.get(g, []) for g in ("counts", "costs", "present")]).astype(np.int64)
+            declared = np.asarray(groups.get("declared", []), dtype=np.int64)
+            rest = np.setdiff1d(np.arange(self.features.dim), np.concatenate([physical, declared]))
             blocks += [
                 Block(self.dim + cols, np.eye(len(cols)) / len(cols), RAW_SCALES)
-                for cols in (physical, rest)
+                for cols in (physical, declared, rest)
                 if len(cols)
             ]
         return blocks

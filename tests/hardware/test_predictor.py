@@ -98,6 +98,23 @@ def test_live_labels_drop_ops_that_compute_nothing(synthetic):
     ]
 
 
+def test_features_count_declared_ops_and_occupied_positions_besides_live_ones(synthetic):
+    space = synthetic["space"]
+    arch = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    features = ArchFeatures(space).fit(synthetic["archs"])
+    assert {"counts", "declared", "present"} <= set(features.groups)
+    raw = features.raw([arch])[0][features.keep]
+    declared = raw[features.groups["declared"]]
+    counts = raw[features.groups["counts"]]
+    assert declared.sum() == 4 and counts.sum() == 3  # the dead conv on 2->3 is declared, not run
+    np.testing.assert_array_equal(raw[features.groups["present"]], [1, 0, 0, 1, 1, 1])
+    # a file saved before these columns existed cannot be read with them
+    state = features.state()
+    del state["layout"]
+    with pytest.raises(ConfigError, match="meta-train"):
+        ArchFeatures(space).load_state(state)
+
+
 def test_student_t_and_spearman_helpers():
     assert student_t_cdf(np.array([1.0]), 1.0)[0] == pytest.approx(0.75, abs=1e-9)  # Cauchy
     assert student_t_cdf(np.array([0.0, -np.inf, np.inf]), 5.0).tolist() == [0.5, 0.0, 1.0]
