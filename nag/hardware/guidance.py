@@ -9,7 +9,8 @@ relaxed from one-hot ops to op probabilities (a softmax of the state's op scores
 * ``onehot`` is the probabilities themselves;
 * ``live``: whether a node is on a path of computing nodes is a noisy-OR over its
   predecessors (forward) and successors (backward), with ``P(none)`` cutting paths;
-* ``counts`` sums the live probabilities of each op;
+* ``counts`` sums the live probabilities of each op; ``declared`` and ``present`` sum the
+  probabilities of the computing ops over nodes and over ops;
 * ``costs`` (log FLOPs/params, read from a table for decoded architectures) come from a
   least-squares line of the cost in the live ops and counts, fitted on architectures the
   table has (FLOPs and parameters of a cell add up over its ops, so the line is close).
@@ -105,6 +106,9 @@ class StateLatency(nn.Module):
             live = torch.cat([live[..., : self.none], none, live[..., self.none + 1 :]], dim=-1)
             parts.append(live.flatten(1))
         parts.append((live * self.computing).sum(1))
+        if self.none is not None:
+            declared = p * self.computing  # the ops a cell declares, dead or not
+            parts += [declared.sum(1), declared.sum(-1)]
         return torch.cat(parts, dim=1)
 
     def _reach(self, cut: Tensor) -> tuple[Tensor, Tensor]:
