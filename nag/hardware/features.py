@@ -35,7 +35,8 @@ from nag.spaces.base import Arch, SearchSpace
 
 #: Op names that compute nothing (their node cuts every path through it).
 NONE_OPS = ("none", "zero")
-_ENDPOINTS = ("input", "output")
+#: Labels of the graph form's input and output nodes (never pruned, never counted as ops).
+ENDPOINTS = ("input", "output")
 
 CostFn = Callable[[Sequence[Arch]], np.ndarray]
 
@@ -62,8 +63,7 @@ def live_labels(labels: Sequence[str], adjacency: np.ndarray) -> list[str]:
             backward[i] = True
     none = next(op for op in NONE_OPS if op in labels) if cut.any() else "none"
     return [
-        lab if lab in _ENDPOINTS or (forward[i] and backward[i] and not cut[i]) else none
-        for i, lab in enumerate(labels)
+        lab if lab in ENDPOINTS or (forward[i] and backward[i] and not cut[i]) else none for i, lab in enumerate(labels)
     ]
 
 
@@ -153,13 +153,13 @@ class ArchFeatures:
             parts.append(live.ravel())
         counts = np.zeros(v)
         for lab in run:
-            if lab not in _ENDPOINTS and lab not in NONE_OPS:
+            if lab not in ENDPOINTS and lab not in NONE_OPS:
                 counts[space.op_index(lab)] += 1.0
         parts.append(counts)
         if self.has_none:
             declared, present = np.zeros(v), np.zeros(n)
             for i, lab in enumerate(labels):
-                if lab not in _ENDPOINTS and lab not in NONE_OPS:
+                if lab not in ENDPOINTS and lab not in NONE_OPS:
                     declared[space.op_index(lab)] += 1.0
                     present[i] = 1.0
             parts += [declared, present]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from nag.diffusion.guidance import GuidanceTerm, Schedule
 from nag.errors import ConfigError
 from nag.hardware.bayes import student_t_quantile
-from nag.hardware.features import _ENDPOINTS, NONE_OPS, TableCosts
+from nag.hardware.features import ENDPOINTS, NONE_OPS, TableCosts
 from nag.hardware.predictor import AdaptedLatency
 from nag.spaces.base import Arch
 
@@ -65,15 +65,15 @@ class StateLatency(nn.Module):
         self.model, self.space, self.features = model, space, features
         self.register_buffer("adj", torch.as_tensor(space.fixed_adjacency(), dtype=torch.float32))
         n, v = space.max_nodes, len(space.ops)
-        self.n, self.v = n, v
+        self.n = n
         none = [space.op_index(op) for op in NONE_OPS if op in space.ops]
         self.none = none[0] if none else None
         computing = torch.ones(v, dtype=torch.bool)
-        for op in (*_ENDPOINTS, *NONE_OPS):
+        for op in (*ENDPOINTS, *NONE_OPS):
             if op in space.ops:
                 computing[space.op_index(op)] = False
         self.register_buffer("computing", computing)
-        self.register_buffer("endpoint", torch.tensor([op in _ENDPOINTS for op in space.ops]))
+        self.register_buffer("endpoint", torch.tensor([op in ENDPOINTS for op in space.ops]))
         self.source, self.sink = 0, n - 1  # the graph form's input and output nodes
         self.cost_r2 = math.nan
         if features.costs is not None:
