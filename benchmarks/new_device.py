@@ -54,6 +54,7 @@ import torch
 
 from nag.benchmarks import NB201Benchmark, NBGraphBenchmark, OFALatencyBenchmark
 from nag.benchmarks.nbgraph import DATASETS as NBGRAPH_DATASETS
+from nag.diffusion.guidance import predictor_term
 from nag.generation.baseline import UniformRandom
 from nag.hardware import (
     ArchFeatures,
@@ -69,8 +70,10 @@ from nag.hardware import (
     select_for_device,
     spearman,
 )
+from nag.hardware.guidance import StateLatency, latency_budget_term
 from nag.hardware.sources import cost_columns, device_family, is_latency, joined_sources, source_values
 from nag.io.atomic import write_text_atomically
+from nag.io.fit_cache import fit_cached
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -94,6 +97,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-quantile", type=float, default=0.25, help="budget = this quantile of the device")
     p.add_argument("--random-samples", type=int, default=3000, help="uniform random samples per run")
     p.add_argument("--steps", type=int, default=20, help="generator sampling steps")
+    p.add_argument("--guided-ks", default="20", help="K values with the guided score generator ('' for none)")
+    p.add_argument("--guided-samples", type=int, default=1000, help="guided score-generator samples per run")
+    p.add_argument("--accuracy-guidance", type=float, default=0.5, help="accuracy guidance strength (norm ratio)")
+    p.add_argument("--latency-guidance", type=float, default=2.0, help="budget hinge strength (norm ratio)")
     p.add_argument("--nbgraph-eval", type=int, default=5000, help="NAS-Bench-Graph architectures scored per table")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     p.add_argument("--out", default=str(RESULTS / "new_device"), help="output stem (.json, .md, .png)")
@@ -107,8 +114,8 @@ class TablePredictions(LatencyModel):
     """A model's predictions over a table, computed once and looked up per architecture
     (NB201's pools are all inside its table)."""
 
-    def __init__(self, model: LatencyModel, prediction: LatencyPrediction, index: dict[Any, int]) -> None:
-        self.name, self.num_measured = model.name, model.num_measured
+    def __init__(self, name: str, num_measured: int, prediction: LatencyPrediction, index: dict[Any, int]) -> None:
+        self.name, self.num_measured = name, num_measured
         self.full, self.index = prediction, index
 
     def predict(self, archs: Sequence[Any]) -> LatencyPrediction:
@@ -244,6 +251,40 @@ def generator_pools(path: Path, bench: NB201Benchmark, steps: int) -> tuple[dict
     return pools, info
 
 
+def guided_models(data: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """The NB201 score generator of benchmarks/search.py (90 % split, 30 epochs) and a
+    noise-aware CIFAR-10 accuracy predictor on the same split and SDE, for guided sampling
+    (fitted once, cached by :func:`~nag.io.fit_cache.fit_cached`)."""
+    import nag
+    from nag.lightning_modules import PredictorModule
+
+    common = ["--trainer.enable_progress_bar=false", "--trainer.logger=false", "--test_after_fit=false"]
+    table = ["--data.init_args.benchmark.init_args.path", str((data / "nb201" / "nb201.csv").resolve())]
+    split = "--data.init_args.split=[0.9, 0.05, 0.05]"
+    gen_ckpt = fit_cached(
+        ROOT / "configs/nb201/diffusion.yaml",
+        ROOT / "runs" / "bench_search" / "nb201_generator",
+        [*common, "--trainer.max_epochs", "30", split, *table],
+    )
+    pred_ckpt = fit_cached(
+        ROOT / "configs/nb201/predictor.yaml",
+        CACHE / "accuracy_predictor",
+        [
+            *common[:2],
+            "--trainer.max_epochs=30",
+            "--trainer.log_every_n_steps=50",
+            "--model.init_args.noise_aware=true",
+            "--data.init_args.train_size=null",
+            split,
+            "--data.init_args.batch_size=256",
+            *table,
+        ],
+    )
+    generator = nag.load_generator(gen_ckpt, normalize_guidance=True, sampler="ode")
+    predictor = PredictorModule.load_from_checkpoint(pred_ckpt, map_location="cpu").eval()
+    return generator, predictor, {"guided_generator": str(gen_ckpt), "accuracy_predictor": str(pred_ckpt)}
+
+
 def accuracy_rankers(bench: NB201Benchmark, features: ArchFeatures, train_keys: set[str]) -> dict[str, np.ndarray]:
     """Per dataset: the measured accuracy of the generator's training-split cells (what nag was
     trained on) and, elsewhere, a ridge on architecture features and pairwise products of the
@@ -287,6 +328,12 @@ class Generation:
         features = ArchFeatures(bench.space, suite.costs).fit(bench.archs())
         self.accuracy = accuracy_rankers(bench, features, self.train_keys)
         self.pool_info["ranker_training_cells"] = int(sum(bench.space.key(a) in self.train_keys for a in bench.archs()))
+        self.guided_ks = [int(k) for k in args.guided_ks.split(",") if k]
+        self.guided = None
+        if self.guided_ks:
+            generator, predictor, info = guided_models(Path(args.data))
+            self.guided = (generator, predictor_term(predictor, GEN_ACC, scale=args.accuracy_guidance))
+            self.pool_info.update(info)
 
     @staticmethod
     def _generator_path(option: str) -> Path | None:
@@ -303,9 +350,7 @@ class Generation:
         """The held-out table itself as a (certain) latency model: the ranking's ceiling."""
         truth = np.log(self.suite.columns[table])
         full = LatencyPrediction(truth, np.full(len(truth), 1e-9), 1e9)
-        model = TablePredictions(LatencyModel(), full, self.suite.index)
-        model.name = "true latency"
-        return model
+        return TablePredictions("true latency", 0, full, self.suite.index)
 
     def scorer(self, dataset: str) -> Callable[[Sequence[Any]], np.ndarray]:
         """Predicted accuracy of ``dataset`` (``ridge:<dataset>``: the ridge alone)."""
@@ -377,6 +422,22 @@ class Generation:
         runs["table + true latency (ceiling)"] = select_for_device(
             archs, self.truth_model(table), budget, args.num_samples, accuracy=scorer, **common
         )
+        if self.guided is not None and k in self.guided_ks:
+            for name, model in (
+                ("adapted + guided score generator", models["adapted_fit"]),
+                ("adapted + score generator, accuracy guidance only", None),
+            ):
+                candidates = self.guided_candidates(model, budget, rng_seed, judged)
+                runs[name] = select_for_device(
+                    candidates, models["adapted"], budget, args.num_samples, accuracy=scorer, **common
+                )
+            if k >= 10:  # the hinge of the model adapted to the K/2 random measurements
+                first = models["meta"].adapt([self.suite.archs[i] for i in rows[: k // 2]], truth[rows[: k // 2]])
+                candidates = self.guided_candidates(first, budget, rng_seed, judged)
+                model, measured = self.active(table, k, rows, candidates, budget, scorer, models)
+                runs["active + guided score generator"] = select_for_device(
+                    candidates, model, budget, args.num_samples, accuracy=scorer, **{**common, "device": measured}
+                )
         if generated and k >= 10:
             model, measured = self.active(table, k, rows, generated, budget, scorer, models)
             active = {**common, "device": measured}
@@ -418,6 +479,17 @@ class Generation:
                     "measured": k,
                 }
             )
+
+    def guided_candidates(self, model: Any, budget: float, seed: int, judged: Callable) -> list:
+        """Samples of the score generator guided toward accuracy and, with an adapted ``model``,
+        by its budget hinge (None: accuracy guidance only; the same seed, only the hinge differs)."""
+        generator, accuracy_term = self.guided
+        terms = [accuracy_term]
+        if model is not None:
+            scale = self.args.latency_guidance
+            terms.append(latency_budget_term(StateLatency(model), budget, self.args.threshold, scale=scale))
+        result = generator.sample(self.args.guided_samples, seed=seed % 2**31, steps=self.args.steps, guidance=terms)
+        return judged([a for a in result.archs if a is not None and a in self.suite.index])
 
     def active(self, table, k, rows, generated, budget, scorer, models) -> tuple[Any, DeviceTable]:
         """K/2 random measurements, then two rounds proposing K/4 each from the generator's
@@ -501,9 +573,9 @@ def evaluate(suite: Suite, ks: list[int], draws: int, generation: Generation | N
                                 **extra,
                             }
                         )
-                        cached[name] = TablePredictions(model, prediction, pool_index)
+                        cached[name] = TablePredictions(model.name, model.num_measured, prediction, pool_index)
                     if generation is not None:
-                        cached["meta"] = meta
+                        cached["meta"], cached["adapted_fit"] = meta, models["adapted"]
                         generation.score(table, family, k, draw, rows, cached)
             done = [r for r in rows_out if r["table"] == table and r["method"] == "adapted" and r["K"] == 20]
             if done:
@@ -638,7 +710,7 @@ def markdown(report: dict) -> str:
         lines.append("")
     gen = report.get("generation_summary")
     if gen:
-        info = report.get("generator", {})
+        info, args = report.get("generator", {}), report["args"]
         networks = mean_std([r["feasible_networks"] for r in report["generation_per_table"]])[0]
         lines += [
             "## Generation on NB201 held-out devices (budget = the held-out table's 25th latency percentile)",
@@ -655,6 +727,13 @@ def markdown(report: dict) -> str:
             "'active' measures K/2 random cells, then K/4 + K/4 proposed by `propose_measurements` from the "
             "generator's candidates (K measurements in all). 'table + true latency (ceiling)' ranks the table's "
             "truly feasible cells with the same accuracy ranking. "
+            f"'guided score generator' (K = {args['guided_ks']}): {args['guided_samples']} samples of the NB201 "
+            f"score diffusion (`{info.get('guided_generator', 'none')}`) guided toward CIFAR-10 accuracy by a "
+            f"noise-aware predictor (`{info.get('accuracy_predictor', 'none')}`, strength "
+            f"{args['accuracy_guidance']}) and by the adapted predictor's budget hinge inside the sampler (strength "
+            f"{args['latency_guidance']}); "
+            "'accuracy guidance only' is the same draw (same seed) without the hinge; 'active + guided' adapts to "
+            "K/2 random measurements, guides with that model, then measures K/2 proposed among its samples. "
             f"The held-out tables have on average {networks:.0f} distinct feasible networks under the budget.",
             "",
             "Within budget = share of the selected architectures whose true latency on the held-out table is within "
@@ -745,6 +824,8 @@ TARGET_METHODS = (
     "adapted + generator, expected share 0.9",
     "active + generator",
     "active + generator, expected share 0.9",
+    "adapted + guided score generator",
+    "active + guided score generator",
 )
 
 
