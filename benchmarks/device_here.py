@@ -17,8 +17,10 @@
    ``generate_for_device`` with ``UniformRandom``, at most 20 x 100 draws) and (b) the trained
    NB201 discrete diffusion checkpoint, if ``runs/`` has one, with the same number of draws
    conditioned on top accuracy and on FPGA latencies that 0.6-0.9 x the budget map to through
-   the K cells (``condition_for_budget``: the closest known device as a condition). No
-   generator is trained here.
+   the K cells (``condition_for_budget``: the closest known device as a condition), and (c) the
+   NB201 score diffusion of ``new_device.py`` guided toward accuracy by a noise-aware predictor
+   and by the adapted predictor's budget hinge (``generate_for_device(..., latency_guidance=2)``;
+   both models fitted once and cached, as in ``new_device.py``).
 5. Time every selected architecture and the K cells again, in one measurement in shuffled order
    and interleaved rounds, so load changes on a shared machine hit every method alike.
 6. Per clock and method: the share of the selected truly within the budget, and within the
@@ -76,6 +78,7 @@ ACCURACY, FPGA = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 #: Fractions of the budget whose FPGA equivalents condition the generator (one pool each).
 LEVELS = (0.6, 0.7, 0.8, 0.9)
 RANDOM, NAG = "random + adapted filter", "nag discrete diffusion + adapted filter"
+GUIDED = "nag score diffusion + latency guidance"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -91,6 +94,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--guidance", type=float, default=2.0, help="the generator's classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="seeds the K cells, the samples and the weights")
     p.add_argument("--generator", default=str(GENERATOR), help="NB201 discrete diffusion checkpoint; 'none': skip")
+    p.add_argument(
+        "--score-generator",
+        default="auto",
+        help="'auto': the NB201 score diffusion and noise-aware accuracy predictor of new_device.py; 'none': skip",
+    )
+    p.add_argument("--accuracy-guidance", type=float, default=0.5, help="accuracy guidance strength (norm ratio)")
+    p.add_argument("--latency-guidance", type=float, default=2.0, help="budget hinge strength (norm ratio)")
     p.add_argument("--out", default=str(RESULTS / "device_here"), help="output stem (.json, .md)")
     return p.parse_args(argv)
 
@@ -113,25 +123,42 @@ class Methods:
             self.path = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         else:
             print(f"  no generator checkpoint at {path}: the uniform random baseline only (none is trained here)")
+        self.guided = None
+        if args.score_generator == "auto":
+            from new_device import guided_models
+
+            from nag.diffusion.guidance import predictor_term
+
+            generator, predictor, self.guided_info = guided_models(Path(args.data))
+            self.guided = (generator, predictor_term(predictor, ACCURACY, scale=args.accuracy_guidance))
 
     def select(self, device: DeviceTable, model: LatencyModel, budget: float) -> dict[str, tuple[DeviceSelection, str]]:
         args = self.args
-        out = {
-            RANDOM: (
-                generate_for_device(
-                    UniformRandom(self.bench.space),
-                    device,
-                    budget,
-                    args.num_samples,
-                    predictor=model,
-                    accuracy=self.accuracy,
-                    threshold=args.threshold,
-                    seed=args.seed,
-                    max_draws=self.draws,
-                ),
-                f"uniform random samples (at most {self.draws})",
+
+        def draw(generator: Any, **steering: Any) -> DeviceSelection:
+            return generate_for_device(
+                generator,
+                device,
+                budget,
+                args.num_samples,
+                predictor=model,
+                accuracy=self.accuracy,
+                threshold=args.threshold,
+                seed=args.seed,
+                max_draws=self.draws,
+                **steering,
             )
-        }
+
+        out = {RANDOM: (draw(UniformRandom(self.bench.space)), f"uniform random samples (at most {self.draws})")}
+        if self.guided is not None:
+            generator, accuracy_term = self.guided
+            selection = draw(generator, guidance=[accuracy_term], latency_guidance=args.latency_guidance)
+            note = (
+                f"`{Path(self.guided_info['guided_generator']).relative_to(ROOT)}` guided toward CIFAR-10 accuracy "
+                f"(noise-aware predictor, strength {args.accuracy_guidance}) and by the adapted predictor's budget "
+                f"hinge (strength {args.latency_guidance}), {selection.drawn} samples"
+            )
+            out[GUIDED] = (selection, note)
         if self.generator is None:
             return out
         conditions, notes = [], []
