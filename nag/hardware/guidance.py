@@ -41,7 +41,8 @@ from nag.spaces.base import Arch
 #: probabilities: a clean one-hot row maps to probability 1 - 2e-7 for its op.
 TEMPERATURE = 0.125
 #: Default strength of the budget's hinge (a ratio to the score's norm): on NB201 held-out
-#: devices it doubles the share of raw samples within the budget (benchmarks/new_device.py).
+#: devices at K = 20 it doubles the distinct cells predicted within the budget that one draw
+#: yields (40 to 78 per 100; benchmarks/results/new_device.md).
 LATENCY_GUIDANCE = 2.0
 
 
