@@ -29,6 +29,27 @@ def single_thread():
 
 
 @pytest.fixture(scope="session")
+def quiet_fit(tmp_path_factory):
+    """``quiet_fit(module, datamodule, epochs)``: a CPU fit with no logger, checkpoints or bars,
+    for the small models tests train in their fixtures; returns the module in eval mode."""
+    import pytorch_lightning as pl
+
+    def fit(module, datamodule, epochs: int):
+        pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path_factory.mktemp("fit"),
+        ).fit(module, datamodule)
+        return module.eval()
+
+    return fit
+
+
+@pytest.fixture(scope="session")
 def nb201_table(tmp_path_factory) -> Path:
     """A made-up ``nb201.csv``: 300 real cells with seeded accuracies and an empty column.
     Configs that read a table from a path then instantiate in a fraction of a second and

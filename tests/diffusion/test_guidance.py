@@ -235,23 +235,13 @@ def test_predictor_and_generator_must_share_the_sde():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(quiet_fit):
     """A small generator and a noise-aware two-target predictor, trained on one SDE."""
     pl.seed_everything(0)
     dm = ArchitectureDataModule(OpCountTable(), targets=["convs", "pools"], batch_size=128, seed=0)
     gen = ScoreDiffusionModule(dm.spec(), dim=32, layers=2, heads=2, warmup_steps=5, ema_decay=0.99, lr=3e-3)
     pred = PredictorModule(dm.spec(), hidden=32, num_layers=2, lr=5e-3, noise_aware=True)
-    for module, epochs in ((gen, 12), (pred, 12)):
-        pl.Trainer(
-            max_epochs=epochs,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=tmp_path_factory.mktemp("fit"),
-        ).fit(module, dm)
-    return dm.space, gen.eval(), pred.eval()
+    return dm.space, quiet_fit(gen, dm, 12), quiet_fit(pred, dm, 12)
 
 
 def true_counts(space, graphs, word: str) -> np.ndarray:

@@ -94,23 +94,14 @@ class SyntheticTable(Benchmark):
 
 
 @pytest.fixture(scope="module")
-def generator(synthetic, tmp_path_factory):
+def generator(synthetic, quiet_fit):
     """A small score model of the cells (the data's op frequencies, none of the budget)."""
     pl.seed_everything(0)
     dm = ArchitectureDataModule(
         SyntheticTable(synthetic["archs"], synthetic["target"]), targets=["latency"], batch_size=128, seed=0
     )
     gen = ScoreDiffusionModule(dm.spec(), dim=32, layers=2, heads=2, warmup_steps=5, ema_decay=0.99, lr=3e-3)
-    pl.Trainer(
-        max_epochs=8,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path_factory.mktemp("fit"),
-    ).fit(gen, dm)
-    return gen.eval()
+    return quiet_fit(gen, dm, 8)
 
 
 def test_it_steers_sampling_under_the_budget(meta, synthetic, generator):
