@@ -23,6 +23,7 @@ cells, whose latency varies with the ops); spaces whose topology is generated ar
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -83,7 +84,7 @@ class StateLatency(nn.Module):
         self.register_buffer("mean", torch.as_tensor(features.mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(features.std, dtype=torch.float32))
         self.register_buffer("phi_mean", torch.as_tensor(meta.phi_mean, dtype=torch.float32))
-        self.body = meta.net.body
+        self.body = copy.deepcopy(meta.net.body)  # its own copy: the module follows the sampler's device
         fit = model.model
         self.register_buffer("weights", torch.as_tensor(fit.v0_ft @ fit.s_inv_z, dtype=torch.float32))
         post = fit.v0 - fit.v0_ft @ fit.s_inv @ fit.v0_ft.T  # posterior covariance / noise variance
@@ -212,6 +213,7 @@ def latency_budget_term(
     log_budget = math.log(budget)
 
     def value(state: dict[str, Tensor], t: Tensor) -> Tensor:
+        state_latency.to(state["x"].device)  # a no-op once there
         mean, spread = state_latency(state_latency.probabilities(state))
         return -torch.relu(mean + q * spread - log_budget) / state_latency.y_scale
 
