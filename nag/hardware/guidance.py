@@ -142,7 +142,7 @@ class StateLatency(nn.Module):
         return torch.stack(forward, 1), torch.stack(backward_in, 1)
 
     def _fit_cost_line(self, archs: Sequence[Arch] | None) -> None:
-        """Least squares of each raw cost in ``[live ops, counts, 1]`` over ``archs`` with costs."""
+        """Least squares of each raw cost in the graph features (and 1) over ``archs`` with costs."""
         features = self.features
         if archs is None and isinstance(features.costs, TableCosts):
             archs = features.costs.benchmark.archs()
