@@ -1,8 +1,10 @@
-"""``nag``: LightningCLI over our search spaces, benchmarks, datamodules and modules.
+"""``nag``: one table of subcommands (:data:`COMMANDS`), each a function of its arguments, all
+behind one error wrapper: errors a user can fix print one line (``error: ...``) and exit 2;
+``--debug`` shows the traceback instead.
 
-Subcommands: ``fit | validate | test | predict`` (Lightning's), ``generate``, ``search``,
-``search-hierarchical``, ``export`` and ``measure-latency``. Errors a user can fix print one line
-(``error: ...``) and exit 2; ``--debug`` shows the traceback instead.
+``fit | validate | test | predict`` are Lightning's (through :class:`NagCLI`); ``generate``
+runs one :class:`~nag.generation.request.GenerationRequest` with its own short parser, which
+refuses a bad value before any model or data is loaded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import logging
 import os
 import sys
 import warnings
+from argparse import SUPPRESS
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
@@ -22,7 +28,9 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from nag.errors import ConfigError, NagError
 from nag.generation import ModelGenerator
 from nag.generation.baseline import compare_with_random
+from nag.generation.request_parser import generate_parser, request_from_config
 from nag.io.checkpoints import check_space, last_checkpoint, load_checkpoint
+from nag.io.writers import check_output
 from nag.search.runner import run_search
 from nag.trainer import NagTrainer
 
@@ -35,30 +43,43 @@ class NagCLI(LightningCLI):
         parser.link_arguments(
             "data", "model.init_args.data_spec", compute_fn=lambda dm: dm.spec(), apply_on="instantiate"
         )
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any):
+        """Fit-only options are documented only on ``fit``; the other subcommands accept them
+        (a fit YAML may set them) without listing them."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        self._add_fit_arguments(parser, listed=subcommand == "fit")
+        return parser
+
+    @staticmethod
+    def _add_fit_arguments(parser, listed: bool) -> None:
+        def help_(text: str) -> str:
+            return text if listed else SUPPRESS
+
         parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=True,
-            help="After `fit`, score the best checkpoint on the held-out test split.",
+            help=help_("After `fit`, score the best checkpoint on the held-out test split."),
         )
         parser.add_argument(
             "--generate_after_fit",
             type=int,
             default=0,
-            help="After `fit` of a generator, sample this many architectures and print their true metrics "
-            "beside as many uniform random ones (same seed); 0: off.",
+            help=help_(
+                "After `fit` of a generator, sample this many architectures and print their true metrics "
+                "beside as many uniform random ones (same seed); 0: off."
+            ),
         )
         parser.add_argument(
             "--generate_conditions",
             type=dict[str, float] | None,
             default=None,
-            help="Raw condition values (e.g. '{\"valid_acc\": 0.85}') for a second, conditioned row of "
-            "--generate_after_fit.",
+            help=help_(
+                "Raw condition values (e.g. '{\"valid_acc\": 0.85}') for a second, conditioned row of "
+                "--generate_after_fit."
+            ),
         )
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "generate": {"model", "datamodule"}}
 
     def before_fit(self) -> None:
         """``--ckpt_path last`` means the newest ``last*.ckpt`` of any earlier run of this config;
@@ -113,50 +134,59 @@ class NagCLI(LightningCLI):
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("NAG_DEBUG") == "1"
-    args = _switches([a for a in args if a != "--debug"])
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
-    lightning_logs = {log: log.level for log in map(logging.getLogger, ("pytorch_lightning", "lightning_fabric"))}
-    try:
-        _check_config_files(args)
-        if args[:1] == ["search"]:
-            search_main(args[1:])
-            return
-        if args[:1] == ["search-hierarchical"]:
-            search_hierarchical_main(args[1:])
-            return
-        if args[:1] == ["export"]:
-            export_main(args[1:])
-            return
-        if args[:1] == ["measure-latency"]:
-            measure_latency_main(args[1:])
-            return
+def lightning_main(subcommand: str) -> Callable[[list[str]], None]:
+    """Lightning's ``subcommand`` through :class:`NagCLI`."""
+
+    def run(args: list[str]) -> None:
         _check_ckpt_arg(args)
-        if "--quiet=true" in args:  # Lightning's start-up lines ("GPU available: ...") too
-            for log in lightning_logs:
-                log.setLevel(logging.WARNING)
         NagCLI(
             model_class=None,
             datamodule_class=None,
             subclass_mode_model=True,
             subclass_mode_data=True,
             trainer_class=NagTrainer,
-            args=args,
+            args=[subcommand, *args],
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in NagCLI.subcommands()}},
             auto_configure_optimizers=False,
         )
-    except Exception as e:
-        cause = _user_error(e)
-        if cause is None or debug:
-            raise
-        print(f"error: {_one_line(str(cause))}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        for log, level in lightning_logs.items():
-            log.setLevel(level)
+
+    return run
+
+
+def generate_main(args: list[str]) -> dict[str, float]:
+    """``nag generate --config fit.yaml --ckpt_path last.ckpt [request options]``: the request
+    and the paths are checked first (no model or data loaded), then the config's data and
+    trainer settings are built and :meth:`NagTrainer.generate` runs the request."""
+    parser = generate_parser()
+    config = parser.parse_args(args)
+    request = request_from_config(config)
+    check_output(config.output)
+    if config.ckpt_path is None:
+        raise ConfigError("generate needs --ckpt_path: the checkpoint written by `nag fit`")
+    load_checkpoint(config.ckpt_path, "--ckpt_path")
+    if config.data is None:
+        raise ConfigError("generate needs --config: the `nag fit` YAML whose data the generator was trained on")
+    datamodule = parser.instantiate_classes(config).data
+    trainer = NagTrainer(**_generation_trainer_settings(config.trainer or {}))
+    return trainer.generate(
+        None,
+        datamodule,
+        config.ckpt_path,
+        config.output,
+        request=request,
+        metrics=config.metrics,
+        show=config.show,
+        quiet=config.quiet,
+        verbose=config.verbose,
+    )
+
+
+def _generation_trainer_settings(trainer: dict[str, Any]) -> dict[str, Any]:
+    """The config's trainer settings that sampling uses (device and precision); the rest
+    (epochs, callbacks, loggers) belong to ``fit``."""
+    kept = {k: trainer[k] for k in ("accelerator", "devices", "precision", "enable_progress_bar") if k in trainer}
+    return {**kept, "logger": False, "enable_checkpointing": False, "enable_model_summary": False}
 
 
 def search_main(args: list[str]) -> dict:
@@ -296,6 +326,91 @@ def _user_error(e: BaseException) -> Exception | None:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
+
+
+#: Every subcommand: its one-line purpose and the function that runs its arguments.
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], Any]]] = {
+    "fit": ("train a model from a YAML config (Lightning's Trainer; --help lists every option)", lightning_main("fit")),
+    "validate": ("score a checkpoint on the validation split", lightning_main("validate")),
+    "test": ("score a checkpoint on the held-out test split", lightning_main("test")),
+    "predict": ("run a checkpoint's predict step", lightning_main("predict")),
+    "generate": (
+        "sample architectures from a trained generator: conditions, predictor guidance, a device budget",
+        generate_main,
+    ),
+    "search": ("search a benchmark with a strategy under a query budget, over seeds", search_main),
+    "search-hierarchical": (
+        "the hierarchical generative pipeline on a real task under FLOPs/params budgets",
+        search_hierarchical_main,
+    ),
+    "export": ("write an architecture as a standalone PyTorch file or a torch.export program", export_main),
+    "measure-latency": ("time architectures on this machine and write a device table", measure_latency_main),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {purpose}" for name, (purpose, _) in COMMANDS.items()]
+    return (
+        "usage: nag <command> [--config FILE] [options] [--debug]\n\n"
+        "nag: generate neural architectures with graph diffusion, flows and transformers.\n\ncommands:\n"
+        + "\n".join(lines)
+        + "\n\n`nag <command> --help` lists a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("NAG_DEBUG") == "1"
+    args = _switches([a for a in args if a != "--debug"])
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return
+    command, rest = args[0], args[1:]
+    try:
+        if command not in COMMANDS:
+            raise ConfigError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)} (nag --help)")
+        _check_config_files(rest)
+        with _quiet_lightning(quiet="--quiet=true" in rest):
+            COMMANDS[command][1](rest)
+    except Exception as e:
+        cause = _user_error(e)
+        if cause is None or debug:
+            raise
+        print(f"error: {_one_line(str(cause))}", file=sys.stderr)
+        sys.exit(2)
+
+
+class _NoTips(logging.Filter):
+    """Lightning's promotional tips ("💡 Tip: ... try installing ...") are not ours to show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+@contextmanager
+def _quiet_lightning(quiet: bool) -> Iterator[None]:
+    """For one command: Lightning's tips off; with ``--quiet`` its start-up lines ("GPU
+    available: ...") too. Restored afterwards, so nothing leaks into the caller's process."""
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
+    logs = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    sources = [
+        logging.getLogger(name)
+        for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+    ]
+    levels, no_tips = [log.level for log in logs], _NoTips()
+    for log in sources:
+        log.addFilter(no_tips)
+    if quiet:
+        for log in logs:
+            log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
+        for log in sources:
+            log.removeFilter(no_tips)
 
 
 if __name__ == "__main__":

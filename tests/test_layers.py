@@ -28,9 +28,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("nag.datamodules",),  # architectures + targets, tasks
     ("nag.diffusion",),  # SDEs, categorical diffusion, samplers, guidance (math only)
     ("nag.lightning_modules",),  # what nag trains
-    ("nag.generation",),  # the Generator protocol, decode/score, budget, Pareto
+    ("nag.hardware",),  # few-shot device latency prediction, selection under a device budget
+    ("nag.generation",),  # the Generator protocol, the typed request and its one entry point, decode/score
     ("nag.callbacks",),  # Lightning callbacks that generate and draw
-    ("nag.hardware",),  # few-shot device latency prediction, generation under a device budget
     ("nag.search",),  # oracle, strategies, runner
     ("nag.search.hierarchical",),  # the hierarchical pipeline
     ("nag.trainer",),  # NagTrainer: Lightning's Trainer plus generate

@@ -1,15 +1,11 @@
 """Bring-your-own latency table: a CSV of latencies measured on a new device, joined onto a
 benchmark as one more named metric.
 
-How the new device is used: as a **filter** by default. A user table holds what someone
-measured on the device, typically tens to a few hundred architectures, far too few to teach a
-generator a new condition. So generation runs with the conditions the model was trained on
-(accuracy, optionally a HW-NAS-Bench device latency as a proxy), and only samples whose
-measured latency in this table is within the budget are kept
-(:func:`nag.generation.budget.generate_within_budget`); samples the table does not cover are
-dropped, since their latency is unknown. When a table covers enough of the space to train on,
-the wrapper is an ordinary :class:`Benchmark`, so its metric can be made a condition by naming
-it in ``data.init_args.targets`` (the datamodule drops unmeasured rows).
+A table of a few measured architectures serves a new device through ``nag generate
+--device_table`` (:mod:`nag.generation.device`: a latency predictor adapted to it). When a table
+covers enough of the space to train on, this wrapper makes it an ordinary :class:`Benchmark`,
+so its metric can be made a condition by naming it in ``data.init_args.targets`` (the
+datamodule drops unmeasured rows), or scored like any other column.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -15,13 +16,19 @@ class GeneratedSet:
     """Samples in sampling order. ``archs`` are what the space's ``project`` made of each raw
     graph (``None`` with the reason in ``errors`` where even that failed, so failures are
     counted, never dropped); ``raw_valid`` says which graphs were valid as sampled, before any
-    repair; ``graphs`` are the raw ``{x, adj, mask}`` tensors."""
+    repair; ``graphs`` are the raw ``{x, adj, mask}`` tensors.
+
+    A selection (the device path) holds its chosen architectures best first, with what it
+    knows of each in ``rows`` (predicted latency, its spread, ...), its counts in ``summary``
+    and one line on how it chose them in ``description``."""
 
     archs: list[Arch | None]
     errors: list[str | None]
     raw_valid: list[bool] = field(default_factory=list)
     graphs: dict[str, torch.Tensor] | None = None
     summary: dict[str, float] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
 
     def __post_init__(self) -> None:
         if not self.raw_valid:

@@ -46,16 +46,46 @@ class ModelGenerator:
 
     The module draws raw graphs (``sample_graphs``); this class checks the request against
     what the module supports, decodes the graphs (raw validity) and projects them onto the
-    space. ``options`` are the module's own sampling settings (``sampler="pc"``,
-    ``guidance_scale``, ``mode``), fixed for every call.
+    space. The keyword settings are the module's own sampling settings, fixed for every call
+    (:meth:`with_settings` makes a copy with others); ``None`` leaves the module's default.
+    What each means is documented once, in :mod:`nag.generation.request`.
     """
 
     def __init__(
-        self, model: Any, space: SearchSpace, batch_size: int = 1000, project: bool = True, **options: Any
+        self,
+        model: Any,
+        space: SearchSpace,
+        batch_size: int = 1000,
+        project: bool = True,
+        *,
+        sampler: str | None = None,
+        spacing: str | None = None,
+        compile: bool | None = None,
+        guidance_scale: float | Mapping[str, float] | None = None,
+        mode: str | None = None,
+        extrapolate: bool | None = None,
+        normalize_guidance: bool | None = None,
     ) -> None:
         if not hasattr(model, "sample_graphs"):
             raise ConfigError(f"model {type(model).__name__} is not a generator (it has no sample_graphs)")
-        self.model, self.space, self.batch_size, self.project, self.options = model, space, batch_size, project, options
+        if compile and not hasattr(model, "sampling_network"):
+            raise ConfigError(f"--compile: {type(model).__name__} has no diffusion network to compile; drop it")
+        self.model, self.space, self.batch_size, self.project = model, space, batch_size, project
+        settings = {
+            "sampler": sampler,
+            "spacing": spacing,
+            "compile": compile,
+            "guidance_scale": guidance_scale,
+            "mode": mode,
+            "extrapolate": extrapolate,
+            "normalize_guidance": normalize_guidance,
+        }
+        self.options = {k: v for k, v in settings.items() if v is not None}
+
+    def with_settings(self, batch_size: int | None = None, **settings: Any) -> ModelGenerator:
+        """The same model with these sampling settings changed (``None`` keeps the current one)."""
+        merged = {**self.options, **{k: v for k, v in settings.items() if v is not None}}
+        return ModelGenerator(self.model, self.space, batch_size or self.batch_size, self.project, **merged)
 
     @property
     def condition_names(self) -> list[str]:
@@ -78,12 +108,15 @@ class ModelGenerator:
         """``n`` samples in sampling order; the same seed gives the same samples."""
         kwargs = dict(self.options)
         if conditions:
+            if not self.condition_names:
+                raise ConfigError(
+                    f"--conditions: {type(self.model).__name__} is not a conditional generator; drop --conditions"
+                )
             unknown = [c for c in conditions if c not in self.condition_names]
             if unknown:
-                known = ", ".join(self.condition_names) or "none: it is unconditional"
                 raise ConfigError(
                     f"conditions {unknown}: {type(self.model).__name__} was trained with conditions "
-                    f"{known}; drop or rename them"
+                    f"{', '.join(self.condition_names)}; drop or rename them"
                 )
             kwargs["conditions"] = Conditions(conditions)
         if guidance:

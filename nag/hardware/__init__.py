@@ -3,26 +3,20 @@
 ``LatencyMetaPredictor`` is meta-trained on the device tables nag has (:mod:`.sources`) and
 adapted in closed form to K measured ``arch,latency`` rows (:mod:`.tables`), with a
 calibrated Student-t predictive distribution (:mod:`.bayes`); :mod:`.baselines` holds what
-it must beat; :mod:`.generate` turns a Generator's samples into the most accurate
-architectures predicted to fit the budget (``nag generate --device_table ... --budget ...``);
+it must beat; :mod:`.meta_training` trains it once per set of tables (cached);
+:mod:`.selection` keeps the best candidates predicted to fit a budget and :mod:`.active` picks
+which to measure next (drawing them from a generator is :mod:`nag.generation.device`'s);
 :mod:`.measure` times architectures on this machine and writes such a table (``nag measure-latency``).
 """
 
+from nag.hardware.active import propose_measurements
 from nag.hardware.baselines import CostFit, NearestDevice
 from nag.hardware.bayes import spearman
 from nag.hardware.features import ArchFeatures, TableCosts, live_labels, pruned
-from nag.hardware.generate import (
-    DeviceSelection,
-    condition_for_budget,
-    generate_for_device,
-    generate_for_device_table,
-    meta_train,
-    predictor_scores,
-    propose_measurements,
-    select_for_device,
-)
 from nag.hardware.measure import Measurement, measure_device_table, measure_latency, write_latency_table
+from nag.hardware.meta_training import meta_train, meta_trained
 from nag.hardware.predictor import AdaptedLatency, LatencyMetaPredictor, LatencyModel, LatencyPrediction
+from nag.hardware.selection import DeviceSelection, predictor_scores, select_for_device
 from nag.hardware.sources import cost_columns, device_family, source_values
 from nag.hardware.tables import Budget, DeviceTable, parse_budget, read_device_table
 
@@ -39,15 +33,13 @@ __all__ = [
     "Measurement",
     "NearestDevice",
     "TableCosts",
-    "condition_for_budget",
     "cost_columns",
     "device_family",
-    "generate_for_device",
-    "generate_for_device_table",
     "live_labels",
     "measure_device_table",
     "measure_latency",
     "meta_train",
+    "meta_trained",
     "parse_budget",
     "predictor_scores",
     "propose_measurements",

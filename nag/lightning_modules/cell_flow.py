@@ -16,6 +16,7 @@ from nag.errors import ConfigError
 from nag.io.checkpoints import load_checkpoint
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.finite_loss import ensure_finite
+from nag.lightning_modules.generators import GeneratorName
 from nag.nn.cnf import ConditionalFlowMatching
 from nag.nn.conditions import Conditions, RawValue
 from nag.nn.vector_field import ConditionalVectorField
@@ -24,7 +25,7 @@ ProxyTargets = torch.Tensor | Mapping[str, float] | None
 ENCODER_FLAG = "model.init_args.encoder_ckpt"
 
 
-class CellFlowModule(pl.LightningModule):
+class CellFlowModule(GeneratorName, pl.LightningModule):
     """``p(z | c)`` over a frozen :class:`CellEncoderModule`'s latent means ``z``, conditioned on
     normalised ZC vectors ``c``; samples are decoded to cells by the encoder's decoder.
 
@@ -43,6 +44,8 @@ class CellFlowModule(pl.LightningModule):
     as buffers). The encoder's hyper-parameters are copied into this module's, and its
     weights into the state dict, so a flow checkpoint needs no encoder file to be loaded.
     """
+
+    generator_name = "cell_flow"
 
     def __init__(
         self,

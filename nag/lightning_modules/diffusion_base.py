@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from nag.errors import ConfigError
 from nag.lightning_modules.finite_loss import ensure_finite
+from nag.lightning_modules.generators import GeneratorName
 
 Graphs = dict[str, torch.Tensor]
 
@@ -50,7 +51,7 @@ def tune_cpu_allocator() -> bool:
     return _ALLOCATOR_TUNED
 
 
-class DiffusionModule(pl.LightningModule, ABC):
+class DiffusionModule(GeneratorName, pl.LightningModule, ABC):
     """Base of :class:`ScoreDiffusionModule` and :class:`DiscreteDiffusionModule`.
 
     A subclass builds ``self.net`` in ``__init__``, then calls :meth:`init_ema`, and defines

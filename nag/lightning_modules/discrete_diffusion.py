@@ -62,6 +62,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         cond_drop: per-condition dropout probability in training.
     """
 
+    generator_name = "discrete_diffusion"
+
     #: Run the network on every sample, shared inputs or not (the sampler before issue 19; for comparisons).
     reference: bool = False
 

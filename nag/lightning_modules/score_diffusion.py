@@ -32,6 +32,8 @@ class ScoreDiffusionModule(DiffusionModule):
     the checkpoint stores and ``nag generate`` rebuilds from: one place, never two configs.
     """
 
+    generator_name = "score_diffusion"
+
     supports_guidance = True
     condition_names: Sequence[str] = ()
     loss_name = "score-matching loss"

@@ -1,0 +1,154 @@
+"""The one entry point that runs a :class:`~nag.generation.request.GenerationRequest`:
+``nag generate``, the Python API and the search strategies all come through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nag.benchmarks.base import Benchmark
+from nag.diffusion.guidance import GuidanceTerm, check_same_sde, predictor_term
+from nag.errors import ConfigError
+from nag.generation.device import generate_for_device
+from nag.generation.generated_set import GeneratedSet
+from nag.generation.generator import Generator
+from nag.generation.request import GenerationRequest
+from nag.hardware.guidance import LATENCY_GUIDANCE
+from nag.hardware.meta_training import CACHE_DIR, meta_trained
+from nag.hardware.selection import predictor_scores
+from nag.hardware.tables import read_device_table
+from nag.io.checkpoints import load_module
+from nag.lightning_modules.predictor import PredictorModule
+
+
+def generate(
+    generator: Generator,
+    request: GenerationRequest,
+    *,
+    predictor: PredictorModule | None = None,
+    benchmark: Benchmark | None = None,
+    progress: bool = False,
+    cache_dir: str = str(CACHE_DIR),
+) -> GeneratedSet:
+    """Run ``request`` on ``generator``: the sampling settings go to the generator, conditions
+    and guidance steer it, and a device budget keeps the best predicted-feasible architectures
+    (meta-training a latency predictor on ``benchmark``'s device tables once, cached under
+    ``cache_dir``). ``predictor`` is the request's ``predictor_ckpt`` already loaded; it is read
+    from the file when not given."""
+    sampling, conditioning = request.sampling, request.conditioning
+    generator = _configured(generator, request)
+    if predictor is None and request.predictor_ckpt is not None:
+        predictor = load_module(
+            PredictorModule, request.predictor_ckpt, generator.space, "--predictor_ckpt", _device_of(generator)
+        )
+    terms = _guidance_terms(request, predictor, generator)
+    conditions = conditioning.conditions if conditioning is not None else None
+    if request.device is None:
+        return generator.sample(
+            request.num_samples,
+            seed=sampling.seed,
+            steps=sampling.steps,
+            conditions=conditions,
+            guidance=terms or None,
+            progress=progress,
+        )
+    budget = request.device
+    if benchmark is None:
+        raise ConfigError("--device_table: the config's data has no benchmark with device tables to meta-train on")
+    device = read_device_table(budget.device_table, generator.space, min_rows=budget.min_rows)
+    meta, _ = meta_trained(benchmark, seed=sampling.seed, cache_dir=cache_dir)
+    strength = budget.latency_guidance
+    if strength is None:
+        strength = LATENCY_GUIDANCE if generator.supports_guidance and generator.space.fixed_topology else 0.0
+    selection = generate_for_device(
+        generator,
+        device,
+        budget.limit,
+        budget.select,
+        predictor=meta,
+        accuracy=predictor_scores(predictor, generator.space) if predictor is not None else None,
+        threshold=budget.feasible_prob,
+        conditions=conditions,
+        seed=sampling.seed,
+        steps=sampling.steps,
+        max_draws=request.num_samples,
+        guidance=terms,
+        latency_guidance=strength,
+        progress=progress,
+    )
+    limit = budget.limit
+    description = (
+        f"device table {device.path} ({len(device)} measured); meta-trained on "
+        f"{len(meta.sources)} {type(benchmark).__name__} device tables; budget {limit}; "
+        f"feasible = P(latency <= {limit.value:g}) >= {budget.feasible_prob:g}"
+        + (f"; the budget guides sampling (strength {strength:g})" if strength > 0 else "")
+    )
+    return GeneratedSet(
+        list(selection.archs),
+        [None] * len(selection.archs),
+        summary=selection.summary,
+        rows=selection.rows,
+        description=description,
+    )
+
+
+def _device_of(generator: Generator) -> torch.device | str:
+    return getattr(getattr(generator, "model", None), "device", "cpu")
+
+
+def _configured(generator: Generator, request: GenerationRequest) -> Generator:
+    """``generator`` with the request's sampling settings (a trained model's; other generators
+    take none)."""
+    sampling, conditioning, guidance = request.sampling, request.conditioning, request.guidance
+    settings: dict[str, Any] = {"sampler": sampling.sampler, "spacing": sampling.spacing}
+    if sampling.compile:
+        settings["compile"] = True
+    if conditioning is not None:
+        settings.update(
+            guidance_scale=conditioning.guidance_scale, mode=conditioning.mode, extrapolate=conditioning.extrapolate
+        )
+    steered = guidance is not None or (request.device is not None and generator.supports_guidance)
+    if steered:
+        settings["normalize_guidance"] = guidance.guide_normalize if guidance is not None else True
+    settings = {k: v for k, v in settings.items() if v is not None}
+    with_settings = getattr(generator, "with_settings", None)
+    if with_settings is not None:
+        return with_settings(**settings, batch_size=sampling.batch_size)
+    named = [k for k in settings if k not in ("normalize_guidance",)]
+    if named:
+        raise ConfigError(f"{', '.join(named)}: {generator!r} takes no sampling settings; drop them")
+    return generator
+
+
+def _guidance_terms(
+    request: GenerationRequest, predictor: PredictorModule | None, generator: Generator
+) -> list[GuidanceTerm]:
+    """The request's ``guide`` objectives as terms on ``predictor``'s targets, then its own terms."""
+    guidance = request.guidance
+    if guidance is None:
+        return []
+    if (guidance.guide or guidance.terms) and not generator.supports_guidance:
+        raise ConfigError(
+            f"--guide: {generator!r} takes no predictor guidance; use a score-diffusion generator, "
+            "or --conditions with a conditional one"
+        )
+    terms: list[GuidanceTerm] = []
+    if guidance.guide:
+        if predictor is None:
+            raise ConfigError("--guide needs --predictor_ckpt")
+        if not predictor.hparams.noise_aware:
+            raise ConfigError(
+                "--predictor_ckpt: guidance reads noisy graphs; train the predictor with "
+                "model.init_args.noise_aware: true"
+            )
+        sde = getattr(getattr(generator, "model", None), "sde", None)
+        if sde is not None:
+            check_same_sde(sde, predictor.sde)
+        terms = [
+            predictor_term(
+                predictor, target, direction, limit, scale=guidance.guide_scale, schedule=guidance.guide_schedule
+            )
+            for target, direction, limit in guidance.objectives
+        ]
+    return [*terms, *guidance.terms]

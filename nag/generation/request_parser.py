@@ -1,0 +1,141 @@
+"""``nag generate``'s command line: the request's options grouped by mode, each with a
+sentence of help, then the output options and the ``nag fit`` YAML sections it reads.
+
+The option names are :meth:`GenerationRequest.from_flags`'s, one each; their help is the
+request dataclasses' own (:mod:`nag.generation.request`), so it is written once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from nag.generation.request import (
+    Conditioning,
+    DeviceBudget,
+    GenerationRequest,
+    GuidanceMode,
+    PredictorGuidance,
+    SamplerName,
+    Sampling,
+    Spacing,
+)
+
+#: (group title, the dataclass whose docstring documents its options, [(flag, type, default)]).
+GROUPS: list[tuple[str, type, list[tuple[str, Any, Any]]]] = [
+    (
+        "sampling",
+        Sampling,
+        [
+            ("num_samples", int | None, None),
+            ("seed", int, 0),
+            ("sampler", SamplerName | None, None),
+            ("steps", int | None, None),
+            ("spacing", Spacing | None, None),
+            ("batch_size", int | None, None),
+            ("compile", bool, False),
+        ],
+    ),
+    (
+        "classifier-free conditions (a conditional generator)",
+        Conditioning,
+        [
+            ("conditions", dict[str, float | list[float]] | None, None),
+            ("guidance_scale", float | dict[str, float], 1.0),
+            ("mode", GuidanceMode, "compositional"),
+            ("extrapolate", bool, False),
+        ],
+    ),
+    (
+        "predictor guidance (a score-diffusion generator)",
+        PredictorGuidance,
+        [
+            ("guide", list[str], []),
+            ("guide_scale", float, 1.0),
+            ("guide_normalize", bool, True),
+        ],
+    ),
+    (
+        "device budget",
+        DeviceBudget,
+        [
+            ("device_table", str | None, None),
+            ("budget", str | None, None),
+            ("select", int, 100),
+            ("feasible_prob", float, 0.9),
+            ("latency_guidance", float | None, None),
+        ],
+    ),
+]
+
+PREDICTOR_HELP = (
+    "A trained PredictorModule of this space: --guide reads its gradients (noise-aware), the device budget ranks by "
+    "its first target, and its predictions are listed beside the true metrics."
+)
+
+
+def _field_help(cls: type) -> dict[str, str]:
+    """``name -> sentence`` from the ``Args:`` section of ``cls``'s docstring."""
+    out: dict[str, str] = {}
+    name = None
+    in_args = False
+    for line in (cls.__doc__ or "").splitlines():
+        text = line.strip()
+        if text == "Args:":
+            in_args = True
+            continue
+        if not in_args or not text:
+            continue
+        head, sep, rest = text.partition(": ")
+        if sep and " " not in head and line.startswith(" " * 8) and not line.startswith(" " * 12):
+            name = head
+            out[name] = rest
+        elif name is not None:
+            out[name] += " " + text
+    return out
+
+
+def generate_parser() -> ArgumentParser:
+    """The parser of ``nag generate``: its own options first, the YAML sections last."""
+    parser = ArgumentParser(
+        prog="nag generate",
+        description="Sample architectures from a trained generator, score them on the config's benchmark beside "
+        "uniform random ones, and write them to --output.",
+        exit_on_error=False,
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="The `nag fit` YAML the generator was trained with.")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="The generator's checkpoint (`nag fit`).")
+    parser.add_argument("--output", type=str, default="generated.csv", help="Where to write every sample (.csv/.json).")
+    for title, cls, flags in GROUPS:
+        group = parser.add_argument_group(title)
+        helps = _field_help(cls)
+        for flag, kind, default in flags:
+            group.add_argument(f"--{flag}", type=kind, default=default, help=helps[flag])
+        if cls is PredictorGuidance:
+            group.add_argument("--predictor_ckpt", type=str | None, default=None, help=PREDICTOR_HELP)
+    shown = parser.add_argument_group("what is shown")
+    shown.add_argument(
+        "--metrics",
+        type=list[str] | None,
+        default=None,
+        help="Benchmark metrics to report (default: the data's targets).",
+    )
+    shown.add_argument("--show", type=int, default=10, help="How many of the best distinct architectures to print.")
+    shown.add_argument("--quiet", type=bool, default=False, help="Print nothing but errors.")
+    shown.add_argument("--verbose", type=bool, default=False, help="Print every distinct architecture and failures.")
+    sections = parser.add_argument_group("`nag fit` YAML sections (read from --config; see `nag fit --help`)")
+    sections.add_subclass_arguments(pl.LightningDataModule, "data", required=False, help="The data: space, benchmark.")
+    sections.add_argument(
+        "--trainer", type=dict[str, Any] | None, default=None, help="accelerator, devices, precision are used."
+    )
+    for name in ("model", "seed_everything", "test_after_fit", "generate_after_fit", "generate_conditions"):
+        sections.add_argument(f"--{name}", type=Any, default=None, help="fit's; unused here.")
+    return parser
+
+
+def request_from_config(config: Namespace) -> GenerationRequest:
+    """The request a parsed command line describes, validated (one line naming the flag)."""
+    names = [flag for _, _, flags in GROUPS for flag, _, _ in flags] + ["predictor_ckpt"]
+    return GenerationRequest.from_flags(**{name: config[name] for name in names})
