@@ -363,13 +363,15 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("NAG_DEBUG") == "1"
     args = _switches([a for a in args if a != "--debug"])
-    if not args or args[0] in ("-h", "--help"):
+    if args[:1] in (["-h"], ["--help"]):
         print(usage())
         return
-    command, rest = args[0], args[1:]
+    command, rest = (args[0], args[1:]) if args else (None, [])
     try:
+        if command is None:
+            raise ConfigError(f'expected "subcommand": one of {", ".join(COMMANDS)} (nag --help says what each does)')
         if command not in COMMANDS:
-            raise ConfigError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)} (nag --help)")
+            raise ConfigError(f"invalid choice: {command!r} (choose from {', '.join(COMMANDS)}; nag --help)")
         _check_config_files(rest)
         with _quiet_lightning(quiet="--quiet=true" in rest):
             COMMANDS[command][1](rest)

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from nag.benchmarks.base import Benchmark
-from nag.generation import ModelGenerator, score_samples
+from nag.generation import GenerationRequest, ModelGenerator, Sampling, generate, score_samples
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -42,9 +42,8 @@ class GenerationMetricsCallback(pl.Callback):
         dm = trainer.datamodule
         benchmark = getattr(dm, "benchmark", None)
         per_rank = max(1, self.num_samples // trainer.world_size)
-        extra = {} if self.sampler is None else {"sampler": self.sampler}  # else the generator's own default
-        generator = ModelGenerator(pl_module, dm.space, **extra)
-        result = generator.sample(per_rank, seed=self.seed + trainer.global_rank, steps=self.steps)
+        sampling = Sampling(per_rank, self.seed + trainer.global_rank, self.sampler, self.steps)
+        result = generate(ModelGenerator(pl_module, dm.space), GenerationRequest(sampling))
         summary = score_samples(
             result,
             dm.space,

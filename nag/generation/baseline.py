@@ -8,9 +8,11 @@ import numpy as np
 
 from nag.benchmarks.base import Benchmark
 from nag.diffusion.guidance import GuidanceTerm
+from nag.generation.generate import generate
 from nag.generation.generated_set import GeneratedSet
 from nag.generation.generator import Generator
 from nag.generation.output import score_samples
+from nag.generation.request import Conditioning, GenerationRequest, Sampling
 from nag.nn.conditions import Conditions
 from nag.report import tables
 from nag.spaces.base import SearchSpace
@@ -52,10 +54,12 @@ def compare_with_random(
     """Score ``n`` samples of ``generator`` (unconditional and, with ``conditions``,
     conditioned) and ``n`` uniform random ones with the same seed; returns the summaries by
     row name and a terminal table of them."""
-    sets = {"generated": generator.sample(n, seed=seed)}
+    sets = {"generated": generate(generator, GenerationRequest(Sampling(n, seed)))}
     if conditions:
         label = ", ".join(f"{k}={v:g}" for k, v in conditions.items() if not isinstance(v, Sequence))
-        sets[f"generated | {label}"] = generator.sample(n, seed=seed, conditions=conditions)
+        sets[f"generated | {label}"] = generate(
+            generator, GenerationRequest(Sampling(n, seed), Conditioning(conditions))
+        )
     sets["uniform random"] = UniformRandom(generator.space).sample(n, seed=seed)
     summaries = {name: score_samples(s, generator.space, train_keys, benchmark, metrics) for name, s in sets.items()}
     return summaries, format_comparison(summaries, metrics)

@@ -18,7 +18,6 @@ import numpy as np
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.generation.budget import true_values
 from nag.generation.generator import Generator
 from nag.metrics.pareto import (
     ParetoFront,
@@ -60,6 +59,18 @@ class ParetoSweep:
             row.update({m: float(v) for m, v in zip(self.metrics, vals)})
             out.append(row)
         return out
+
+
+def true_values(benchmark: Benchmark, archs: Sequence[Arch | None], metrics: Sequence[str]) -> np.ndarray:
+    """``[n, len(metrics)]`` measured values; NaN rows for ``None`` (invalid samples) and for
+    architectures the table has no entry for."""
+    columns = [benchmark.column(m) for m in metrics]
+    out = np.full((len(archs), len(metrics)), math.nan)
+    for j, arch in enumerate(archs):
+        if arch is not None and benchmark.space.is_valid(arch) and arch in benchmark:
+            i = benchmark.index(arch)
+            out[j] = [c[i] for c in columns]
+    return out
 
 
 def target_grid(

@@ -26,7 +26,7 @@ from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import (
     CandidatePool,
     ProposalStats,
-    generate,
+    propose,
     score_archs,
     top_k,
 )
@@ -85,8 +85,8 @@ class BayesianOptimization(SearchStrategy):
         lr: float = 3e-3,
         num_samples: int = 1000,
         steps: int = 20,
-        guidance_scale: float = 1.0,
-        schedule: Schedule = "constant",
+        guide_scale: float = 1.0,
+        guide_schedule: Schedule = "constant",
         device: str = "cpu",
     ) -> None:
         if acquisition not in ("ucb", "ei"):
@@ -97,7 +97,7 @@ class BayesianOptimization(SearchStrategy):
         self.ensemble_size, self.acquisition, self.kappa = ensemble_size, acquisition, kappa
         self.train_steps, self.hidden, self.num_layers, self.lr = train_steps, hidden, num_layers, lr
         self.num_samples, self.steps = num_samples, steps
-        self.guidance_scale, self.schedule, self.device = guidance_scale, schedule, torch.device(device)
+        self.guide_scale, self.guide_schedule, self.device = guide_scale, guide_schedule, torch.device(device)
         self.name = "bo+generator" if generator_ckpt else "bo"
         self.stats = ProposalStats() if generator_ckpt else None
         self._generator: Generator | None = None
@@ -123,8 +123,8 @@ class BayesianOptimization(SearchStrategy):
                     for i in index[top_k(pool.score(index, surrogate.on_graphs, self.device).numpy(), need)]
                 ]
             else:
-                term = GuidanceTerm(surrogate.on_state, self.guidance_scale, self.schedule, self.acquisition)
-                proposals = generate(
+                term = GuidanceTerm(surrogate.on_state, self.guide_scale, self.guide_schedule, self.acquisition)
+                proposals = propose(
                     generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds, self.stats
                 )
                 proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short

@@ -29,7 +29,7 @@ import torch
 
 from nag.datamodules.architecture import space_spec
 from nag.errors import ConfigError
-from nag.generation import ModelGenerator, load_generator
+from nag.generation import Conditioning, GenerationRequest, ModelGenerator, Sampling, generate, load_generator
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import ProposalStats
@@ -306,22 +306,16 @@ class ConditionalGenerationSearch(SearchStrategy):
         values = np.array([v for _, v in history], dtype=np.float64)
         best = float(values.max() if oracle.sign > 0 else values.min())
         target = best + oracle.sign * self.condition_margin * (float(values.std()) or 1.0)
-        generator = ModelGenerator(
-            model,
-            oracle.space,
-            batch_size=self.num_samples,
-            guidance_scale=self.guidance_scale,
-            extrapolate=self.condition_margin > 0,
-        )
+        generator = ModelGenerator(model, oracle.space, batch_size=self.num_samples)
+        asked = Conditioning({oracle.metric: target}, self.guidance_scale, extrapolate=self.condition_margin > 0)
         counts: Counter[str] = Counter()
         first: dict[str, Arch] = {}
         queried = {oracle.space.key(a) for a, _ in oracle.history}
         for draw in range(self.max_draws):
             if len(first) >= need:
                 break
-            result = generator.sample(
-                self.num_samples, seed=seed + DRAW_STRIDE * draw, steps=self.steps, conditions={oracle.metric: target}
-            )
+            sampling = Sampling(self.num_samples, seed + DRAW_STRIDE * draw, steps=self.steps)
+            result = generate(generator, GenerationRequest(sampling, asked))
             stats.sampled += len(result)
             stats.raw_valid += sum(result.raw_valid)
             for arch in result.archs:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nag.diffusion.guidance import GuidanceTerm
-from nag.generation import Generator
+from nag.generation import GenerationRequest, Generator, PredictorGuidance, Sampling, generate
 from nag.search.oracle import QueryOracle
 from nag.spaces.base import Arch, SearchSpace
 
@@ -66,7 +66,7 @@ def unqueried(oracle: QueryOracle[Any], archs: Sequence[Arch | None]) -> list[Ar
     return out
 
 
-def generate(
+def propose(
     generator: Generator,
     oracle: QueryOracle[Any],
     terms: Sequence[GuidanceTerm],
@@ -76,10 +76,10 @@ def generate(
     stats: ProposalStats | None = None,
 ) -> list[Arch]:
     """Samples decoded to usable (valid, benchmarked, unqueried, distinct) archs, guided by
-    ``terms`` where the generator takes predictor guidance (else unguided, ranked afterwards)."""
-    result = generator.sample(
-        num_samples, seed=seed, steps=steps, guidance=list(terms) if generator.supports_guidance else None
-    )
+    ``terms`` where the generator takes predictor guidance (else unguided, ranked afterwards).
+    The terms' strengths are their own (``guide_scale`` of the search), not normalised."""
+    guidance = PredictorGuidance(terms=tuple(terms), guide_normalize=False) if generator.supports_guidance else None
+    result = generate(generator, GenerationRequest(Sampling(num_samples, seed, steps=steps), guidance=guidance))
     in_table = [a for a in result.valid if oracle.contains(a)]
     usable = unqueried(oracle, in_table)
     if stats is not None:

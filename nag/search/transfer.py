@@ -28,7 +28,7 @@ from nag.search.other_tasks import SourceTask, check_sources, checked_sources, s
 from nag.search.proposals import (
     CandidatePool,
     ProposalStats,
-    generate,
+    propose,
     score_archs,
     top_k,
     unqueried,
@@ -59,8 +59,8 @@ class TransferSearch(SearchStrategy):
         batch_size: int = 1,
         num_samples: int = 1000,
         steps: int = 20,
-        guidance_scale: float = 1.0,
-        schedule: Schedule = "constant",
+        guide_scale: float = 1.0,
+        guide_schedule: Schedule = "constant",
         regenerate_every: int = 10,
         adapt: bool = True,
         adapt_noise: float = 0.1,
@@ -79,7 +79,7 @@ class TransferSearch(SearchStrategy):
             raise ConfigError("strategy.init_args: adapt_noise must be > 0 and adapt_beta >= 0")
         self.predictor_ckpt, self.generator_ckpt = predictor_ckpt, generator_ckpt
         self.batch_size, self.num_samples, self.steps = batch_size, num_samples, steps
-        self.guidance_scale, self.schedule, self.regenerate_every = guidance_scale, schedule, regenerate_every
+        self.guide_scale, self.guide_schedule, self.regenerate_every = guide_scale, guide_schedule, regenerate_every
         self.adapt, self.adapt_noise, self.adapt_beta = adapt, adapt_noise, adapt_beta
         self.sources = checked_sources(sources)
         self.device = torch.device(device)
@@ -110,11 +110,11 @@ class TransferSearch(SearchStrategy):
                 if since_generation >= self.regenerate_every or not unqueried(oracle, proposals):
                     term = GuidanceTerm(
                         lambda s, t, v=task_vec: meta.predict_state(s, t, v),
-                        self.guidance_scale,
-                        self.schedule,
+                        self.guide_scale,
+                        self.guide_schedule,
                         "meta-predictor",
                     )
-                    proposals = generate(
+                    proposals = propose(
                         generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds, self.stats
                     )
                     since_generation = 0

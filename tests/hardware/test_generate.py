@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from nag.errors import ConfigError
+from nag.generation import generate_for_device
 from nag.generation.baseline import UniformRandom
-from nag.hardware import DeviceTable, generate_for_device, propose_measurements, select_for_device
+from nag.hardware import DeviceTable, propose_measurements, select_for_device
 
 from .conftest import op_matrix, synthetic_device
 
