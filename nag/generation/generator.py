@@ -8,8 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from nag.diffusion.guidance import GuidanceTerm
 from nag.errors import ConfigError
+from nag.generation.conditions import Conditions
 from nag.generation.generated_set import GeneratedSet, decode_samples
-from nag.nn.conditions import Conditions
 from nag.spaces.base import SearchSpace
 
 
@@ -19,7 +19,7 @@ class Generator(Protocol):
 
     ``condition_names``: what ``conditions`` may name (empty: unconditional);
     ``supports_guidance``: whether predictor-guidance terms (:mod:`nag.diffusion.guidance`)
-    are accepted. ``conditions`` is a :class:`~nag.nn.conditions.Conditions` or any mapping of
+    are accepted. ``conditions`` is a :class:`~nag.generation.conditions.Conditions` or any mapping of
     names to raw values. Everything that samples in nag (``nag generate``, the metrics
     callback, transfer and BO proposals, budget and Pareto generation, benchmarks) takes a
     Generator.

@@ -18,7 +18,7 @@ from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.lightning_modules.generators import GeneratorName
 from nag.nn.cnf import ConditionalFlowMatching
-from nag.nn.conditions import Conditions, RawValue
+from nag.nn.conditions import RawValue, check_conditions
 from nag.nn.vector_field import ConditionalVectorField
 
 ProxyTargets = torch.Tensor | Mapping[str, float] | None
@@ -173,7 +173,7 @@ class CellFlowModule(GeneratorName, pl.LightningModule):
         ODE solver's steps are the ``steps`` hyper-parameter."""
         if steps is not None:
             raise ConfigError(f"steps={steps}: the cell flow's ODE steps are its model.init_args.steps; drop steps")
-        raw = Conditions(conditions).checked(self.proxies, self.normalizer.ranges(), num_samples, extrapolate)
+        raw = check_conditions(conditions, self.proxies, self.normalizer.ranges(), num_samples, extrapolate)
         graphs = self.sample(raw.float(), num_samples, seed=seed, raw=True)
         return {k: graphs[k].cpu() for k in ("x", "adj", "mask")}
 

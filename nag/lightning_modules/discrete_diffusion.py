@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from nag.diffusion.discrete import CategoricalDiffusion, Spacing, State
 from nag.errors import ConfigError, UnknownMetric
 from nag.lightning_modules.diffusion_base import DiffusionModule, Graphs
-from nag.nn.conditions import ConditionEncoder, Conditions, RawValue
+from nag.nn.conditions import ConditionEncoder, RawValue, normalize_conditions
 from nag.nn.graph_transformer import GraphTransformer
 
 GuidanceMode = Literal["compositional", "joint"]
@@ -139,9 +139,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         self, conditions: Mapping[str, RawValue], num_samples: int, extrapolate: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Asked values to ``values [S, C]`` and ``given [C]`` with this checkpoint's training
-        statistics (:meth:`nag.nn.conditions.Conditions.normalize`)."""
+        statistics (:func:`nag.nn.conditions.normalize_conditions`)."""
         stats = self.hparams.data_spec.get("target_stats", {})
-        return Conditions(conditions).normalize(self.condition_names, stats, num_samples, extrapolate)
+        return normalize_conditions(conditions, self.condition_names, stats, num_samples, extrapolate)
 
     # --- the denoiser -----------------------------------------------------------------
     def predict(self, net: nn.Module, state: State, t: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ sampling time. Training and sampling both call :meth:`ConditionEncoder.forward` 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -115,77 +115,54 @@ class ConditionEncoder(nn.Module):
         return out
 
 
-class Conditions(Mapping[str, RawValue]):
-    """What a generator is asked for: target values by name, in the benchmark's raw units
-    (accuracy 94.0, latency 2.1 ms), one value for every sample or one per sample.
-
-    The one place where asked values become model inputs: :meth:`normalize` uses the
-    training statistics a checkpoint stores (``data_spec["target_stats"]``, written by the
-    datamodule), so sampling encodes a condition exactly as training did, and refuses values
-    outside the training split's range, where the model's behaviour is undefined, unless
-    ``extrapolate``. A plain mapping is accepted wherever a ``Conditions`` is.
-    """
-
-    def __init__(self, values: Mapping[str, RawValue] | None = None) -> None:
-        self._values = dict(values or {})
-
-    def __getitem__(self, name: str) -> RawValue:
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return f"Conditions({self._values!r})"
-
-    def checked(
-        self,
-        names: Sequence[str],
-        ranges: Mapping[str, tuple[float, float]],
-        num_samples: int,
-        extrapolate: bool = False,
-    ) -> torch.Tensor:
-        """Raw values ``[S, C]`` over the model's condition ``names`` (NaN where not asked),
-        after the checks every generator needs: known names, one finite value or one per
-        sample, and each inside its training ``ranges[name] = (min, max)`` unless ``extrapolate``."""
-        unknown = [name for name in self if name not in names]
-        if unknown:
-            raise UnknownMetric(
-                f"conditions {unknown}: this model was trained with conditions "
-                f"{', '.join(names) or 'none'}; use those names"
+def check_conditions(
+    conditions: Mapping[str, RawValue] | None,
+    names: Sequence[str],
+    ranges: Mapping[str, tuple[float, float]],
+    num_samples: int,
+    extrapolate: bool = False,
+) -> torch.Tensor:
+    """Raw values ``[S, C]`` over a model's condition ``names`` (NaN where not asked), after
+    the checks every generator needs: known names, one finite value or one per sample, and
+    each inside its training ``ranges[name] = (min, max)`` unless ``extrapolate``."""
+    conditions = conditions or {}
+    unknown = [name for name in conditions if name not in names]
+    if unknown:
+        raise UnknownMetric(
+            f"conditions {unknown}: this model was trained with conditions "
+            f"{', '.join(names) or 'none'}; use those names"
+        )
+    values = torch.full((num_samples, len(names)), math.nan, dtype=torch.float64)
+    for c, name in enumerate(names):
+        if name not in conditions:
+            continue
+        raw = torch.as_tensor(conditions[name], dtype=torch.float64).flatten()
+        if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
+            raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
+        lo, hi = ranges.get(name, (-math.inf, math.inf))
+        outside = (raw < lo) | (raw > hi)
+        if not extrapolate and outside.any():
+            raise ConfigError(
+                f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
+                f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate"
             )
-        values = torch.full((num_samples, len(names)), math.nan, dtype=torch.float64)
-        for c, name in enumerate(names):
-            if name not in self:
-                continue
-            raw = torch.as_tensor(self[name], dtype=torch.float64).flatten()
-            if raw.numel() not in (1, num_samples) or not torch.isfinite(raw).all():
-                raise ConfigError(f"conditions[{name!r}]: give one finite value or {num_samples} (one per sample)")
-            lo, hi = ranges.get(name, (-math.inf, math.inf))
-            outside = (raw < lo) | (raw > hi)
-            if not extrapolate and outside.any():
-                raise ConfigError(
-                    f"conditions[{name!r}] = {float(raw[outside][0]):g} lies outside the training range "
-                    f"[{lo:g}, {hi:g}]; ask within it, or allow it with --extrapolate"
-                )
-            values[:, c] = raw
-        return values
+        values[:, c] = raw
+    return values
 
-    def normalize(
-        self,
-        names: Sequence[str],
-        stats: Mapping[str, Mapping[str, float]],
-        num_samples: int,
-        extrapolate: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``values [S, C]`` (z-scored with the training ``stats``; zero where not asked) and
-        ``given [C]`` over the model's condition ``names``, for ``num_samples`` samples."""
-        ranges = {n: (s.get("min", -math.inf), s.get("max", math.inf)) for n, s in stats.items()}
-        raw = self.checked(names, ranges, num_samples, extrapolate)
-        given = ~raw.isnan().all(0)
-        mean = torch.tensor([stats[n]["mean"] if g else 0.0 for n, g in zip(names, given)], dtype=torch.float64)
-        std = torch.tensor([stats[n]["std"] if g else 1.0 for n, g in zip(names, given)], dtype=torch.float64)
-        return ((raw - mean) / std).nan_to_num(0.0).float(), given
+
+def normalize_conditions(
+    conditions: Mapping[str, RawValue] | None,
+    names: Sequence[str],
+    stats: Mapping[str, Mapping[str, float]],
+    num_samples: int,
+    extrapolate: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one place asked values become model inputs: ``values [S, C]`` z-scored with the
+    training ``stats`` a checkpoint stores (zero where not asked) and ``given [C]`` over the
+    model's condition ``names``, so sampling encodes a condition exactly as training did."""
+    ranges = {n: (s.get("min", -math.inf), s.get("max", math.inf)) for n, s in stats.items()}
+    raw = check_conditions(conditions, names, ranges, num_samples, extrapolate)
+    given = ~raw.isnan().all(0)
+    mean = torch.tensor([stats[n]["mean"] if g else 0.0 for n, g in zip(names, given)], dtype=torch.float64)
+    std = torch.tensor([stats[n]["std"] if g else 1.0 for n, g in zip(names, given)], dtype=torch.float64)
+    return ((raw - mean) / std).nan_to_num(0.0).float(), given

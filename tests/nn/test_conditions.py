@@ -116,22 +116,3 @@ def test_conditions_are_encoded_identically_in_training_and_sampling(tmp_path, m
     assert torch.allclose(s_emb[0], emb[row], atol=1e-6), "same embedding (EMA copy == weights at lr 0)"
     assert torch.equal(model.ema.module.conditions.cdf_knots, model.net.conditions.cdf_knots)
     assert torch.equal(model.ema.module.conditions.bin_edges, model.net.conditions.bin_edges)
-
-
-def test_conditions_normalise_with_the_training_statistics():
-    from nag.errors import ConfigError, UnknownMetric
-    from nag.nn.conditions import Conditions
-
-    stats = {"acc": {"mean": 90.0, "std": 2.0, "min": 80.0, "max": 94.0}, "lat": {"mean": 3.0, "std": 1.0}}
-    asked = Conditions({"acc": [92.0, 94.0], "lat": 1.0})
-    assert dict(asked) == {"acc": [92.0, 94.0], "lat": 1.0} and len(asked) == 2
-    values, given = asked.normalize(["lat", "acc", "params"], stats, 2)
-    assert given.tolist() == [True, True, False]
-    assert values.tolist() == [[-2.0, 1.0, 0.0], [-2.0, 2.0, 0.0]]
-    with pytest.raises(UnknownMetric, match="trained with conditions lat, acc"):
-        Conditions({"flops": 1.0}).normalize(["lat", "acc"], stats, 1)
-    with pytest.raises(ConfigError, match=r"outside the training range \[80, 94\]"):
-        Conditions({"acc": 95.0}).normalize(["acc"], stats, 1)
-    assert Conditions({"acc": 95.0}).normalize(["acc"], stats, 1, extrapolate=True)[0].item() == 2.5
-    with pytest.raises(ConfigError, match="one finite value or 3"):
-        Conditions({"acc": [90.0, 91.0]}).normalize(["acc"], stats, 3)
