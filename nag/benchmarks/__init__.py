@@ -1,7 +1,6 @@
 """Tabular benchmarks: measured metrics of a space's architectures, read from real tables."""
 
 from nag.benchmarks.base import Benchmark
-from nag.benchmarks.latency_table import LatencyTableBenchmark
 from nag.benchmarks.nb101 import NB101Benchmark
 from nag.benchmarks.nb201 import NB201Benchmark
 from nag.benchmarks.nbgraph import NBGraphBenchmark
@@ -9,7 +8,6 @@ from nag.benchmarks.ofa_latency import OFALatencyBenchmark
 
 __all__ = [
     "Benchmark",
-    "LatencyTableBenchmark",
     "NB101Benchmark",
     "NB201Benchmark",
     "NBGraphBenchmark",

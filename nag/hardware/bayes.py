@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torchmetrics.functional import spearman_corrcoef
 
 #: Prior variance of the intercept, in standardised units (the K points' spread is 1).
 INTERCEPT_VARIANCE = 10.0
@@ -215,27 +217,11 @@ def student_t_quantile(q: float, dof: float) -> float:
 # --- ranking --------------------------------------------------------------------------------
 
 
-def rankdata(values: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean of their positions), 0-based."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_values = values[order]
-    boundaries = np.flatnonzero(np.diff(sorted_values) != 0) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(values)]])
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = 0.5 * (s + e - 1)
-    return ranks
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN pairs are dropped."""
+    """Spearman's rank correlation (torchmetrics; average ranks for ties) of the finite pairs;
+    NaN with fewer than 3 of them or a constant side."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3:
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
         return math.nan
-    ra, rb = rankdata(a[keep]), rankdata(b[keep])
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    return float(ra @ rb / denom) if denom > 0 else math.nan
+    return float(spearman_corrcoef(torch.from_numpy(a[keep]), torch.from_numpy(b[keep])))

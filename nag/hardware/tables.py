@@ -9,6 +9,7 @@ rows than the adaptation needs.
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Sequence
@@ -17,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nag.benchmarks.latency_table import ARCH_COLUMN, LATENCY_COLUMN, read_latency_rows
 from nag.errors import ConfigError, DataFileError, InvalidArchitecture
 from nag.spaces.base import Arch, SearchSpace
 
 #: Rows a device table must have by default (the issue's "10+ measurements").
 MIN_ROWS = 10
+ARCH_COLUMN = "arch"
+LATENCY_COLUMN = "latency"
 
 
 def _line(text: object) -> str:
@@ -72,6 +74,44 @@ class DeviceTable:
             np.concatenate([self.latencies, [v for _, v in new]]),
             self.path,
         )
+
+
+def read_latency_rows(file: Path) -> list[tuple[int, str, float]]:
+    """``(line, arch string, latency)`` per data row of an ``arch,latency`` CSV (line numbers
+    count the header as 1; blank rows skipped; other columns ignored)."""
+    example = f"{ARCH_COLUMN},{LATENCY_COLUMN}"
+    try:
+        with file.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = [(h or "").strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            raw = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataFileError(f"{file}: not a readable CSV ({type(e).__name__}); save it as UTF-8 text") from None
+    missing = [c for c in (ARCH_COLUMN, LATENCY_COLUMN) if c not in header]
+    if missing:
+        raise DataFileError(
+            f"{file}: line 1: missing column(s) {', '.join(map(repr, missing))} (found {header}); "
+            f"the first line must be the header '{example}'"
+        )
+    rows = []
+    for line, row in enumerate(raw, start=2):
+        text, cell = (row.get(ARCH_COLUMN) or "").strip(), (row.get(LATENCY_COLUMN) or "").strip()
+        if not text and not cell:
+            continue  # blank line
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise DataFileError(
+                f"{file}: row {line}: latency {cell!r} of {text!r} is not a positive finite number; "
+                "re-measure it or drop the row"
+            )
+        rows.append((line, text, value))
+    if not rows:
+        raise DataFileError(f"{file}: no data rows under the header; add one row per measured architecture")
+    return rows
 
 
 def read_device_table(path: str | Path, space: SearchSpace, min_rows: int = MIN_ROWS) -> DeviceTable:
