@@ -27,25 +27,23 @@ Writes benchmarks/results/cell_flow.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, command, fit, markdown_table, write_report
 from torchmetrics.functional import spearman_corrcoef
 
 from nag.benchmarks import NB201Benchmark
 from nag.datamodules.zc_cells import ZCCellDataModule
 from nag.generation import decode_samples
 from nag.io.checkpoints import load_module
-from nag.io.fit_cache import fit_cached
 from nag.lightning_modules.cell_encoder import CellEncoderModule
 from nag.lightning_modules.cell_flow import CellFlowModule
 from nag.spaces import NB201Space
 
-ROOT = Path(__file__).resolve().parents[1]
 METRIC = "cifar10_test_200ep"
 PROXIES = ["synflow", "snip", "grad_norm", "jacov", "nwot", "fisher", "params", "flops"]
 
@@ -114,14 +112,14 @@ def fit_models(args: argparse.Namespace) -> None:
     data = [f"--data.init_args.path={args.zc}"]
     if args.encoder is None:
         config = ROOT / "configs" / "nb201" / "cell_encoder.yaml"
-        args.encoder = str(fit_cached(config, args.run_dir, [*data, f"--trainer.max_epochs={args.encoder_epochs}"]))
+        args.encoder = str(fit(config, args.run_dir, [*data, f"--trainer.max_epochs={args.encoder_epochs}"])[0])
     if args.flow is None:
         overrides = [
             *data,
             f"--trainer.max_epochs={args.flow_epochs}",
             f"--model.init_args.encoder_ckpt={args.encoder}",
         ]
-        args.flow = str(fit_cached(ROOT / "configs" / "nb201" / "cell_flow.yaml", args.run_dir, overrides))
+        args.flow = str(fit(ROOT / "configs" / "nb201" / "cell_flow.yaml", args.run_dir, overrides)[0])
 
 
 def main() -> None:
@@ -136,7 +134,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quantile", type=float, default=0.95)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     for path in (args.zc, args.nb201, args.encoder, args.flow):
         if path is not None and not Path(path).is_file():
@@ -209,11 +207,9 @@ def main() -> None:
     base = report["methods"]["flow, unconditional"]["acc_mean"]["mean"]
     for m in report["methods"].values():
         m["acc_ratio_vs_unconditional"] = m["acc_mean"]["mean"] / base
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cell_flow.json").write_text(json.dumps(report, indent=1))
-    (out / "cell_flow.md").write_text(markdown(report, args))
-    print(markdown(report, args))
+    text = markdown(report, args)
+    write_report(Path(args.out) / "cell_flow", command(__file__), report, text)
+    print(text)
 
 
 def markdown(r: dict, args: argparse.Namespace) -> str:
@@ -244,26 +240,35 @@ def markdown(r: dict, args: argparse.Namespace) -> str:
             "acc ratio = mean accuracy / the unconditional flow's."
         ),
         "",
-        "| method | invalid | unique | novel | C10 acc mean | median | top-5% share | synflow pct | nwot pct "
-        "| acc ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, m in r["methods"].items():
-        f = {k: v for k, v in m.items() if isinstance(v, dict)}
-        lines.append(
-            f"| {name} | {f['invalid_share']['mean']:.3f} | {f['unique']['mean']:.0f} | "
-            f"{f['novel_share']['mean']:.2f} | "
-            f"{f['acc_mean']['mean']:.2f} ± {f['acc_mean']['std']:.2f} | {f['acc_median']['mean']:.2f} | "
-            f"{f['top5pct_share']['mean']:.3f} | {f['synflow_percentile']['mean']:.2f} | "
-            f"{f['nwot_percentile']['mean']:.2f} | {m['acc_ratio_vs_unconditional']:.3f} |"
-        )
-    lines += [
-        "",
-        "Reproduce:",
-        "",
-        "```",
-        *(line.strip() for line in __doc__.split("\n\n")[-1].split("Writes")[0].strip().splitlines()),
-        "```",
+        *markdown_table(
+            [
+                "method",
+                "invalid",
+                "unique",
+                "novel",
+                "C10 acc mean",
+                "median",
+                "top-5% share",
+                "synflow pct",
+                "nwot pct",
+                "acc ratio",
+            ],
+            (
+                [
+                    name,
+                    f"{m['invalid_share']['mean']:.3f}",
+                    f"{m['unique']['mean']:.0f}",
+                    f"{m['novel_share']['mean']:.2f}",
+                    f"{m['acc_mean']['mean']:.2f} ± {m['acc_mean']['std']:.2f}",
+                    f"{m['acc_median']['mean']:.2f}",
+                    f"{m['top5pct_share']['mean']:.3f}",
+                    f"{m['synflow_percentile']['mean']:.2f}",
+                    f"{m['nwot_percentile']['mean']:.2f}",
+                    f"{m['acc_ratio_vs_unconditional']:.3f}",
+                ]
+                for name, m in r["methods"].items()
+            ),
+        ),
     ]
     return "\n".join(lines) + "\n"
 

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from common import RESULTS, ROOT, command, figure, fit, markdown_table, write_report
+from matplotlib.figure import Figure
 
 from nag.benchmarks import NB201Benchmark
 from nag.datamodules import ArchitectureDataModule
@@ -41,11 +43,9 @@ from nag.generation.baseline import UniformRandom
 from nag.generation.budget import true_values, within_budget
 from nag.generation.pareto import ParetoSweep, pareto_sweep
 from nag.io.checkpoints import load_module
-from nag.io.fit_cache import fit_cached, fit_record
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.metrics.pareto import hypervolume
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "nb201" / "discrete_diffusion.yaml"
 ACC, LAT = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 CONDITIONS = [ACC, LAT]
@@ -64,7 +64,7 @@ MODEL_SOURCES = [
 ]
 
 
-def fit(args: argparse.Namespace) -> tuple[Path, float]:
+def fit_model(args: argparse.Namespace) -> tuple[Path, float]:
     """``nag fit`` on the repository config with the two conditions, and its wall-clock seconds;
     reused (with the seconds it took then) when trained with the same epochs, seed, config and
     code (:func:`nag.io.fit_cache.fit_cached`)."""
@@ -80,8 +80,7 @@ def fit(args: argparse.Namespace) -> tuple[Path, float]:
         f"--data.init_args.targets={targets}",
         f"--data.init_args.benchmark.init_args.path={args.nb201}",
     ]
-    ckpt = fit_cached(CONFIG, args.run_dir, overrides, extra={"code": fingerprint}, quiet=False, refit=args.retrain)
-    return ckpt, fit_record(CONFIG, args.run_dir, overrides, extra={"code": fingerprint})["seconds"]
+    return fit(CONFIG, args.run_dir, overrides, extra={"code": fingerprint}, quiet=False, refit=args.retrain)
 
 
 def data_module(bench: NB201Benchmark, seed: int) -> ArchitectureDataModule:
@@ -165,13 +164,8 @@ def pareto_row(name: str, sweep: ParetoSweep, median_ref: np.ndarray) -> dict[st
     }
 
 
-def plot(sweeps: dict[str, ParetoSweep], budget: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+def plot(sweeps: dict[str, ParetoSweep], budget: float) -> Figure:
+    fig, ax = figure(figsize=(6.4, 4.6))
     truth = next(iter(sweeps.values())).true_front.points
     ax.step(truth[::-1, 1], truth[::-1, 0], where="post", color="black", lw=2, label="true front (table)")
     for (name, sweep), color in zip(sweeps.items(), ("tab:red", "tab:blue", "tab:gray")):
@@ -193,8 +187,7 @@ def plot(sweeps: dict[str, ParetoSweep], budget: float, path: Path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("NB201: generated vs true Pareto fronts")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return fig
 
 
 def fmt(value: Any) -> str:
@@ -206,9 +199,7 @@ def fmt(value: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    return lines
+    return markdown_table(cols, ([fmt(r[c]) for c in cols] for r in rows))
 
 
 def main() -> None:
@@ -246,14 +237,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench_conditional"))
     parser.add_argument("--retrain", action="store_true")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if not Path(args.nb201).is_file():
         sys.exit(f"skipped: NB201 table not found at {args.nb201} (pass --nb201)")
     args.nb201 = str(Path(args.nb201).resolve())
     torch.set_num_threads(args.threads)
 
-    ckpt, train_seconds = fit(args)
+    ckpt, train_seconds = fit_model(args)
     bench = NB201Benchmark(args.nb201)
     dm = data_module(bench, args.seed)
     model = load_module(DiscreteDiffusionModule, ckpt, bench.space, "--ckpt")
@@ -323,9 +314,8 @@ def main() -> None:
     median_ref = np.array([np.median(acc), np.median(lat)])
     pareto_rows = [pareto_row(n, s, median_ref) for n, s in sweeps.items()]
 
-    command = " ".join(["python benchmarks/conditional.py", *sys.argv[1:]])
     report = {
-        "command": command,
+        "command": command(__file__),
         "benchmark": "nb201 conditional generation (accuracy x FPGA latency)",
         "checkpoint": str(ckpt),
         "epochs": args.epochs,
@@ -348,14 +338,7 @@ def main() -> None:
         "budget": budget_rows,
         "pareto": pareto_rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "conditional.json").write_text(json.dumps(report, indent=1))
-    plot(sweeps, budget, out / "conditional.png")
-
     lines = [
-        f"<!-- {command} -->",
-        "",
         (
             f"NB201, conditions {ACC} + {LAT}; DiscreteDiffusionModule from `{CONFIG.relative_to(ROOT)}`, "
             f"{args.epochs} epochs ({train_seconds:.0f} s) on CPU; ancestral sampling, {args.steps} steps, "
@@ -413,7 +396,7 @@ def main() -> None:
         "",
         "![Pareto fronts](conditional.png)",
     ]
-    (out / "conditional.md").write_text("\n".join(lines) + "\n")
+    write_report(Path(args.out) / "conditional", report["command"], report, "\n".join(lines), plot(sweeps, budget), 130)
     print("\n".join(lines))
 
 

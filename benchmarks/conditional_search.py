@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from statistics import median
@@ -34,15 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, command, fit, markdown_table, write_report
 
 from nag.benchmarks import NB201Benchmark
-from nag.generation import write_rows
-from nag.io.atomic import write_text_atomically
-from nag.io.fit_cache import fit_cached, fit_record
 from nag.search import ConditionalGenerationSearch, QueryOracle, RandomSearch, SearchResult
 from nag.search.report import format_summary, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "nb201" / "discrete_diffusion.yaml"
 METHODS = ("random", "conditional-generation", "conditional-generation+init")
 
@@ -66,8 +62,7 @@ def pretrain(args: argparse.Namespace) -> tuple[Path, float]:
         "--model.init_args.layers=1",
         "--model.init_args.heads=2",
     ]
-    checkpoint = fit_cached(CONFIG, Path(args.work), overrides)
-    return checkpoint, fit_record(CONFIG, Path(args.work), overrides)["seconds"]
+    return fit(CONFIG, Path(args.work), overrides)
 
 
 def top_cells(bench: NB201Benchmark, metric: str, fraction: float) -> tuple[float, int]:
@@ -148,18 +143,28 @@ def run_method(
     return runs, sources, stats
 
 
-def proposal_row(name: str, stats: list[dict[str, Any]]) -> str:
+PROPOSAL_KEYS = (
+    "seconds",
+    "train_seconds",
+    "sample_seconds",
+    "rounds",
+    "sampled",
+    "valid",
+    "in_table",
+    "new",
+    "distinct_new",
+    "generated_queries",
+)
+
+
+def proposal_row(name: str, stats: list[dict[str, Any]]) -> list[str]:
     """Medians over runs of what generation yielded, and seconds per run."""
 
     def med(key: str) -> str:
         values = [s[key] for s in stats if key in s]
         return f"{median(values):.4g}" if values else ""
 
-    return (
-        f"| {name} | {med('seconds')} | {med('train_seconds')} | {med('sample_seconds')} | {med('rounds')} | "
-        f"{med('sampled')} | {med('valid')} | {med('in_table')} | {med('new')} | {med('distinct_new')} | "
-        f"{med('generated_queries')} |"
-    )
+    return [name, *(med(key) for key in PROPOSAL_KEYS)]
 
 
 def main() -> None:
@@ -180,7 +185,7 @@ def main() -> None:
     parser.add_argument("--init-epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default=str(ROOT / "runs/bench_conditional_search"))
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bench = NB201Benchmark(args.data)
@@ -213,29 +218,23 @@ def write(
     init_ckpt: Path | None,
     init_seconds: float | None,
 ) -> None:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    ran = command(__file__)
     init_note = "" if init_seconds is None else f" of {init_seconds:.0f} s wall clock"
-    write_rows(
-        {
-            "command": command,
-            "args": vars(args),
-            "optimum": optimum,
-            "optimum_arch": bench.space.to_string(opt_arch),
-            "top1%_threshold": threshold,
-            "top1%_cells": top_count,
-            "init_ckpt": None if init_ckpt is None else str(init_ckpt),
-            "init_fit_seconds": init_seconds,
-            "results": results,
-        },
-        out / "conditional_search.json",
-    )
+    report = {
+        "command": ran,
+        "args": vars(args),
+        "optimum": optimum,
+        "optimum_arch": bench.space.to_string(opt_arch),
+        "top1%_threshold": threshold,
+        "top1%_cells": top_count,
+        "init_ckpt": None if init_ckpt is None else str(init_ckpt),
+        "init_fit_seconds": init_seconds,
+        "results": results,
+    }
     lines = [
-        f"<!-- {command} -->",
         f"# Conditional generation as search: NB201 {args.metric}, budget {args.budget}",
         "",
-        f"Command: `{command}` (torch threads: {args.threads}).",
+        f"Command: `{ran}` (torch threads: {args.threads}).",
         "",
         "Protocol: every label the conditional model trains on is a query on the target task (training "
         "data = the queried cells, nothing else); random search runs with the same seeds and budget; "
@@ -252,16 +251,18 @@ def write(
         "data = queried cells), so each was first reached by a random query (`init`: the random start; "
         "`random`: a fill-in when generation fell short) or proposed by generation (`generated`).",
         "",
-        "| method | target | reached | first query: median [25th, 75th] | per run | found by |",
-        "|---|---|---|---|---|---|",
     ]
+    held_out = []
     for name, r in results.items():
         for target, h in r["held_out_top"].items():
             q = "-" if h["median_first_query"] is None else f"{h['median_first_query']:g}"
             iqr = ", ".join("-" if v is None else f"{v:g}" for v in h["iqr"])
             per_run = ", ".join("-" if v is None else str(v) for v in h["first_query"])
             found = ", ".join(f"{k} {v}" for k, v in h["found_by"].items()) or "-"
-            lines.append(f"| {name} | {target} | {h['reached']:.0%} | {q} [{iqr}] | {per_run} | {found} |")
+            held_out.append([name, target, f"{h['reached']:.0%}", f"{q} [{iqr}]", per_run, found])
+    lines += markdown_table(
+        ["method", "target", "reached", "first query: median [25th, 75th]", "per run", "found by"], held_out
+    )
     lines += [
         "",
         "## Proposals and time per run (medians over runs)",
@@ -270,13 +271,24 @@ def write(
         "an isomorph of a queried cell (all samples); distinct new: distinct space keys among them, summed over "
         "rounds; generated: queries proposed by generation (the rest are the random start and fill-ins).",
         "",
-        "| method | s/run | train s | sample s | rounds | sampled | valid | in table | new | distinct new | "
-        "generated queries |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        *(proposal_row(name, r["proposals"]) for name, r in results.items()),
-        "",
+        *markdown_table(
+            [
+                "method",
+                "s/run",
+                "train s",
+                "sample s",
+                "rounds",
+                "sampled",
+                "valid",
+                "in table",
+                "new",
+                "distinct new",
+                "generated queries",
+            ],
+            (proposal_row(name, r["proposals"]) for name, r in results.items()),
+        ),
     ]
-    write_text_atomically(out / "conditional_search.md", "\n".join(lines))
+    write_report(Path(args.out) / "conditional_search", ran, report, "\n".join(lines))
     print(json.dumps({k: r["summary"].get("best@100") for k, r in results.items()}))
     print("\n".join(lines), flush=True)
 

@@ -36,7 +36,6 @@ Writes benchmarks/results/device_here.{json,md} and the K-cell tables under runs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -47,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, command, generation_checkpoint, markdown_table, write_report
 
 from nag.benchmarks import NB201Benchmark
 from nag.generation.baseline import UniformRandom
@@ -65,15 +65,10 @@ from nag.hardware import (
     write_latency_table,
 )
 from nag.hardware.measure import CLOCKS
-from nag.io.atomic import write_text_atomically
 from nag.report.tables import format_table
 from nag.spaces.base import SearchSpace
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TABLES = ROOT / "runs" / "benchmarks" / "device_here"
-GENERATOR = ROOT / "runs" / "benchmarks" / "generation" / "nb201" / "discrete" / "checkpoints" / "last.ckpt"
-COMMAND = "python benchmarks/device_here.py"
 ACCURACY, FPGA = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 #: Fractions of the budget whose FPGA equivalents condition the generator (one pool each).
 LEVELS = (0.6, 0.7, 0.8, 0.9)
@@ -93,7 +88,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=0.9, help="P(latency <= budget) for predicted feasibility")
     p.add_argument("--guidance", type=float, default=2.0, help="the generator's classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="seeds the K cells, the samples and the weights")
-    p.add_argument("--generator", default=str(GENERATOR), help="NB201 discrete diffusion checkpoint; 'none': skip")
+    p.add_argument(
+        "--generator",
+        default="auto",
+        help="NB201 discrete diffusion checkpoint; 'auto': benchmarks/generation.py's fit; 'none': skip",
+    )
     p.add_argument(
         "--score-generator",
         default="auto",
@@ -114,7 +113,8 @@ class Methods:
         accuracy = bench.column(ACCURACY)
         self.accuracy = lambda archs: np.array([accuracy[bench.index(a)] for a in archs])
         self.top = float(np.nanquantile(accuracy, 0.95))
-        path = Path(args.generator)
+        found = generation_checkpoint("nb201", "discrete") if args.generator == "auto" else None
+        path = found or Path(args.generator)
         self.generator = None
         if args.generator != "none" and path.is_file():
             import nag
@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         }
 
     report = {
-        "command": COMMAND,
+        "command": command(__file__, argv),
         "args": vars(args),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -325,10 +325,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "clocks": clocks,
     }
     report["seconds"] = time.perf_counter() - start
-    out = Path(args.out)
-    write_text_atomically(out.with_suffix(".json"), json.dumps(report, indent=1, default=float))
-    write_text_atomically(out.with_suffix(".md"), markdown(report))
-    print(markdown(report))
+    text = markdown(report)
+    write_report(args.out, report["command"], report, text)
+    print(text)
     return report
 
 
@@ -352,7 +351,6 @@ CLOCK_NAMES = {"wall": "wall clock (what a user waits)", "cpu": "CPU time of the
 def markdown(report: dict[str, Any]) -> str:
     m, a = report["machine"], report["args"]
     lines = [
-        f"<!-- {report['command']} -->",
         "# This machine as a device: time K cells, adapt, generate under the budget, time what was generated",
         "",
         f"Command: `{report['command']}` ({report['seconds']:.0f} s on {m['cores']} cores, {m['cpu']}, torch "
@@ -396,12 +394,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"{c['retest_spearman']:.3f}, median second/first {c['retest_median_ratio']:.3f}, median |log ratio| "
             f"{c['retest_median_abs_log_ratio']:.3f}.",
             "",
-            "| method | " + " | ".join(title for _, _, title in COLUMNS) + " |",
-            "|---|" + "---|" * len(COLUMNS),
-        ]
-        lines += [
-            f"| {name} | " + " | ".join(format(r[k], spec) if k in r else "-" for k, spec, _ in COLUMNS) + " |"
-            for name, r in c["methods"].items()
+            *markdown_table(
+                ["method", *(title for _, _, title in COLUMNS)],
+                (
+                    [name, *(format(r[k], spec) if k in r else "-" for k, spec, _ in COLUMNS)]
+                    for name, r in c["methods"].items()
+                ),
+            ),
         ]
         lines += ["", "Candidates:", ""]
         lines += [f"- {name}: {r['candidates']}" for name, r in c["methods"].items()]

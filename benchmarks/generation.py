@@ -25,8 +25,6 @@ Writes benchmarks/results/generation.json and .md.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,16 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from common import RESULTS, ROOT, command, fit, markdown_table, write_report
 
 import nag
-from nag.cli import main as nag_main
 from nag.datamodules import ArchitectureDataModule
 from nag.datamodules.from_config import datamodule_from_config
 from nag.generation import GeneratedSet, Generator, score_samples
 from nag.generation.baseline import UniformRandom
 from nag.metrics.generation import op_kl_divergence
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Shipped configs per space: (score diffusion, discrete diffusion).
 SPACES = {
     name: (ROOT / "configs" / name / "diffusion.yaml", ROOT / "configs" / name / "discrete_diffusion.yaml")
@@ -57,36 +54,17 @@ SPACES["cell"] = (
 DATA = {"nb201": "../shared/data/nb201/nb201.csv", "nb101": "../shared/data/nb101/nb101_1k.json"}
 
 
-def fit(config: Path, run_dir: Path, max_epochs: int | None) -> tuple[Path, float]:
-    """``nag fit`` on a shipped config; the last checkpoint and the seconds it took. A fit that
-    finished with the same config text and epochs is reused (``last.ckpt`` alone could be a
-    killed run's)."""
-    key = hashlib.sha1(config.read_bytes() + str(max_epochs).encode()).hexdigest()[:12]
-    done = run_dir / f"done-{key}.json"
-    if done.is_file():
-        record = json.loads(done.read_text())
-        return Path(record["checkpoint"]), record["train_seconds"]
-    args = [
-        "fit",
-        "--config",
-        str(config),
-        "--trainer.default_root_dir",
-        str(run_dir),
+def fit_shipped(config: Path, run_dir: Path, max_epochs: int | None) -> tuple[Path, float]:
+    """``nag fit`` on a shipped config (its own epochs unless ``max_epochs``) on the CPU; the last
+    checkpoint and the seconds it took."""
+    overrides = [
         "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-        "--test_after_fit=false",
-        "--generate_after_fit=0",
         "--trainer.callbacks=[]",
         "--trainer.accelerator=cpu",
+        *([f"--trainer.max_epochs={max_epochs}"] if max_epochs is not None else []),
     ]
-    if max_epochs is not None:
-        args.append(f"--trainer.max_epochs={max_epochs}")
-    start = time.perf_counter()
-    nag_main(args)
-    ckpt, seconds = max(run_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), time.perf_counter() - start
-    done.write_text(json.dumps({"checkpoint": str(ckpt), "train_seconds": seconds}))
-    return ckpt, seconds
+    return fit(config, run_dir, overrides)
 
 
 def row(
@@ -114,7 +92,7 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
     configs = dict(zip(("score", "discrete"), SPACES[label]))
     fits = {}
     for kind, config in configs.items():
-        ckpt, seconds = fit(config, Path(args.run_dir) / label / kind, args.max_epochs)
+        ckpt, seconds = fit_shipped(config, Path(args.run_dir) / label / kind, args.max_epochs)
         fits[kind] = {
             "config": str(config.relative_to(ROOT)),
             "checkpoint": str(ckpt),
@@ -208,7 +186,6 @@ METRIC_COLUMNS = ["{m}/in_table", "{m}/mean", "{m}/best", "{m}/top_share"]
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"<!-- {report['command']} -->",
         "# Generation: shipped configs through `nag.load_generator`",
         "",
         f"{report['samples']} samples per row (100 for the conditioned row), seed {report['seed']}, torch threads "
@@ -240,9 +217,10 @@ def markdown(report: dict[str, Any]) -> str:
                 "",
             ]
         cols = COLUMNS + ([c.format(m=m) for c in METRIC_COLUMNS] if m else []) + ["speed_vs_random"]
-        lines += ["| " + " | ".join(c.replace(f"{m}/", "") for c in cols) + " |", "|" + "---|" * len(cols)]
-        for r in space["rows"]:
-            lines.append("| " + " | ".join(r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in cols) + " |")
+        lines += markdown_table(
+            [c.replace(f"{m}/", "") for c in cols],
+            ([r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in cols] for r in space["rows"]),
+        )
         lines.append("")
     return "\n".join(lines)
 
@@ -258,25 +236,22 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=None, help="override the configs' epochs (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default="runs/benchmarks/generation")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     missing = [s for s in args.spaces if s in DATA and not Path(DATA[s]).is_file()]
     if missing:
         print(f"skipped {missing}: their tables are not under ../shared/data", file=sys.stderr)
     torch.set_num_threads(1)
     report = {
-        "command": "python benchmarks/generation.py " + " ".join(sys.argv[1:]),
+        "command": command(__file__),
         "samples": args.samples,
         "seed": args.seed,
         "torch_threads": torch.get_num_threads(),
         "spaces": [],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for label in (s for s in args.spaces if s not in missing):
         report["spaces"].append(evaluate_space(label, args))
-        (out / "generation.json").write_text(json.dumps(report, indent=1))  # after every space
-        (out / "generation.md").write_text(markdown(report))
+        write_report(Path(args.out) / "generation", report["command"], report, markdown(report))  # after every space
     print(markdown(report))
 
 

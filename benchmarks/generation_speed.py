@@ -35,7 +35,9 @@ resident memory. Speeds on a shared machine move with its load: read the ratios 
 sampler and to uniform random, measured in the same run (the report gives the load average
 at the start and the end of the run). On a machine other jobs load, run it with
 ``OMP_WAIT_POLICY=passive`` (recorded in the report): spinning OpenMP threads then cost more
-than a second thread gains.
+than a second thread gains. On the 2-core machine the results were measured on, threads that
+spun at barriers made 2 threads about 7x slower than 1; with passive waits 2 threads ran about
+as fast as 1 (valid/CPU-s close to valid/s), so its speeds are about one core's.
 
     python benchmarks/generation_speed.py
 Writes benchmarks/results/generation_speed.json, .md and .png.
@@ -59,6 +61,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, command, figure, fit, generation_checkpoint, markdown_table, write_report
+from matplotlib.figure import Figure
 
 import nag
 from nag.datamodules import ArchitectureDataModule
@@ -66,23 +70,16 @@ from nag.datamodules.from_config import datamodule_from_config
 from nag.diffusion.discrete import CategoricalDiffusion
 from nag.generation import GeneratedSet, Generator, score_samples
 from nag.generation.baseline import UniformRandom
-from nag.io.fit_cache import fit_cached
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
 from nag.metrics.generation import op_kl_divergence
 from nag.nn.dag_transformer import DagTransformer
 from nag.nn.graph_transformer import GraphTransformer
 
-ROOT = Path(__file__).resolve().parents[1]
 SPACES = ("nb201", "nbgraph")
 CONFIGS = {"score": "diffusion.yaml", "discrete": "discrete_diffusion.yaml"}
 #: (condition to maximise, condition set to a typical value among architectures that reach it)
 CONDITIONS = {"nb201": ("cifar10_test_200ep", "hwnb_cifar10_fpga_latency"), "nbgraph": ("valid_acc", "latency")}
 BATCH = 1000
-PASSIVE_NOTE = (
-    "OMP_WAIT_POLICY=passive: on a machine loaded by other jobs OpenMP threads that spin at barriers made "
-    "2 threads about 7x slower than 1; with passive waits 2 threads run about as fast as 1 there (valid/CPU-s "
-    "close to valid/s), so the speeds are about one core's. "
-)
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -115,19 +112,13 @@ def peak_rss() -> Iterator[dict[str, float]]:
         out["peak_mib"] = max(0, peak[0] - base) / 2**20
 
 
-@contextlib.contextmanager
-def todays_path() -> Iterator[None]:
-    """The original forward passes, dense posteriors and every sample through the discrete
-    denoiser (what sampled before issue 19)."""
-    classes = (DagTransformer, GraphTransformer, CategoricalDiffusion, DiscreteDiffusionModule)
-    saved = [c.reference for c in classes]
-    for c in classes:
-        c.reference = True
-    try:
-        yield
-    finally:
-        for c, value in zip(classes, saved):
-            c.reference = value
+def use_todays_path(generator: Generator) -> None:
+    """``generator``'s model switched to the original forward passes, dense posteriors and every
+    sample through the discrete denoiser (what sampled before issue 19): the ``reference`` of
+    each of its parts that has one."""
+    for part in generator.model.modules():
+        if isinstance(part, (DagTransformer, GraphTransformer, CategoricalDiffusion, DiscreteDiffusionModule)):
+            part.reference = True
 
 
 class Counter:
@@ -209,8 +200,8 @@ def todays_child_main(spec: dict[str, Any]) -> None:
     torch.set_num_threads(spec["threads"])
     gen = nag.load_generator(spec["checkpoint"], **spec["options"])
     args = argparse.Namespace(samples=spec["samples"], seed=spec["seed"])
-    with todays_path():
-        out = sample(gen, args, spec["steps"], spec["conditions"])
+    use_todays_path(gen)
+    out = sample(gen, args, spec["steps"], spec["conditions"])
     out["archs"] = [None if a is None else gen.space.to_string(a) for a in out["archs"]]
     print(json.dumps(out))
 
@@ -220,13 +211,14 @@ def timing_child_main(spec: dict[str, Any]) -> None:
     torch.set_num_threads(spec["threads"])
     gen = nag.load_generator(spec["checkpoint"], **spec["options"])
     seconds, valid = [], []
-    with todays_path() if spec["legacy"] else contextlib.nullcontext():
-        gen.sample(64, seed=10_000, steps=spec["steps"], conditions=spec["conditions"])
-        for i in range(spec["repeats"]):
-            tic = time.perf_counter()
-            result = gen.sample(BATCH, seed=spec["seed"] + i, steps=spec["steps"], conditions=spec["conditions"])
-            seconds.append(time.perf_counter() - tic)
-            valid.append(len(result.valid))
+    if spec["legacy"]:
+        use_todays_path(gen)
+    gen.sample(64, seed=10_000, steps=spec["steps"], conditions=spec["conditions"])
+    for i in range(spec["repeats"]):
+        tic = time.perf_counter()
+        result = gen.sample(BATCH, seed=spec["seed"] + i, steps=spec["steps"], conditions=spec["conditions"])
+        seconds.append(time.perf_counter() - tic)
+        valid.append(len(result.valid))
     print(json.dumps({"seconds": seconds, "valid": valid}))
 
 
@@ -382,13 +374,13 @@ def best(bench: Any, metric: str, values: np.ndarray) -> float:
 # --- set-up ---------------------------------------------------------------------------------
 def checkpoint(space: str, kind: str, args: argparse.Namespace) -> tuple[Path, str]:
     """The cached fit of the shipped config, or a fit made now (``--max-epochs`` of it)."""
-    cached = ROOT / "runs" / "benchmarks" / "generation" / space / kind / "checkpoints" / "last.ckpt"
-    if cached.is_file():
+    cached = generation_checkpoint(space, kind)
+    if cached is not None:
         return cached, "cached fit of benchmarks/generation.py (shipped config, its epochs)"
     config = ROOT / "configs" / space / CONFIGS[kind]
     overrides = ["--trainer.accelerator=cpu", "--trainer.logger=false", f"--trainer.max_epochs={args.max_epochs}"]
-    print(f"fitting {config} for {args.max_epochs} epochs (no cached fit at {cached})", flush=True)
-    ckpt = fit_cached(config, Path(args.run_dir) / space / kind, overrides)
+    print(f"fitting {config} for {args.max_epochs} epochs (benchmarks/generation.py fitted none)", flush=True)
+    ckpt, _ = fit(config, Path(args.run_dir) / space / kind, overrides)
     return ckpt, f"fitted here: {config.relative_to(ROOT)}, {args.max_epochs} epochs"
 
 
@@ -694,7 +686,6 @@ def fmt_load(load: Any) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"<!-- {report['command']} -->",
         "# Generation speed (issue 19)",
         "",
         "```",
@@ -705,7 +696,6 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['samples']} samples per row in batches of {BATCH}, torch threads {report['threads']}, seed "
         f"{report['seed']}, on {report['machine']}; load average (1, 5, 15 min) "
         f"{fmt_load(report.get('load_start'))} at the start, {fmt_load(report.get('load_end'))} at the end. "
-        f"{PASSIVE_NOTE if 'OMP_WAIT_POLICY=passive' in report['machine'] else ''}"
         "valid/s: valid architectures (after the space's projection) per "
         "second, decoding included; distinct/s: distinct architectures within each batch of 1,000 per second; "
         "nfe: network evaluations per batch; op KL against the generator's own training split; acc: mean true "
@@ -740,16 +730,29 @@ def markdown(report: dict[str, Any]) -> str:
                 "and median batch (valid architectures/s, decoding included). The best batch is the least "
                 "disturbed by other load on this shared machine.",
                 "",
-                "| generator | today | valid/s best (median) | new | valid/s best (median) | speed-up best (median) |",
-                "|---|---|---|---|---|---|",
+                *markdown_table(
+                    [
+                        "generator",
+                        "today",
+                        "valid/s best (median)",
+                        "new",
+                        "valid/s best (median)",
+                        "speed-up best (median)",
+                    ],
+                    (
+                        [
+                            h["generator"],
+                            h["today"],
+                            f"{h['today_best_valid_per_s']:.0f} ({h['today_median_valid_per_s']:.0f})",
+                            h["new"],
+                            f"{h['new_best_valid_per_s']:.0f} ({h['new_median_valid_per_s']:.0f})",
+                            f"×{h['speedup_best']:.1f} (×{h['speedup_median']:.1f})",
+                        ]
+                        for h in sp["head_to_head"]
+                    ),
+                ),
+                "",
             ]
-            for h in sp["head_to_head"]:
-                lines.append(
-                    f"| {h['generator']} | {h['today']} | {h['today_best_valid_per_s']:.0f} "
-                    f"({h['today_median_valid_per_s']:.0f}) | {h['new']} | {h['new_best_valid_per_s']:.0f} "
-                    f"({h['new_median_valid_per_s']:.0f}) | ×{h['speedup_best']:.1f} (×{h['speedup_median']:.1f}) |"
-                )
-            lines.append("")
         for sec in sp["sections"]:
             metric = sec["metric"][0]
             second = sec["metric"][1] if len(sec["metric"]) > 1 and sec.get("conditions") else None
@@ -778,7 +781,7 @@ def markdown(report: dict[str, Any]) -> str:
             ]
             cols += [f"mean {second}"] if second else []
             cols += ["peak MiB", "parity"]
-            lines += [f"### {sec['generator']}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            table = []
             for r in rows:
                 cells = [
                     r["method"],
@@ -802,34 +805,36 @@ def markdown(report: dict[str, Any]) -> str:
                 ]
                 cells += [fmt(r.get(f"{second}/mean"))] if second else []
                 cells += [fmt(r["peak_mib"], ".0f"), fmt(r.get("parity"))]
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
+                table.append(cells)
+            lines += [f"### {sec['generator']}", "", *markdown_table(cols, table), ""]
         if sp.get("memory"):
             lines += [
                 "### Peak memory of sampling 10,000 architectures (fresh process, fastest setting at parity)",
                 "",
-                "| generator | setting | seconds | valid | peak RSS MiB | added by sampling MiB |",
-                "|---|---|---|---|---|---|",
+                *markdown_table(
+                    ["generator", "setting", "seconds", "valid", "peak RSS MiB", "added by sampling MiB"],
+                    (
+                        [
+                            m["generator"],
+                            m["setting"],
+                            f"{m['seconds']:.1f}",
+                            m["valid"],
+                            f"{m['peak_rss_mib']:.0f}",
+                            f"{m['added_mib']:.0f}",
+                        ]
+                        for m in sp["memory"]
+                    ),
+                ),
+                "",
             ]
-            for m in sp["memory"]:
-                lines.append(
-                    f"| {m['generator']} | {m['setting']} | {m['seconds']:.1f} | {m['valid']} | "
-                    f"{m['peak_rss_mib']:.0f} | {m['added_mib']:.0f} |"
-                )
-            lines.append("")
     return "\n".join(lines)
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: dict[str, Any]) -> Figure:
     """Mean true accuracy against valid architectures/s: one row per space, one panel per generator."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     spaces = [sp for sp in report["spaces"] if sp["sections"]]
     cols = max((len(sp["sections"]) for sp in spaces), default=1)
-    fig, axes = plt.subplots(max(len(spaces), 1), cols, figsize=(4.6 * cols, 3.8 * max(len(spaces), 1)), squeeze=False)
+    fig, axes = figure(max(len(spaces), 1), cols, figsize=(4.6 * cols, 3.8 * max(len(spaces), 1)), squeeze=False)
     for ax in axes.flat:
         ax.set_visible(False)
     for i, sp in enumerate(spaces):
@@ -854,8 +859,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{sp['space']}: {sec['generator'][:45]}", fontsize=8)
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
@@ -876,7 +880,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=5, help="epochs of a fit made here when none is cached")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default="runs/benchmarks/generation_speed")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--h2h-rounds", type=int, default=2, help="alternations of the head-to-head timing")
     parser.add_argument("--h2h-repeats", type=int, default=2, help="batches of 1,000 per head-to-head process")
     parser.add_argument(
@@ -902,12 +906,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         report = json.loads((out / "generation_speed.json").read_text())
         head_to_head(report, args)
-        report["head_to_head_command"] = "python benchmarks/generation_speed.py " + " ".join(sys.argv[1:])
+        report["head_to_head_command"] = command(__file__)
         write(report, out)
         return
     torch.set_num_threads(args.threads)
     report = {
-        "command": "python benchmarks/generation_speed.py " + " ".join(sys.argv[1:]),
+        "command": command(__file__),
         "samples": args.samples,
         "threads": torch.get_num_threads(),
         "seed": args.seed,
@@ -916,11 +920,9 @@ def main() -> None:
         "load_start": os.getloadavg(),
         "spaces": [],
     }
-    out.mkdir(parents=True, exist_ok=True)
     for space in args.spaces:
         report["spaces"].append(evaluate_space(space, args))
-        (out / "generation_speed.json").write_text(json.dumps(report, indent=1, default=str))
-        (out / "generation_speed.md").write_text(markdown(report))
+        write_report(out / "generation_speed", report["command"], report, markdown(report))  # after every space
     if args.h2h_rounds > 0:
         head_to_head(report, args)
     report["load_end"] = os.getloadavg()
@@ -928,10 +930,11 @@ def main() -> None:
 
 
 def write(report: dict[str, Any], out: Path) -> None:
-    (out / "generation_speed.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "generation_speed.md").write_text(markdown(report))
-    plot(report, out / "generation_speed.png")
-    print(markdown(report))
+    """The report's three files: headed by the command of the whole run (the head-to-head rerun's
+    command is in the text)."""
+    text = markdown(report)
+    write_report(out / "generation_speed", report["command"], report, text, plot(report), dpi=110)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ fast test of this script).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -36,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import RESULTS, ROOT, command, fit, markdown_table, write_report
+
 CONFIGS = {
     "score": ROOT / "configs" / "nbgraph" / "diffusion.yaml",
     "discrete": ROOT / "configs" / "nbgraph" / "discrete_diffusion.yaml",
@@ -70,16 +70,10 @@ def refuse_without_cuda(device: str) -> None:
         sys.exit(2)
 
 
-def fit(kind: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """``nag fit`` of the shipped config in bf16-mixed for ``args.steps`` steps; its last checkpoint."""
-    from nag.cli import main as nag_main
-
-    run_dir = root / kind
-    argv = [
-        "fit",
-        "--config",
-        str(CONFIGS[kind]),
-        f"--trainer.default_root_dir={run_dir}",
+def fit_shipped(kind: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """``nag fit`` of the shipped config in bf16-mixed for ``args.steps`` steps, afresh (its time
+    is measured): its last checkpoint, and the seconds it took with the process's start-up."""
+    overrides = [
         f"--trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
         "--trainer.devices=1",
         "--trainer.precision=bf16-mixed",
@@ -87,17 +81,11 @@ def fit(kind: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "--trainer.max_epochs=10000",
         "--trainer.deterministic=false",
         "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         f"--trainer.limit_val_batches={1 if args.smoke else 4}",
-        "--test_after_fit=false",
-        "--generate_after_fit=0",
         *(SMOKE_MODELS[kind] + ["--data.init_args.train_size=64"] if args.smoke else []),
     ]
-    tic = time.perf_counter()
-    nag_main(argv)
-    seconds = time.perf_counter() - tic
-    ckpt = max(run_dir.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    ckpt, seconds = fit(CONFIGS[kind], root / kind, overrides, refit=True)
     return {"checkpoint": str(ckpt), "seconds": seconds, "steps": args.steps, "steps_per_s": args.steps / seconds}
 
 
@@ -245,7 +233,6 @@ def predict(ckpt: str, result: Any, space: Any, args: argparse.Namespace) -> dic
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"<!-- {report['command']} -->",
         "# GPU check (issue 19)",
         "",
         "```",
@@ -257,28 +244,51 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Fits (bf16-mixed)",
         "",
-        "| model | config | steps | seconds (start-up included) | steps/s | finite weights |",
-        "|---|---|---|---|---|---|",
-    ]
-    for kind, f in report["fits"].items():
-        lines.append(
-            f"| {kind} | `{Path(f['config']).relative_to(ROOT)}` | {f['steps']} | {f['seconds']:.1f} | "
-            f"{f['steps_per_s']:.1f} | {'yes' if f['finite'] else 'NO'} |"
-        )
-    lines += [
+        *markdown_table(
+            ["model", "config", "steps", "seconds (start-up included)", "steps/s", "finite weights"],
+            (
+                [
+                    kind,
+                    f"`{Path(f['config']).relative_to(ROOT)}`",
+                    f["steps"],
+                    f"{f['seconds']:.1f}",
+                    f"{f['steps_per_s']:.1f}",
+                    "yes" if f["finite"] else "NO",
+                ]
+                for kind, f in report["fits"].items()
+            ),
+        ),
         "",
         f"## Generation ({report['samples']} architectures, batch {report['batch']})",
         "",
-        "| generator | precision | seconds | valid/s (decoding included) | network samples/s | validity | raw validity "
-        "| peak GPU MiB | finite |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            [
+                "generator",
+                "precision",
+                "seconds",
+                "valid/s (decoding included)",
+                "network samples/s",
+                "validity",
+                "raw validity",
+                "peak GPU MiB",
+                "finite",
+            ],
+            (
+                [
+                    g["generator"],
+                    g["precision"],
+                    f"{g['seconds']:.2f}",
+                    f"{g['valid_per_s']:.0f}",
+                    f"{g['network_samples_per_s']:.0f}",
+                    f"{g['validity']:.3f}",
+                    f"{g['raw_validity']:.3f}",
+                    f"{g['peak_gpu_mib']:.0f}",
+                    "yes" if g["finite"] else "NO",
+                ]
+                for g in report["generation"]
+            ),
+        ),
     ]
-    for g in report["generation"]:
-        lines.append(
-            f"| {g['generator']} | {g['precision']} | {g['seconds']:.2f} | {g['valid_per_s']:.0f} | "
-            f"{g['network_samples_per_s']:.0f} | {g['validity']:.3f} | {g['raw_validity']:.3f} | "
-            f"{g['peak_gpu_mib']:.0f} | {'yes' if g['finite'] else 'NO'} |"
-        )
     s, d, p = report["score_vs_cpu"], report["discrete_vs_cpu"], report["predictor"]
     lines += [
         "",
@@ -313,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=None, help="architectures per generator (10,000; smoke 40)")
     parser.add_argument("--batch", type=int, default=None, help="sampling batch (10,000 on a GPU, 1,000 on a CPU)")
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "gpu_check"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     refuse_without_cuda(args.device)
     args.steps = args.steps or (2 if args.smoke else 300)
@@ -327,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     root = Path(args.run_dir) / time.strftime("%Y%m%d-%H%M%S")
     report: dict[str, Any] = {
-        "command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command(__file__, argv),
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)",
         "torch": torch.__version__,
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -338,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "failures": [],
     }
     for kind in CONFIGS:
-        record = fit(kind, args, root)
+        record = fit_shipped(kind, args, root)
         record.update(config=str(CONFIGS[kind]), finite=finite_weights(record["checkpoint"]))
         report["fits"][kind] = record
         if not record["finite"]:
@@ -379,11 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["total_seconds"] = time.perf_counter() - start
     report["pass"] = not report["failures"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "gpu.md").write_text(markdown(report))
-    print(markdown(report))
+    text = markdown(report)
+    write_report(Path(args.out) / "gpu", report["command"], report, text)
+    print(text)
     return 0 if report["pass"] else 1
 
 

@@ -28,8 +28,6 @@ Writes benchmarks/results/guidance_sweep.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from common import RESULTS, ROOT, command, figure, fit, markdown_table, write_report
+from matplotlib.figure import Figure
 
 import nag
 from nag.datamodules import ArchitectureDataModule
@@ -45,11 +45,9 @@ from nag.diffusion.guidance import check_same_sde, predictor_term
 from nag.generation import Generator, score_samples
 from nag.generation.baseline import UniformRandom
 from nag.io.checkpoints import load_module
-from nag.io.fit_cache import fit_cached, fit_record
 from nag.lightning_modules.predictor import PredictorModule
 from nag.spaces.base import Arch, SearchSpace
 
-ROOT = Path(__file__).resolve().parents[1]
 METRIC = "valid_acc"
 SCORE_CONFIG = ROOT / "configs" / "nbgraph" / "diffusion.yaml"
 DISCRETE_CONFIG = ROOT / "configs" / "nbgraph" / "discrete_diffusion.yaml"
@@ -58,7 +56,7 @@ PREDICTOR_CONFIG = ROOT / "configs" / "quickstart_predictor.yaml"
 PREDICTOR_OVERRIDES = ["--model.init_args.noise_aware=true", "--data.init_args.split=[0.5,0.1,0.4]"]
 
 
-def fit(
+def fit_shipped(
     name: str, config: Path, overrides: list[str], epochs: int | None, max_steps: int | None, run_dir: Path
 ) -> dict[str, Any]:
     """``nag fit`` on a shipped config; its last checkpoint, length and seconds. A finished fit
@@ -75,14 +73,8 @@ def fit(
     ]
     if max_steps:
         args.append(f"--trainer.max_steps={max_steps}")
-    fit_cached(config, run_dir / name, args, quiet=False)
-    record = fit_record(config, run_dir / name, args)
-    return {
-        "checkpoint": str(record["checkpoint"]),
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "train_seconds": record["seconds"],
-    }
+    checkpoint, seconds = fit(config, run_dir / name, args, quiet=False)
+    return {"checkpoint": str(checkpoint), "epochs": epochs, "max_steps": max_steps, "train_seconds": seconds}
 
 
 def given(path: str) -> dict[str, Any]:
@@ -136,7 +128,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         "predictor": (args.predictor_ckpt, PREDICTOR_CONFIG, PREDICTOR_OVERRIDES, args.predictor_epochs),
     }
     fits = {
-        name: given(ckpt) if ckpt else fit(name, config, overrides, epochs, args.max_steps, Path(args.run_dir))
+        name: given(ckpt) if ckpt else fit_shipped(name, config, overrides, epochs, args.max_steps, Path(args.run_dir))
         for name, (ckpt, config, overrides, epochs) in plan.items()
     }
     ode = nag.load_generator(fits["score"]["checkpoint"], normalize_guidance=True)
@@ -221,7 +213,6 @@ def markdown(report: dict[str, Any]) -> str:
         for k, v in report["fits"].items()
     )
     lines = [
-        f"<!-- {report['command']} -->",
         "# Guidance scale: quality vs diversity on NAS-Bench-Graph Cora",
         "",
         f"{report['samples']} samples per row, seed {report['seed']} in every row (only the scale changes), "
@@ -234,22 +225,15 @@ def markdown(report: dict[str, Any]) -> str:
         "1 conditional). Predicted mean: the noise-aware predictor's estimate on the clean samples. Time: "
         "seconds per sample, and as a ratio to uniform random in the same run.",
         "",
-        "| " + " | ".join(COLUMNS.values()) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *markdown_table(list(COLUMNS.values()), ([_cell(r[c]) for c in COLUMNS] for r in report["rows"])),
     ]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in report["rows"]]
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: dict[str, Any]) -> Figure:
     """Mean true accuracy against the distinct share, one line per generator and sampler
     through its scales."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = figure(figsize=(6.4, 4.6))
     random, *rest = report["rows"]
     for method in dict.fromkeys(r["method"] for r in rest):
         rows = [r for r in rest if r["method"] == method]
@@ -272,12 +256,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title("Guidance scale (labels): quality vs diversity, NB-Graph Cora")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -304,22 +286,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predictor-ckpt", default=None, help="a noise-aware valid_acc predictor on the score SDE")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models: 1 is fastest)")
     parser.add_argument("--run-dir", default="runs/benchmarks/guidance_sweep")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = {
-        "command": "python benchmarks/guidance_sweep.py " + " ".join(argv),
+        "command": command(__file__, argv),
         "samples": args.samples,
         "seed": args.seed,
         "torch_threads": torch.get_num_threads(),
         **sweep(args),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "guidance_sweep.json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
-    (out / "guidance_sweep.md").write_text(text)
-    plot(report, out / "guidance_sweep.png")
+    write_report(Path(args.out) / "guidance_sweep", report["command"], report, text, plot(report), dpi=150)
     print(text)
 
 

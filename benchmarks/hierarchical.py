@@ -19,14 +19,13 @@ Writes benchmarks/results/hierarchical.json and .md.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, command, markdown_table, write_report
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nag.report import tables
@@ -38,7 +37,6 @@ from nag.search.hierarchical import (
     run_hierarchical_search,
 )
 
-RESULTS = Path(__file__).parent / "results"
 CONFIG = "configs/hierarchical/pipeline.yaml"
 
 
@@ -81,14 +79,12 @@ def main(argv: list[str]) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     report = run_hierarchical_search(**settings)
     report["benchmark"] = {
-        "command": " ".join(["python benchmarks/hierarchical.py", *argv]),
+        "command": command(__file__, argv),
         "wall_seconds": time.perf_counter() - wall,
         "cpu_seconds": time.process_time() - cpu,
         "threads": torch.get_num_threads(),
     }
     report["ablation_share_before_check"] = ablation(settings)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hierarchical.json").write_text(json.dumps(report, indent=1, default=float))
     s, b = report["summary"], report["benchmark"]
     per_seed = [
         {
@@ -136,14 +132,12 @@ def main(argv: list[str]) -> None:
         "",
         "Share within budget before the exact check, generation only (same models and seeds):",
         "",
-        "| cell generation | share (mean ± std over seeds) |",
-        "|---|---|",
-        *(
-            f"| {name} | {v['mean']:.3f} ± {v['std']:.3f} |"
-            for name, v in report["ablation_share_before_check"].items()
+        *markdown_table(
+            ["cell generation", "share (mean ± std over seeds)"],
+            ([name, f"{v['mean']:.3f} ± {v['std']:.3f}"] for name, v in report["ablation_share_before_check"].items()),
         ),
     ]
-    (RESULTS / "hierarchical.md").write_text("\n".join(lines) + "\n")
+    write_report(RESULTS / "hierarchical", b["command"], report, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -35,9 +34,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import yaml
+from common import RESULTS, ROOT, command, markdown_table, write_json, write_markdown
 from torchmetrics.functional import spearman_corrcoef
 
 from nag.datamodules.image_task import ImageTaskDataModule
+from nag.io.atomic import atomic_write
 from nag.io.checkpoints import load_module, read_checkpoint
 from nag.io.fit_cache import fit_cached
 from nag.lightning_modules import MetaPredictorModule
@@ -45,8 +46,6 @@ from nag.search.short_training import ImageTask, quiet_lightning, train_briefly
 from nag.spaces import NB201Space
 from nag.zc import load_images
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 #: task name -> (image file, classes); the same names are the columns of the scores CSV
 TASKS = {
     f"{file}_{part}": (file, classes)
@@ -126,15 +125,13 @@ def measure(args: argparse.Namespace) -> dict:
         t0 = time.process_time()
         columns[name], task_epochs[name] = measure_task(space, cells, name, args, args.seed)
         task_cpu[name] = time.process_time() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
+    with atomic_write(args.out, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["arch_str", *columns])
         for i, cell in enumerate(cells):
             writer.writerow([space.to_string(cell), *(f"{columns[t][i]:.4f}" for t in columns)])
     return {
-        "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
+        "command": command(__file__),
         "cells": args.cells,
         "width_C": args.width,
         "cells_per_stage_N": 1,
@@ -181,7 +178,7 @@ def retest(args: argparse.Namespace) -> dict:
             "mean_abs_diff": float(np.abs(first - again).mean()),
         }
     return {
-        "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
+        "command": command(__file__),
         "train_seed": args.train_seed,
         "tasks": result,
         "cpu_s": time.process_time() - start,
@@ -253,7 +250,7 @@ def meta(args: argparse.Namespace) -> dict:
                 flush=True,
             )
     return {
-        "command": "python benchmarks/image_tasks.py " + " ".join(sys.argv[1:]),
+        "command": command(__file__),
         "config": str(Path(args.config).resolve().relative_to(ROOT)),
         "seeds": args.seeds,
         "runs": runs,
@@ -279,24 +276,27 @@ def render(result: dict) -> str:
             "initial weights, and sees its batches in the same seeded order, on every task. "
             f"Total {m['cpu_s'] / 60:.1f} min CPU (1 thread).",
             "",
-            "| task | images | classes | epochs | mean acc | std | min | max |",
-            "|---|---|---|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "images", "classes", "epochs", "mean acc", "std", "min", "max"],
+                (
+                    [
+                        t,
+                        m["tasks"][t]["images"],
+                        m["tasks"][t]["classes"],
+                        m["tasks"][t]["epochs"],
+                        *(f"{a[k]:.3f}" for k in ("mean", "std", "min", "max")),
+                    ]
+                    for t, a in m["accuracy"].items()
+                ),
+            ),
         ]
-        for t, a in m["accuracy"].items():
-            spec = m["tasks"][t]
-            lines.append(
-                f"| {t} | {spec['images']} | {spec['classes']} | {spec['epochs']} | {a['mean']:.3f} | {a['std']:.3f} | "
-                f"{a['min']:.3f} | {a['max']:.3f} |"
-            )
         names = list(m["spearman"])
         lines += [
             "",
             "Cross-task Spearman of the cells' accuracies:",
             "",
-            "| | " + " | ".join(names) + " |",
-            "|---" * (len(names) + 1) + "|",
+            *markdown_table(["", *names], ([a, *(f"{m['spearman'][a][b]:.2f}" for b in names)] for a in names)),
         ]
-        lines += [f"| {a} | " + " | ".join(f"{m['spearman'][a][b]:.2f}" for b in names) + " |" for a in names]
         off = [m["spearman"][a][b] for a in names for b in names if a != b]
         lines += ["", f"Off-diagonal mean {np.mean(off):.2f}, min {min(off):.2f}, max {max(off):.2f}.", ""]
     r = result.get("retest")
@@ -312,10 +312,11 @@ def render(result: dict) -> str:
             "the seed, whereas the tasks of the table share theirs per cell, so part of the cross-task "
             "correlation is shared seed noise.",
             "",
-            "| task | Spearman (seed 0 vs retest) | mean abs. accuracy change |",
-            "|---|---|---|",
+            *markdown_table(
+                ["task", "Spearman (seed 0 vs retest)", "mean abs. accuracy change"],
+                ([t, f"{v['spearman']:.2f}", f"{v['mean_abs_diff']:.3f}"] for t, v in r["tasks"].items()),
+            ),
         ]
-        lines += [f"| {t} | {v['spearman']:.2f} | {v['mean_abs_diff']:.3f} |" for t, v in r["tasks"].items()]
         if m:
             off = [m["spearman"][a][b] for a in m["spearman"] for b in m["spearman"] if a != b]
             lines += [
@@ -341,15 +342,20 @@ def render(result: dict) -> str:
             "task). *dataset*: the task vector comes from images of the task (DatasetEncoder); *none*: the same "
             "model with the task vector zeroed, i.e. a predictor trained on the pooled other tasks.",
             "",
-            "| held-out task | dataset encoder | no task vector | difference |",
-            "|---|---|---|---|",
         ]
-        for held, by in r["runs"].items():
-            d, z = by["dataset"]["test_spearman_mean"], by["none"]["test_spearman_mean"]
-            lines.append(f"| {held} | {d:.3f} | {z:.3f} | {d - z:+.3f} |")
-        d = np.mean([by["dataset"]["test_spearman_mean"] for by in r["runs"].values()])
-        z = np.mean([by["none"]["test_spearman_mean"] for by in r["runs"].values()])
-        lines += [f"| **mean** | **{d:.3f}** | **{z:.3f}** | **{d - z:+.3f}** |", ""]
+        means = {
+            held: (by["dataset"]["test_spearman_mean"], by["none"]["test_spearman_mean"])
+            for held, by in r["runs"].items()
+        }
+        d, z = (float(np.mean(v)) for v in zip(*means.values()))
+        lines += markdown_table(
+            ["held-out task", "dataset encoder", "no task vector", "difference"],
+            [
+                *([held, f"{a:.3f}", f"{b:.3f}", f"{a - b:+.3f}"] for held, (a, b) in means.items()),
+                ["**mean**", f"**{d:.3f}**", f"**{z:.3f}**", f"**{d - z:+.3f}**"],
+            ],
+        )
+        lines.append("")
         pairs = np.array(
             [
                 a["test_spearman"] - b["test_spearman"]
@@ -367,11 +373,14 @@ def render(result: dict) -> str:
 
 
 def save(section: str, value: dict) -> None:
+    """``section`` of the JSON replaced by ``value``; the Markdown, rendered from every section, is
+    headed by the commands of all of them (each section is one stage's command)."""
     path = RESULTS / "image_tasks.json"
     result = json.loads(path.read_text()) if path.is_file() else {}
     result[section] = value
-    path.write_text(json.dumps(result, indent=1, allow_nan=False))
-    (RESULTS / "image_tasks.md").write_text(render(result))
+    write_json(path, result, allow_nan=False)
+    ran = " && ".join(result[s]["command"] for s in ("measure", "retest", "meta") if s in result)
+    write_markdown(RESULTS / "image_tasks.md", ran, render(result))
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ Writes benchmarks/results/macro_transformer.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -25,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from common import RESULTS, command, fit, markdown_table, write_report
 
 from nag.datamodules.from_config import datamodule_from_config
 from nag.datamodules.macro import MacroDataModule
 from nag.datamodules.macro_evolution import ZCFitness
 from nag.io.checkpoints import load_module
-from nag.io.fit_cache import fit_cached, fit_record
 from nag.lightning_modules.macro_transformer import MacroTransformerModule
 from nag.spaces.macro import MacroConstraints
 
@@ -65,7 +64,7 @@ def main() -> None:
     parser.add_argument("--zc-samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default="runs/benchmarks/macro_transformer", help="fits, reused by digest")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -80,8 +79,7 @@ def main() -> None:
         "--trainer.logger=false",
         "--trainer.enable_model_summary=false",
     ]
-    ckpt = fit_cached(args.config, args.run_dir, overrides)
-    train_seconds = fit_record(args.config, args.run_dir, overrides)["seconds"]
+    ckpt, train_seconds = fit(args.config, args.run_dir, overrides)
     model = load_module(MacroTransformerModule, ckpt, None, "--config")
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     val = trainer.validate(model, dm, verbose=False)[0]
@@ -139,9 +137,6 @@ def main() -> None:
     for stats in result["methods"].values():
         stats["both_ok_vs_random"] = stats["both_ok"]["mean"] / base if base else float("inf")
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "macro_transformer.json").write_text(json.dumps(result, indent=2))
     lines = [
         (
             f"Macro transformer: {result['records']} evolved architectures from {result['train_settings']} train "
@@ -149,24 +144,30 @@ def main() -> None:
             f"({train_seconds:.0f} s) on CPU. Shares are before any exact check (mean ± std over settings)."
         ),
         "",
-        "| method | params ok | FLOPs ok | both ok | both ok vs random | median params / budget (satisfiers) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, s in result["methods"].items():
-        cells = [f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in ("params_ok", "flops_ok", "both_ok")]
-        lines.append(f"| {name} | {' | '.join(cells)} | {s['both_ok_vs_random']:.2f} | {s['params_use']['mean']:.3f} |")
-    lines += [
+        *markdown_table(
+            ["method", "params ok", "FLOPs ok", "both ok", "both ok vs random", "median params / budget (satisfiers)"],
+            (
+                [
+                    name,
+                    *(f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in ("params_ok", "flops_ok", "both_ok")),
+                    f"{s['both_ok_vs_random']:.2f}",
+                    f"{s['params_use']['mean']:.3f}",
+                ]
+                for name, s in result["methods"].items()
+            ),
+        ),
         "",
         (
             f"ZC fitness ({dm.proxy}) of up to {args.zc_samples} satisfiers per setting, first "
             f"{args.zc_settings} test settings (mean ± std over settings):"
         ),
         "",
-        "| source | mean fitness | settings |",
-        "|---|---|---|",
+        *markdown_table(
+            ["source", "mean fitness", "settings"],
+            ([name, f"{s['mean']:.2f} ± {s['std']:.2f}", s["n"]] for name, s in result["zc_fitness"].items()),
+        ),
     ]
-    lines += [f"| {name} | {s['mean']:.2f} ± {s['std']:.2f} | {s['n']} |" for name, s in result["zc_fitness"].items()]
-    (out / "macro_transformer.md").write_text("\n".join(lines) + "\n")
+    write_report(Path(args.out) / "macro_transformer", command(__file__), result, "\n".join(lines))
     print("\n".join(lines))
 
 

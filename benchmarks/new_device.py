@@ -32,7 +32,25 @@ loop (K/2 random measurements, then K/2 proposed by ``propose_measurements`` in 
     python benchmarks/new_device.py --data ../shared/data
 
 Writes benchmarks/results/new_device.{json,md,png}; generator samples are cached under
-runs/benchmarks/new_device/.
+runs/benchmarks/new_device/. The JSON keeps per-table means over the draws
+(``prediction_per_table``, ``generation_per_table``) and the summaries of the Markdown.
+
+Reading the results:
+
+- Spearman is over all of a held-out table's other architectures (15,616 NB201 cells at K = 10),
+  including thousands of near-ties; MAPE is dominated by NB201 cells whose output is cut off
+  (raspi4 and pixel3 time them at ~0.01 ms against a median of ~25 ms), hence the median APE
+  beside it.
+- HW-NAS-Bench's EdgeTPU has no value for 4,699 cells (-1 in the table): those are not measured,
+  neither as sources nor as held-out truth; a nearest device with missing values predicts nothing
+  there (predicted share < 1 in the JSON).
+- The generator is the NB201 discrete diffusion of benchmarks/conditional.py (trained on an 80 %
+  split of the 9,445 NB201 cells with FLOPs, conditioned on CIFAR-10 accuracy and FPGA latency).
+  Its FPGA condition knows the FPGA device; when FPGA is held out it is conditioned on accuracy
+  only.
+- Generation is scored only where the truth is known: every NB201 cell is in the held-out table,
+  so within-budget shares and accuracies are exact. OFA has no accuracies and NAS-Bench-Graph's
+  latency is one GPU, so generation is scored on NB201 only.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 import zlib
@@ -51,6 +70,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, command, figure, fit, markdown_table, write_report
+from matplotlib.figure import Figure
 
 from nag.benchmarks import NB201Benchmark, NBGraphBenchmark, OFALatencyBenchmark
 from nag.benchmarks.nbgraph import DATASETS as NBGRAPH_DATASETS
@@ -73,12 +94,9 @@ from nag.hardware import (
 from nag.hardware.guidance import StateLatency, latency_budget_term
 from nag.hardware.sources import cost_columns, device_family, is_latency, joined_sources, source_values
 from nag.io.atomic import write_text_atomically
-from nag.io.fit_cache import fit_cached
+from nag.io.checkpoints import load_module
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "runs" / "benchmarks" / "new_device"
-COMMAND = "python benchmarks/new_device.py --data ../shared/data"
 ACCURACY = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep", "imagenet16": "imagenet16_test_200ep"}
 GEN_ACC, GEN_LAT = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 PREDICTORS = ("adapted", "flops", "nearest")
@@ -254,19 +272,20 @@ def generator_pools(path: Path, bench: NB201Benchmark, steps: int) -> tuple[dict
 def guided_models(data: Path) -> tuple[Any, Any, dict[str, Any]]:
     """The NB201 score generator of benchmarks/search.py (90 % split, 30 epochs) and a
     noise-aware CIFAR-10 accuracy predictor on the same split and SDE, for guided sampling
-    (fitted once, cached by :func:`~nag.io.fit_cache.fit_cached`)."""
+    (fitted once, cached by :func:`~nag.io.fit_cache.fit_cached`; the predictor is read back
+    weights-only, :func:`~nag.io.checkpoints.load_module`)."""
     import nag
     from nag.lightning_modules import PredictorModule
 
     common = ["--trainer.enable_progress_bar=false", "--trainer.logger=false", "--test_after_fit=false"]
     table = ["--data.init_args.benchmark.init_args.path", str((data / "nb201" / "nb201.csv").resolve())]
     split = "--data.init_args.split=[0.9, 0.05, 0.05]"
-    gen_ckpt = fit_cached(
+    gen_ckpt, _ = fit(
         ROOT / "configs/nb201/diffusion.yaml",
         ROOT / "runs" / "bench_search" / "nb201_generator",
         [*common, "--trainer.max_epochs", "30", split, *table],
     )
-    pred_ckpt = fit_cached(
+    pred_ckpt, _ = fit(
         ROOT / "configs/nb201/predictor.yaml",
         CACHE / "accuracy_predictor",
         [
@@ -281,7 +300,7 @@ def guided_models(data: Path) -> tuple[Any, Any, dict[str, Any]]:
         ],
     )
     generator = nag.load_generator(gen_ckpt, normalize_guidance=True, sampler="ode")
-    predictor = PredictorModule.load_from_checkpoint(pred_ckpt, map_location="cpu").eval()
+    predictor = load_module(PredictorModule, pred_ckpt, None, "--accuracy-predictor")
     return generator, predictor, {"guided_generator": str(gen_ckpt), "accuracy_predictor": str(pred_ckpt)}
 
 
@@ -652,8 +671,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# A new device from K measurements: few-shot latency prediction and generation under its budget",
         "",
-        f"Command: `{COMMAND}` ({report['seconds']:.0f} s, torch threads: {report['threads']}, on a 2-core machine "
-        "shared with other jobs; "
+        f"Command: `{report['command']}` ({report['seconds']:.0f} s, torch threads: {report['threads']}, on a "
+        f"{report['cores']}-core machine; "
         f"K in {report['ks']}, {report['draws']} draws of the K measured architectures per held-out table).",
         "",
         "Protocol: **leave-one-device-family-out**. Held out = one physical device with all its variants "
@@ -681,17 +700,25 @@ def markdown(report: dict) -> str:
         lines += [
             f"### {suite}",
             "",
-            "| K | method | Spearman | MAPE | median APE | 90% coverage |",
-            "|---|---|---|---|---|---|",
+            *markdown_table(
+                ["K", "method", "Spearman", "MAPE", "median APE", "90% coverage"],
+                (
+                    [
+                        s["K"],
+                        s["method"],
+                        f"{fmt(s['spearman'])} ± {fmt(s['spearman_std'], 2)}",
+                        fmt(s["mape"]),
+                        fmt(s["median_ape"]),
+                        fmt(s["coverage90"], 2),
+                    ]
+                    for s in sorted(
+                        (s for s in summary if s["suite"] == suite),
+                        key=lambda s: (s["K"], PREDICTORS.index(s["method"])),
+                    )
+                ),
+            ),
+            "",
         ]
-        for s in sorted(
-            (s for s in summary if s["suite"] == suite), key=lambda s: (s["K"], PREDICTORS.index(s["method"]))
-        ):
-            lines.append(
-                f"| {s['K']} | {s['method']} | {fmt(s['spearman'])} ± {fmt(s['spearman_std'], 2)} | {fmt(s['mape'])} "
-                f"| {fmt(s['median_ape'])} | {fmt(s['coverage90'], 2)} |"
-            )
-        lines.append("")
     per_table = report.get("per_table_k20", [])
     if per_table:
         lines += [
@@ -699,15 +726,15 @@ def markdown(report: dict) -> str:
             "",
             "Spearman of adapted / flops / nearest, and the source table the nearest device picked most often.",
             "",
-            "| table | adapted | flops | nearest | nearest picks |",
-            "|---|---|---|---|---|",
+            *markdown_table(
+                ["table", "adapted", "flops", "nearest", "nearest picks"],
+                (
+                    [r["table"], fmt(r["adapted"]), fmt(r["flops"]), fmt(r["nearest"]), r["nearest_device"]]
+                    for r in per_table
+                ),
+            ),
+            "",
         ]
-        for r in per_table:
-            lines.append(
-                f"| {r['table']} | {fmt(r['adapted'])} | {fmt(r['flops'])} | {fmt(r['nearest'])} "
-                f"| {r['nearest_device']} |"
-            )
-        lines.append("")
     gen = report.get("generation_summary")
     if gen:
         info, args = report.get("generator", {}), report["args"]
@@ -741,46 +768,61 @@ def markdown(report: dict) -> str:
             "mean - p90 = mean accuracy of the selected within-budget architectures minus the feasible cells' 90th "
             "percentile (pp); the last four columns: share of (table, draw) runs meeting each target.",
             "",
-            "| K | method | within budget | selected | gap pp | mean - p90 pp | runs >= 0.9 within "
-            "| runs >= 50 selected | runs gap <= 0.3 | runs mean >= p90 |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            *markdown_table(
+                [
+                    "K",
+                    "method",
+                    "within budget",
+                    "selected",
+                    "gap pp",
+                    "mean - p90 pp",
+                    "runs >= 0.9 within",
+                    "runs >= 50 selected",
+                    "runs gap <= 0.3",
+                    "runs mean >= p90",
+                ],
+                (
+                    [
+                        s["K"],
+                        s["method"],
+                        fmt(s["within_budget"]),
+                        fmt(s["selected"], 1),
+                        fmt(s["gap_pp"], 2),
+                        fmt(s["mean_minus_p90"], 2),
+                        fmt(s["share_within_ge_0.9"], 2),
+                        fmt(s["share_selected_ge_50"], 2),
+                        fmt(s["share_gap_le_0.3"], 2),
+                        fmt(s["share_mean_ge_p90"], 2),
+                    ]
+                    for s in sorted(gen, key=lambda s: (s["K"], s["method"]))
+                ),
+            ),
+            "",
         ]
-        for s in sorted(gen, key=lambda s: (s["K"], s["method"])):
-            lines.append(
-                f"| {s['K']} | {s['method']} | {fmt(s['within_budget'])} | {fmt(s['selected'], 1)} "
-                f"| {fmt(s['gap_pp'], 2)} | {fmt(s['mean_minus_p90'], 2)} | {fmt(s['share_within_ge_0.9'], 2)} "
-                f"| {fmt(s['share_selected_ge_50'], 2)} | {fmt(s['share_gap_le_0.3'], 2)} "
-                f"| {fmt(s['share_mean_ge_p90'], 2)} |"
-            )
-        lines.append("")
     targets = report.get("targets")
     if targets:
         methods = list(targets[0]["measured"])
         lines += [
             "## The issue's targets at K = 20 (NB201; measured value, met or not)",
             "",
-            "| target | " + " | ".join(methods) + " |",
-            "|---|" + "---|" * len(methods),
+            *markdown_table(
+                ["target", *methods],
+                (
+                    [t["target"], *(f"{t['measured'][m]} ({'yes' if t['met'][m] else 'no'})" for m in methods)]
+                    for t in targets
+                ),
+            ),
+            "",
         ]
-        for t in targets:
-            cells = [f"{t['measured'][m]} ({'yes' if t['met'][m] else 'no'})" for m in methods]
-            lines.append(f"| {t['target']} | " + " | ".join(cells) + " |")
-        lines.append("")
     lines += ["![Spearman and within-budget share against K](new_device.png)", ""]
-    lines += report.get("notes", [])
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(report: dict) -> Figure:
     summary = report["prediction_summary"]
     suites = list(dict.fromkeys(s["suite"] for s in summary))
     panels = len(suites) + (1 if report.get("generation_summary") else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
+    fig, axes = figure(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     for ax, suite in zip(axes[0], suites):
         for method in PREDICTORS:
             pts = sorted(
@@ -815,8 +857,7 @@ def plot(report: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 TARGET_METHODS = (
@@ -903,7 +944,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         entry["nearest_device"] = max(set(picks), key=picks.count) if picks else "-"
         per_table.append(entry)
     report = {
-        "command": COMMAND,
+        "command": command(__file__, argv),
+        "cores": os.cpu_count(),
         "args": vars(args),
         "ks": ks,
         "draws": args.draws,
@@ -919,34 +961,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     report["seconds"] = time.perf_counter() - start
     report["targets"] = targets_at(report)
-    report["notes"] = NOTES
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out.with_suffix(".json"), json.dumps(report, indent=1, default=float))
-    plot(report, out.with_suffix(".png"))
-    write_text_atomically(out.with_suffix(".md"), markdown(report))
-    print(f"wrote {out.with_suffix('.md')} ({report['seconds']:.0f} s)")
+    written = write_report(args.out, report["command"], report, markdown(report), plot(report))
+    print(f"wrote {written} ({report['seconds']:.0f} s)")
     return report
-
-
-NOTES = [
-    "## Notes",
-    "",
-    "- The JSON keeps per-table means over the draws (`prediction_per_table`, `generation_per_table`) and "
-    "the summaries above.",
-    "- Spearman is over all of a held-out table's other architectures (15,616 NB201 cells at K = 10), "
-    "including thousands of near-ties; MAPE is dominated by NB201 cells whose output is cut off (raspi4 and "
-    "pixel3 time them at ~0.01 ms against a median of ~25 ms), hence the median APE beside it.",
-    "- HW-NAS-Bench's EdgeTPU has no value for 4,699 cells (-1 in the table): those are not measured, neither "
-    "as sources nor as held-out truth; a nearest device with missing values predicts nothing there "
-    "(predicted share < 1 in the JSON).",
-    "- The generator is the NB201 discrete diffusion of benchmarks/conditional.py (trained on an 80 % split "
-    "of the 9,445 NB201 cells with FLOPs, conditioned on CIFAR-10 accuracy and FPGA latency). Its FPGA "
-    "condition knows the FPGA device; when FPGA is held out it is conditioned on accuracy only.",
-    "- Generation is scored only where the truth is known: every NB201 cell is in the held-out table, so "
-    "within-budget shares and accuracies are exact. OFA has no accuracies and NAS-Bench-Graph's latency is "
-    "one GPU, so generation is scored on NB201 only.",
-]
 
 
 if __name__ == "__main__":

@@ -30,18 +30,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from common import RESULTS, ROOT, command, figure, fit, write_report
+from matplotlib.figure import Figure
 
 from nag.benchmarks import NB201Benchmark, NBGraphBenchmark
 from nag.benchmarks.nbgraph import DATASETS
-from nag.generation import write_rows
-from nag.io.fit_cache import fit_cached
 from nag.search import LocalSearch, OtherTasksRanking, QueryOracle, RandomSearch, RegularizedEvolution, SourceTask
 from nag.search.bo import BayesianOptimization
 from nag.search.proposals import ProposalStats
 from nag.search.report import format_proposals, format_summary, summarize
 from nag.search.transfer import TransferSearch
 
-ROOT = Path(__file__).resolve().parents[1]
 NB201_TASKS = {
     "cifar10": "cifar10_test_200ep",
     "cifar100": "cifar100_test_200ep",
@@ -49,13 +48,13 @@ NB201_TASKS = {
 }
 
 
-def fit(config: str, root: Path, *overrides: str) -> Path:
+def fit_config(config: str, root: Path, *overrides: str) -> Path:
     """``nag fit`` with the repository's config, cached under ``root`` by config and overrides."""
-    return fit_cached(
+    return fit(
         ROOT / config,
         root,
         ["--trainer.enable_progress_bar=false", "--trainer.logger=false", "--test_after_fit=false", *overrides],
-    )
+    )[0]
 
 
 def tasks(args: argparse.Namespace) -> list[tuple[str, object, str, list[str], list[SourceTask]]]:
@@ -130,14 +129,9 @@ def strategies(args: argparse.Namespace, metas: list[Path], generator: Path | No
     return [make[m]() for m in args.methods]
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(results: dict) -> Figure:
     names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    fig, axes = figure(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         task = results[name]
         for method, runs in task["curves"].items():
@@ -151,7 +145,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("regret (median over seeds)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
 
 
 def main() -> None:
@@ -175,7 +169,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--regenerate", type=int, default=25)
     parser.add_argument("--work", default=str(ROOT / "runs/bench_search"))
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--name", default=None, help="results file stem (default: search_<space>)")
     args = parser.parse_args()
     args.tasks = args.tasks or (list(NB201_TASKS) if args.space == "nb201" else list(DATASETS))
@@ -187,7 +181,7 @@ def main() -> None:
     if {"transfer+generator", "bo+generator"} & set(args.methods):
         # architectures need no labels: train on 90% of the table (val/test must not be empty); the
         # candidates are what it generates, so the held-back 10% stay reachable
-        generator = fit(
+        generator = fit_config(
             f"configs/{args.space}/diffusion.yaml",
             work / f"{args.space}_generator",
             "--trainer.max_epochs",
@@ -201,7 +195,7 @@ def main() -> None:
         metas = []
         if any(m.startswith("transfer") for m in args.methods):
             metas = [
-                fit(
+                fit_config(
                     f"configs/{args.space}/meta_predictor.yaml",
                     work / f"{args.space}_meta_{name}_s{k}",
                     "--trainer.max_epochs",
@@ -251,16 +245,8 @@ PROTOCOL = (
 
 
 def write(results: dict, args: argparse.Namespace, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / (args.name or f"search_{args.space}")
-    command = "python benchmarks/search.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items()
-        if k not in ("work", "out") and v is not None
-    ).replace(str(ROOT.parent), "..")
-    write_rows({"command": command, "args": vars(args), "results": results}, stem.with_suffix(".json"))
+    ran = command(__file__)
     lines = [
-        f"<!-- {command} -->",
         f"# Search on {args.space}: best found vs queries",
         "",
         PROTOCOL.format(models=args.meta_seeds),
@@ -276,8 +262,8 @@ def write(results: dict, args: argparse.Namespace, out: Path) -> None:
         proposals = format_proposals(list(task["methods"].values()))
         if proposals:
             lines += ["What the generative methods' samples yielded, over all runs:", "", proposals, ""]
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    plot(results, stem.with_suffix(".png"))
+    report = {"command": ran, "args": vars(args), "results": results}
+    write_report(out / (args.name or f"search_{args.space}"), ran, report, "\n".join(lines), plot(results))
     print("\n".join(lines), flush=True)
 
 

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, command, markdown_table, write_report
 from torchmetrics.functional import spearman_corrcoef
 
 from nag.nn.flops import count_flops, count_params
 from nag.spaces import NB201Space
 from nag.zc import PROXIES, compute_proxies, image_batch
 
-ROOT = Path(__file__).resolve().parents[1]
 #: ``net`` tuples of NAS-Bench-Suite-Zero: op codes and the edge order they are listed in.
 ZC_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
 ZC_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -69,7 +68,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64, help="images per proxy batch (NASLib: 64)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = Path(args.data)
@@ -119,8 +118,7 @@ def main() -> None:
             "spearman_published_vs_cifar10_acc": spearman(published, acc)[0],
         }
     result = {
-        "command": f"python benchmarks/zc_validation.py --cells {args.cells} --seed {args.seed} "
-        f"--batch-size {args.batch_size}",
+        "command": command(__file__),
         "images": (
             f"MNIST ({args.batch_size} images, seed {args.seed}) resized to 3x32x32; published scores used CIFAR-10"
         ),
@@ -133,13 +131,8 @@ def main() -> None:
         "proxies": table,
         "per_cell": [{"net_str": r["net_str"], **v} for r, v in zip(sample, ours)],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "zc_validation.json").write_text(json.dumps(finite_or_none(result), indent=1))
     lines = [
         "# Zero-cost proxies vs NAS-Bench-Suite-Zero (NB201, CIFAR-10 scores)",
-        "",
-        f"`{result['command']}`",
         "",
         (
             f"{args.cells} seeded cells; ours computed on {result['images']}. "
@@ -149,19 +142,27 @@ def main() -> None:
             f"for all {len(PROXIES)} proxies ({result['torch_threads']} CPU thread)."
         ),
         "",
-        (
-            "| proxy | ρ ours vs published | ρ Gaussian-input baseline | ρ published params vs published | "
-            "ρ ours vs C10 acc | ρ published vs C10 acc |"
+        *markdown_table(
+            [
+                "proxy",
+                "ρ ours vs published",
+                "ρ Gaussian-input baseline",
+                "ρ published params vs published",
+                "ρ ours vs C10 acc",
+                "ρ published vs C10 acc",
+            ],
+            (
+                [
+                    name,
+                    f"{t['spearman_vs_published']:.3f} (n={t['pairs']})",
+                    f"{t['spearman_noise_inputs_vs_published']:.3f}",
+                    f"{t['spearman_published_params_vs_published']:.3f}",
+                    f"{t['spearman_ours_vs_cifar10_acc']:.3f}",
+                    f"{t['spearman_published_vs_cifar10_acc']:.3f}",
+                ]
+                for name, t in table.items()
+            ),
         ),
-        "|---|---|---|---|---|---|",
-    ]
-    for name, t in table.items():
-        lines.append(
-            f"| {name} | {t['spearman_vs_published']:.3f} (n={t['pairs']}) | "
-            f"{t['spearman_noise_inputs_vs_published']:.3f} | {t['spearman_published_params_vs_published']:.3f} | "
-            f"{t['spearman_ours_vs_cifar10_acc']:.3f} | {t['spearman_published_vs_cifar10_acc']:.3f} |"
-        )
-    lines += [
         "",
         (
             "ρ = Spearman rank correlation over the sampled cells (NaN values dropped; n = pairs kept). "
@@ -169,7 +170,7 @@ def main() -> None:
             "first. C10 acc = `cifar10_test_200ep` of `nb201.csv`."
         ),
     ]
-    (out / "zc_validation.md").write_text("\n".join(lines) + "\n")
+    write_report(Path(args.out) / "zc_validation", result["command"], finite_or_none(result), "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -82,16 +82,16 @@ class CategoricalDiffusion(nn.Module):
         edge_classes: classes of a directed pair (2: absent/present), or None when the
             topology is fixed and only nodes are diffused.
         T: number of diffusion steps.
-
-    ``CategoricalDiffusion.reference = True`` makes :meth:`reverse_probs` use the dense
-    matrices (:meth:`reverse_probs_dense`), for comparisons.
+        reference: make :meth:`reverse_probs` compute posteriors through the full
+            ``[..., K, K]`` matrices (:meth:`reverse_probs_dense`, the original path), for
+            comparisons.
     """
 
-    #: Compute posteriors through the full ``[..., K, K]`` matrices (the original path).
-    reference: bool = False
-
-    def __init__(self, max_nodes: int, node_classes: int, edge_classes: int | None, T: int = 500) -> None:
+    def __init__(
+        self, max_nodes: int, node_classes: int, edge_classes: int | None, T: int = 500, reference: bool = False
+    ) -> None:
         super().__init__()
+        self.reference = reference
         if T < 1:
             raise ValueError(f"T={T}: need at least one diffusion step")
         self.T = T

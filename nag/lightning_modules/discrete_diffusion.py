@@ -60,12 +60,12 @@ class DiscreteDiffusionModule(DiffusionModule):
         T: diffusion steps.
         edge_weight: weight of the edge cross-entropy (lambda).
         cond_drop: per-condition dropout probability in training.
+        reference: sample as before issue 19, for comparisons: the network on every sample,
+            shared inputs or not, the original transformer forward and dense posteriors. Not a
+            hyperparameter: checkpoints do not keep it.
     """
 
     generator_name = "discrete_diffusion"
-
-    #: Run the network on every sample, shared inputs or not (the sampler before issue 19; for comparisons).
-    reference: bool = False
 
     def __init__(
         self,
@@ -85,8 +85,10 @@ class DiscreteDiffusionModule(DiffusionModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
         ema_decay: float = 0.999,
+        reference: bool = False,
     ) -> None:
         super().__init__()
+        self.reference = reference
         targets = list(data_spec.get("targets", []))
         unknown = [c for c in conditions if c not in targets]
         if unknown:
@@ -96,16 +98,25 @@ class DiscreteDiffusionModule(DiffusionModule):
             )
         if len(set(conditions)) != len(conditions):
             raise ConfigError(f"model.init_args.conditions {list(conditions)} names a condition twice")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["reference"])
         self.condition_names = list(conditions)
         self.condition_columns = [targets.index(c) for c in conditions]
         self.fixed_topology = bool(data_spec.get("fixed_topology", False))
         n, v = data_spec["max_nodes"], data_spec["num_ops"]
         self.num_ops = v
-        self.diffusion = CategoricalDiffusion(n, v + 1, None if self.fixed_topology else EDGE_CLASSES, T)
+        self.diffusion = CategoricalDiffusion(n, v + 1, None if self.fixed_topology else EDGE_CLASSES, T, reference)
         self.net = ConditionalDenoiser(
             GraphTransformer(
-                v + 1, EDGE_CLASSES, n, dim, edge_dim, layers, heads, dropout, predict_edges=not self.fixed_topology
+                v + 1,
+                EDGE_CLASSES,
+                n,
+                dim,
+                edge_dim,
+                layers,
+                heads,
+                dropout,
+                predict_edges=not self.fixed_topology,
+                reference=reference,
             ),
             ConditionEncoder(self.condition_names, dim, binned, bins, cond_drop),
         )

@@ -11,8 +11,10 @@ the layout they always had:
 - attention is dense masked attention (``scaled_dot_product_attention`` with an additive
   mask) on the weights of the ``nn.MultiheadAttention`` each layer still holds.
 
-``DagTransformer.reference = True`` runs the original per-layer computation through
-``nn.MultiheadAttention`` instead; tests and the speed benchmark compare the two.
+``DagTransformer(..., reference=True)`` runs the original per-layer computation through
+``nn.MultiheadAttention`` instead; tests and the speed benchmark compare the two. It is a
+setting of the instance (its ``reference`` attribute), so one model's path never changes
+another's.
 """
 
 from __future__ import annotations
@@ -111,10 +113,9 @@ class DagTransformer(nn.Module):
     knows where ``A_t[i, j]`` stands (a thresholded mask alone would hide it). Attention is
     masked by :func:`dag_attention_mask`. With ``predict_edges`` the edge head scores every
     ordered pair ``(i, j)``; callers keep only ``i < j``, so samples are DAGs by construction.
+    With ``reference`` it runs the original per-layer ``nn.MultiheadAttention`` forward (for
+    comparisons).
     """
-
-    #: Run the original per-layer ``nn.MultiheadAttention`` forward (for comparisons).
-    reference: bool = False
 
     def __init__(
         self,
@@ -125,8 +126,10 @@ class DagTransformer(nn.Module):
         heads: int = 4,
         dropout: float = 0.0,
         predict_edges: bool = False,
+        reference: bool = False,
     ) -> None:
         super().__init__()
+        self.reference = reference
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
         self.op_in = nn.Linear(num_ops, dim)

@@ -3,8 +3,8 @@
 The forward fuses what it can without changing the parameters (checkpoints load as before):
 scale-and-shift as one ``addcmul``, the time embedding computed once when the whole batch shares
 its time, and a fixed graph's edge tokens embedded at batch 1 (they broadcast until the first
-edge update). ``GraphTransformer.reference = True`` runs the original computation instead;
-tests and the speed benchmark compare the two."""
+edge update). ``GraphTransformer(..., reference=True)`` (a setting of the instance) runs the
+original computation instead; tests and the speed benchmark compare the two."""
 
 from __future__ import annotations
 
@@ -87,11 +87,9 @@ class GraphTransformer(nn.Module):
     (forward, carrying the class of ``i -> j``), ``i > j`` (backward, carrying the class of
     ``j -> i``) or ``i = j``; so attention from a node to a predecessor differs from
     attention to a successor and direction is never lost. ``cond [B, D]`` (e.g. a
-    condition embedding) is added to the timestep embedding.
+    condition embedding) is added to the timestep embedding. With ``reference`` it runs the
+    original forward (for comparisons).
     """
-
-    #: Run the original forward (for comparisons).
-    reference: bool = False
 
     def __init__(
         self,
@@ -104,8 +102,10 @@ class GraphTransformer(nn.Module):
         heads: int = 4,
         dropout: float = 0.0,
         predict_edges: bool = True,
+        reference: bool = False,
     ) -> None:
         super().__init__()
+        self.reference = reference
         self.edge_classes = edge_classes
         self.node_in = nn.Embedding(node_classes, dim)
         self.edge_in = nn.Embedding(2 * edge_classes + 1, edge_dim)

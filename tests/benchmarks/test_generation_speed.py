@@ -3,18 +3,7 @@ benchmark itself needs trained generators and minutes of sampling)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generation_speed.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("generation_speed_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def row(kind: str, method: str, **kw) -> dict:
@@ -43,8 +32,8 @@ def row(kind: str, method: str, **kw) -> dict:
     return {**base, **kw}
 
 
-def test_parity_follows_the_issue_definition():
-    script = _script()
+def test_parity_follows_the_issue_definition(benchmark_script):
+    script = benchmark_script("generation_speed")
     today = row("today", "today", op_kl=0.002)
     rows = [
         row("random", "uniform random"),
@@ -63,8 +52,8 @@ def test_parity_follows_the_issue_definition():
     assert not nbgraph[0]["parity"] and math.isclose(nbgraph[0]["acc_gap_pp"], -0.3)
 
 
-def test_report_files(tmp_path):
-    script = _script()
+def test_report_files(tmp_path, benchmark_script):
+    script = benchmark_script("generation_speed")
     today = row("today", "today")
     rows = [row("random", "uniform random"), today, row("dpm", "dpm 5")]
     script.mark_parity(rows, today, "nb201")
@@ -95,9 +84,10 @@ def test_report_files(tmp_path):
             }
         ],
     }
-    md = script.markdown(report)
+    script.write(report, tmp_path)  # what a run writes: the Markdown headed by its command
+    md = (tmp_path / "generation_speed.md").read_text()
     assert md.splitlines()[0] == "<!-- python benchmarks/generation_speed.py --samples 1000 -->"
     assert "```\npython benchmarks/generation_speed.py --samples 1000\n```" in md
     assert "| dpm 5 |" in md and "10,000 architectures" in md
-    script.plot(report, tmp_path / "speed.png")
+    benchmark_script("common").save_figure(script.plot(report), tmp_path / "speed.png")
     assert (tmp_path / "speed.png").stat().st_size > 0

@@ -3,37 +3,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
-
-
-def _script():
-    """The script, loaded from its file (``benchmarks/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location("gpu_check_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
-def test_refuses_in_one_line_without_cuda(tmp_path: Path, capsys) -> None:
+def test_refuses_in_one_line_without_cuda(tmp_path: Path, capsys, benchmark_script) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        _script().main(["--out", str(tmp_path)])
+        benchmark_script("gpu_check").main(["--out", str(tmp_path)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no CUDA device" in err[0] and "--device cpu --smoke" in err[0]
     assert not list(tmp_path.iterdir())
 
 
-def test_cpu_smoke_runs_every_step_and_passes(tmp_path: Path, single_thread: None) -> None:
+def test_cpu_smoke_runs_every_step_and_passes(tmp_path: Path, single_thread: None, benchmark_script) -> None:
     out = tmp_path / "out"
-    code = _script().main(["--device", "cpu", "--smoke", "--out", str(out), "--run-dir", str(tmp_path / "runs")])
+    code = benchmark_script("gpu_check").main(
+        ["--device", "cpu", "--smoke", "--out", str(out), "--run-dir", str(tmp_path / "runs")]
+    )
     report = json.loads((out / "gpu.json").read_text())
     assert code == 0 and report["pass"], report["failures"]
     assert set(report["fits"]) == {"score", "discrete", "predictor"}

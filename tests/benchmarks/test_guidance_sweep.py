@@ -3,23 +3,12 @@ generator, 8 samples a row; the report has every column in every row and its thr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "guidance_sweep.py"
 
-
-def _script():
-    """The script, loaded from its file (``benchmarks/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location("guidance_sweep_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_sweep(tmp_path: Path, single_thread: None) -> None:
-    script = _script()
+def test_smoke_sweep(tmp_path: Path, single_thread: None, benchmark_script) -> None:
+    script = benchmark_script("guidance_sweep")
     out, runs = tmp_path / "out", tmp_path / "runs"
     script.main(
         [

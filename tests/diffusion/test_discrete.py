@@ -228,6 +228,6 @@ def test_reference_flag_switches_to_the_dense_posterior(monkeypatch):
     )
     d.reverse_probs("nodes", z, probs, 3, 1)
     assert not calls
-    monkeypatch.setattr(CategoricalDiffusion, "reference", True)
+    d.reference = True
     d.reverse_probs("nodes", z, probs, 3, 1)
     assert calls

@@ -361,17 +361,18 @@ def test_distinct_inputs_share_exactly_the_samples_whose_inputs_agree():
 TRAINED = sorted(Path(ROOT, "runs", "benchmarks", "generation").glob("*/discrete/checkpoints/last.ckpt"))
 
 
-def _original_path(monkeypatch) -> None:
+def _original_path(model: DiscreteDiffusionModule) -> None:
+    """``model``, its transformers (the EMA copy's too) and its diffusion on the original path."""
     from nag.diffusion.discrete import CategoricalDiffusion
     from nag.nn.graph_transformer import GraphTransformer
 
-    monkeypatch.setattr(GraphTransformer, "reference", True)
-    monkeypatch.setattr(CategoricalDiffusion, "reference", True)
-    monkeypatch.setattr(DiscreteDiffusionModule, "reference", True)
+    for part in model.modules():
+        if isinstance(part, (GraphTransformer, CategoricalDiffusion, DiscreteDiffusionModule)):
+            part.reference = True
 
 
 @pytest.mark.parametrize("space", ["nbgraph", "nb201"])
-def test_lean_sampling_draws_what_the_original_path_drew(space, nbgraph_dm, request, monkeypatch):
+def test_lean_sampling_draws_what_the_original_path_drew(space, nbgraph_dm, request):
     """Closed-form posteriors, the lean forward, the batch-1 fixed graph and one network row per
     distinct input change no sample: same seed, same architectures (to float noise in the
     probabilities, which no draw here crosses)."""
@@ -384,14 +385,14 @@ def test_lean_sampling_draws_what_the_original_path_drew(space, nbgraph_dm, requ
         cond = None
     model.eval()
     new = model.sample_graphs(40, steps=5, seed=1, conditions=cond, guidance_scale=2.0)
-    _original_path(monkeypatch)
+    _original_path(model)
     old = model.sample_graphs(40, steps=5, seed=1, conditions=cond, guidance_scale=2.0)
     assert all(torch.equal(new[k], old[k]) for k in new)
 
 
 @pytest.mark.skipif(not TRAINED, reason="no cached fit under runs/benchmarks/generation (benchmarks/generation.py)")
 @pytest.mark.parametrize("path", TRAINED, ids=[p.parts[-4] for p in TRAINED])
-def test_trained_checkpoints_predict_as_before(path, monkeypatch):
+def test_trained_checkpoints_predict_as_before(path):
     """Checkpoints written before the lean forward load into it and predict the same x_0 (and so
     sample the same architectures)."""
     from nag.generation import load_generator
@@ -405,7 +406,7 @@ def test_trained_checkpoints_predict_as_before(path, monkeypatch):
     with torch.no_grad():
         cond, groups = model.condition_embeddings(net, values, keep)
         new = model.guided_x0(net, state, model.diffusion.T // 2, cond, groups, [-1.0, 2.0])
-        _original_path(monkeypatch)
+        _original_path(model)
         old = model.guided_x0(net, state, model.diffusion.T // 2, cond, groups, [-1.0, 2.0])
     for kind in new:
         torch.testing.assert_close(new[kind], old[kind], atol=1e-5, rtol=1e-4)

@@ -36,7 +36,7 @@ def run(model: DagTransformer, reference: bool, *args) -> dict[str, torch.Tensor
     try:
         return model(*args)
     finally:
-        del model.reference  # back to the class default
+        model.reference = False  # back to the default
 
 
 @pytest.mark.parametrize("mode", ["adjacency", "reachability", "full"])

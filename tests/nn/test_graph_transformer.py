@@ -21,7 +21,7 @@ def run(model: GraphTransformer, reference: bool, *args) -> dict[str, torch.Tens
     try:
         return model(*args)
     finally:
-        del model.reference
+        model.reference = False
 
 
 @pytest.mark.parametrize("predict_edges", [True, False], ids=["edges", "fixed"])
