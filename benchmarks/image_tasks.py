@@ -42,7 +42,8 @@ from nag.io.atomic import atomic_write
 from nag.io.checkpoints import load_module, read_checkpoint
 from nag.io.fit_cache import fit_cached
 from nag.lightning_modules import MetaPredictorModule
-from nag.search.short_training import ImageTask, quiet_lightning, train_briefly
+from nag.lightning_modules.in_loop import quiet_lightning
+from nag.search.short_training import ImageTask, train_briefly
 from nag.spaces import NB201Space
 from nag.zc import load_images
 

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from functools import cached_property
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nag.benchmarks.base import Benchmark
-from nag.datamodules.resumable_loader import seeded_loader
+from nag.datamodules.split_datamodule import SplitDataModule
 from nag.errors import ConfigError, NagError, UnknownMetric
 from nag.spaces.base import Arch, SearchSpace
 
@@ -62,7 +61,7 @@ def split_by_key(keys: Sequence[str], fractions: Sequence[float], seed: int) -> 
     return [np.array(sorted(i for k in order[s:e] for i in groups[k]), dtype=np.int64) for s, e in zip(starts, bounds)]
 
 
-class ArchitectureDataModule(pl.LightningDataModule):
+class ArchitectureDataModule(SplitDataModule):
     """Train/val/test architecture splits of a benchmark (or of a bare search space).
 
     Args:
@@ -206,20 +205,6 @@ class ArchitectureDataModule(pl.LightningDataModule):
         for name, idx in self.split_indices.items():
             x, adj, mask = self.space.encode_batch([archs[i] for i in idx])
             self.datasets[name] = GraphDataset(x, adj, mask, y[idx])
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if len(self.datasets[split]) == 0:
-            raise ConfigError(f"data.split {self.split} leaves the {split} split empty; raise its fraction")
-        return seeded_loader(self.datasets[split], self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

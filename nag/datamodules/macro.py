@@ -7,14 +7,13 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from nag.datamodules.architecture import SPLITS, split_by_key
 from nag.datamodules.macro_evolution import ZCFitness, generate_records
-from nag.datamodules.resumable_loader import seeded_loader
+from nag.datamodules.split_datamodule import SplitDataModule
 from nag.errors import ConfigError, DataFileError
 from nag.io.atomic import write_text_atomically
 from nag.spaces.macro import MacroConstraints
@@ -34,7 +33,7 @@ class TokenDataset(Dataset):
         return {"tokens": self.tokens[i]}
 
 
-class MacroDataModule(pl.LightningDataModule):
+class MacroDataModule(SplitDataModule):
     """Macro architectures from :func:`generate_records` as token sequences.
 
     The records are written to ``path`` (JSON) with the settings that made them and read back
@@ -156,17 +155,3 @@ class MacroDataModule(pl.LightningDataModule):
         ]
         tokens = self.tokenizer.pad(sequences)
         self.datasets = {name: TokenDataset(tokens[idx]) for name, idx in self.split_indices.items()}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if len(self.datasets[split]) == 0:
-            raise ConfigError(f"data.split {self.split} leaves the {split} split empty; raise its fraction")
-        return seeded_loader(self.datasets[split], self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from nag.datamodules.architecture import SPLITS, GraphDataset, space_spec, split_by_key
-from nag.datamodules.resumable_loader import seeded_loader
+from nag.datamodules.split_datamodule import SplitDataModule
 from nag.errors import ConfigError, DataFileError, InvalidArchitecture
 from nag.spaces.base import Arch, SearchSpace
 
@@ -123,7 +122,7 @@ class ProxyNormalizer:
         return cls(spec["proxies"], spec["proxy_stats"], spec["normalization"])
 
 
-class ZCCellDataModule(pl.LightningDataModule):
+class ZCCellDataModule(SplitDataModule):
     """Cells of a search space with one vector of zero-cost proxies each.
 
     The table is a CSV at ``path`` (e.g. NAS-Bench-Suite-Zero's ``zc_proxies_cifar10.csv``,
@@ -293,20 +292,6 @@ class ZCCellDataModule(pl.LightningDataModule):
         for name in SPLITS:
             x, adj, mask = self.space.encode_batch(self.archs(name))
             self.datasets[name] = GraphDataset(x, adj, mask, self.normalized(name))
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if len(self.datasets[split]) == 0:
-            raise ConfigError(f"data.split {self.split} leaves the {split} split empty; raise its fraction")
-        return seeded_loader(self.datasets[split], self.batch_size, shuffle, self.seed, self.num_workers, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

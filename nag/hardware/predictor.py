@@ -33,6 +33,7 @@ from nag.hardware.bayes import BayesLinear, Block, fit_bayes_linear, student_t_c
 from nag.hardware.features import ArchFeatures
 from nag.io.atomic import atomic_write
 from nag.io.checkpoints import read_checkpoint
+from nag.lightning_modules.in_loop import in_loop_fabric
 from nag.spaces.base import Arch
 
 #: Scale grids searched by empirical Bayes for the meta block and the raw-feature block.
@@ -209,12 +210,12 @@ class LatencyMetaPredictor:
             torch.set_num_threads(threads)
 
     def _steps(self, xt: torch.Tensor, yt: torch.Tensor, mask: torch.Tensor) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with in_loop_fabric(seed=self.seed) as fabric:
             net = _Net(xt.shape[1], self.hidden, self.dim, yt.shape[1])
             gen = torch.Generator().manual_seed(self.seed)
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps)
+            model, opt = fabric.setup(net, opt)
             n = len(xt)
             perm, at = torch.randperm(n, generator=gen), 0
             for _ in range(self.steps):
@@ -223,9 +224,9 @@ class LatencyMetaPredictor:
                 idx = perm[at : at + self.batch_size]
                 at += self.batch_size
                 m = mask[idx]
-                loss = (((net(xt[idx]) - yt[idx]) ** 2) * m).sum() / m.sum().clamp(min=1)
+                loss = (((model(xt[idx]) - yt[idx]) ** 2) * m).sum() / m.sum().clamp(min=1)
                 opt.zero_grad()
-                loss.backward()
+                fabric.backward(loss)
                 opt.step()
                 sched.step()
         net.eval()

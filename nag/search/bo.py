@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
@@ -21,6 +20,7 @@ from nag.datamodules.architecture import space_spec
 from nag.diffusion.guidance import GuidanceTerm, Schedule
 from nag.errors import ConfigError
 from nag.generation import Generator, load_generator
+from nag.lightning_modules.in_loop import in_loop_trainer
 from nag.lightning_modules.predictor import PredictorModule
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import (
@@ -183,16 +183,8 @@ class BayesianOptimization(SearchStrategy):
                 generator=torch.Generator().manual_seed(seed + m),
             )
             loader = DataLoader(data, batch_size=32, sampler=sampler)
-            trainer = pl.Trainer(
-                max_epochs=1,
-                accelerator=self.device.type,
-                devices=1,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-            )
-            trainer.fit(member, train_dataloaders=loader)
+            with in_loop_trainer(accelerator=self.device.type) as trainer:
+                trainer.fit(member, train_dataloaders=loader)
             members.append(member.to(self.device).eval())
         return Surrogate(members, float(y.max()), self.acquisition, self.kappa)
 

@@ -31,6 +31,7 @@ from nag.datamodules.architecture import space_spec
 from nag.errors import ConfigError
 from nag.generation import Conditioning, GenerationRequest, ModelGenerator, Sampling, generate, load_generator
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
+from nag.lightning_modules.in_loop import in_loop_fabric
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import ProposalStats
 from nag.search.strategy import SearchStrategy
@@ -274,22 +275,24 @@ class ConditionalGenerationSearch(SearchStrategy):
         optimiser and warm-up schedule, the EMA after each step (what ``nag fit`` does, without
         Lightning's per-epoch overhead on a few dozen points)."""
         configured = model.configure_optimizers()
-        optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+        scheduler = configured["lr_scheduler"]["scheduler"]
         generator = torch.Generator(device=self.device).manual_seed(seed)
         n = data["x"].shape[0]
         model.train()
-        for _ in range(steps):
-            index = torch.randint(n, (self.train_batch,), generator=generator, device=self.device)
-            loss, _ = model.loss({k: v[index] for k, v in data.items()}, model.net, generator)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"{self.name}: the diffusion loss became {loss.item()}; lower strategy lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.net.parameters(), self.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            model.ema.update_parameters(model.net)
+        with in_loop_fabric(self.device.type) as fabric:
+            net, optimizer = fabric.setup(model.net, configured["optimizer"], move_to_device=False)
+            for _ in range(steps):
+                index = torch.randint(n, (self.train_batch,), generator=generator, device=self.device)
+                loss, _ = model.loss({k: v[index] for k, v in data.items()}, net, generator)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"{self.name}: the diffusion loss became {loss.item()}; lower strategy lr")
+                optimizer.zero_grad(set_to_none=True)
+                fabric.backward(loss)
+                if self.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.net.parameters(), self.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                model.ema.update_parameters(model.net)
 
     def _propose(
         self,

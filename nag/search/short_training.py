@@ -8,22 +8,19 @@ task's input size and the grey channel repeated to ``channels``.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
 from nag.errors import ConfigError
+from nag.lightning_modules.in_loop import in_loop_trainer
 from nag.zc import load_images
 
 
@@ -103,24 +100,6 @@ class ImageClassifier(pl.LightningModule):
         return torch.optim.Adam(self.network.parameters(), lr=self.lr)
 
 
-@contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Many short fits: no start-up banners ("GPU available ...") or per-fit warnings."""
-    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=PossibleUserWarning)
-            # pytorch-lightning 2.6 builds torch's deprecated LeafSpec on every batch
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
-            yield
-    finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
-
-
 def train_briefly(
     network: nn.Module,
     task: ImageTask,
@@ -137,17 +116,7 @@ def train_briefly(
         raise ConfigError(f"training.epochs={epochs}: expected at least 1")
     model = ImageClassifier(network, task.num_classes, lr)
     loader = DataLoader(task.train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    with quiet_lightning(), torch.random.fork_rng():
-        torch.manual_seed(seed)
-        trainer = pl.Trainer(
-            max_epochs=epochs,
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
+    with in_loop_trainer(epochs, accelerator, seed) as trainer:
         trainer.fit(model, loader)
         result = trainer.test(model, DataLoader(task.test, batch_size=500), verbose=False)
     return float(result[0]["test/accuracy"])

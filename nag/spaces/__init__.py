@@ -7,7 +7,7 @@ from nag.spaces.mbv3 import MBV3Space
 from nag.spaces.nb101 import NB101Space
 from nag.spaces.nb201 import NB201Space
 from nag.spaces.nbgraph import NBGraphSpace
-from nag.spaces.registry import build_space, register_space, resolve_space, space_classes
+from nag.spaces.registry import build_space, register_space, resolve_space
 
 for _space in (CellSpace, MBV3Space, MacroSpace, NB101Space, NB201Space, NBGraphSpace):
     register_space(_space)
@@ -23,5 +23,4 @@ __all__ = [
     "build_space",
     "register_space",
     "resolve_space",
-    "space_classes",
 ]

@@ -288,6 +288,68 @@ def split_ops_matrix(text: object, fail: Callable[[str], InvalidArchitecture]) -
     return tuple(op.strip() for op in parts[0].split(",")), [row.strip() for row in parts[1].split(",")]
 
 
+def describe_ops_matrix(arch: object) -> str:
+    """A cell as it appears in error messages: its string form where it has one."""
+    if isinstance(arch, tuple) and len(arch) == 2:
+        try:
+            return repr(format_ops_matrix(arch[1], arch[0]))
+        except TypeError:
+            pass
+    return repr(arch)
+
+
+def check_ops_matrix(
+    arch: object, prefix: str, cell_type: str, ops: Collection[str], nodes: tuple[int, int], example: str
+) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...]]:
+    """``(adjacency, ops)`` of a well-formed (not yet pruned) op-on-node cell: a strictly
+    upper-triangular 0/1 adjacency of tuples, ``input`` first, ``output`` last and op nodes
+    from ``ops``, between ``nodes[0]`` and ``nodes[1]`` nodes in all. Every space with such
+    cells checks them here, so their errors read alike: one line, ``prefix`` and the cell
+    first, naming ``cell_type`` and ``example`` when the value is no cell at all."""
+    what = describe_ops_matrix(arch)
+    if not (isinstance(arch, tuple) and len(arch) == 2):
+        raise InvalidArchitecture(
+            f"{prefix} {what} is not a cell; expected {cell_type}(adjacency, ops) or a string like {example}"
+        )
+    adjacency, labels = arch
+    if not (
+        isinstance(labels, tuple) and isinstance(adjacency, tuple) and all(isinstance(row, tuple) for row in adjacency)
+    ):
+        raise InvalidArchitecture(
+            f"{prefix} {what} must hold tuples (cells are hashable values); build it with "
+            f"{cell_type}(tuple(map(tuple, adjacency)), tuple(ops))"
+        )
+    n, (fewest, most) = len(labels), nodes
+    if not fewest <= n <= most:
+        raise InvalidArchitecture(
+            f"{prefix} {what} has {n} nodes; expected {fewest} to {most} "
+            f"(input, {fewest - 2} to {most - 2} op nodes, output)"
+        )
+    if len(adjacency) != n or any(len(row) != n for row in adjacency):
+        raise InvalidArchitecture(
+            f"{prefix} {what} has {n} ops, so it needs a {n}x{n} adjacency; give one row and one column per node"
+        )
+    for i, row in enumerate(adjacency):
+        for j, v in enumerate(row):
+            if v not in (0, 1):
+                raise InvalidArchitecture(f"{prefix} {what} has adjacency entry {v!r} at ({i}, {j}); expected 0 or 1")
+            if v and j <= i:
+                raise InvalidArchitecture(
+                    f"{prefix} {what} has edge {i}->{j}; expected a strictly upper-triangular adjacency "
+                    "(node i feeds node j only when i < j); order the nodes topologically"
+                )
+    if labels[0] != "input" or labels[-1] != "output":
+        raise InvalidArchitecture(
+            f"{prefix} {what} runs from {labels[0]!r} to {labels[-1]!r}; expected 'input' first and 'output' last"
+        )
+    for i, op in enumerate(labels[1:-1], start=1):
+        if op not in ops:
+            raise InvalidArchitecture(
+                f"{prefix} {what} has unknown op {op!r} at node {i}; expected one of {', '.join(ops)}"
+            )
+    return tuple(tuple(int(v) for v in row) for row in adjacency), labels
+
+
 def argmax_unless_all(scores: np.ndarray, banned: int) -> np.ndarray:
     """Per-row argmax of ``[nodes, ops]`` scores, except that when every row picks ``banned``
     (e.g. a network of nothing but skips) the row that loses least by it takes its best other

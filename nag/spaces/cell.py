@@ -17,7 +17,7 @@ import torch
 from nag.errors import InvalidArchitecture
 from nag.nn.hierarchical_network import CELL_OPS as _OP_BUILDERS
 from nag.nn.hierarchical_network import DAGCell
-from nag.spaces.base import SearchSpace, cheapest_path, format_ops_matrix, split_ops_matrix
+from nag.spaces.base import SearchSpace, cheapest_path, check_ops_matrix, format_ops_matrix, split_ops_matrix
 from nag.spaces.costs import ops_cost
 
 INPUT = "input"
@@ -42,43 +42,7 @@ def _format_cell(cell: Cell) -> str:
 
 def _checked_cell(arch: object) -> Cell:
     """``arch`` as a well-formed (not yet pruned) cell; raises on anything that is not one."""
-    if not (
-        isinstance(arch, tuple)
-        and len(arch) == 2
-        and isinstance(arch[0], tuple)
-        and isinstance(arch[1], tuple)
-        and all(isinstance(row, tuple) for row in arch[0])
-    ):
-        raise InvalidArchitecture(
-            f"cell: {arch!r} is not a cell; expected Cell(adjacency, ops) of tuples or a string like {_CELL_EXAMPLE}"
-        )
-    adjacency, ops = arch
-    n = len(ops)
-    what = repr(arch)
-    if not 3 <= n <= MAX_OP_NODES + 2:
-        raise InvalidArchitecture(
-            f"cell: {what} has {n} nodes; expected 3 to {MAX_OP_NODES + 2} "
-            f"(input, 1 to {MAX_OP_NODES} op nodes, output)"
-        )
-    if len(adjacency) != n or any(len(row) != n for row in adjacency):
-        raise InvalidArchitecture(f"cell: {what} has {n} ops, so it needs a {n}x{n} adjacency")
-    for i, row in enumerate(adjacency):
-        for j, v in enumerate(row):
-            if v not in (0, 1) or (v and j <= i):
-                raise InvalidArchitecture(
-                    f"cell: {what} has adjacency entry {v!r} at ({i}, {j}); expected 0/1, strictly upper-triangular "
-                    "(order the nodes topologically)"
-                )
-    if ops[0] != INPUT or ops[-1] != OUTPUT:
-        raise InvalidArchitecture(
-            f"cell: {what} runs from {ops[0]!r} to {ops[-1]!r}; expected {INPUT!r} ... {OUTPUT!r}"
-        )
-    for i, op in enumerate(ops[1:-1], start=1):
-        if op not in CELL_OPS:
-            raise InvalidArchitecture(
-                f"cell: {what} has unknown op {op!r} at node {i}; expected one of {', '.join(CELL_OPS)}"
-            )
-    return Cell(tuple(tuple(int(v) for v in row) for row in adjacency), ops)
+    return Cell(*check_ops_matrix(arch, "cell:", "Cell", CELL_OPS, (3, MAX_OP_NODES + 2), _CELL_EXAMPLE))
 
 
 def _reachable(adjacency: np.ndarray, start: int) -> set[int]:

@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from nag.errors import InvalidArchitecture
-from nag.spaces.base import SearchSpace, cheapest_path, format_ops_matrix, split_ops_matrix
+from nag.spaces.base import (
+    SearchSpace,
+    cheapest_path,
+    check_ops_matrix,
+    describe_ops_matrix,
+    format_ops_matrix,
+    split_ops_matrix,
+)
 
 INPUT = "input"
 OUTPUT = "output"
@@ -34,66 +41,9 @@ class NB101Cell(NamedTuple):
     ops: tuple[str, ...]
 
 
-def _format(cell: tuple) -> str:
-    adjacency, ops = cell
-    return format_ops_matrix(ops, adjacency)
-
-
-def _describe(arch: object) -> str:
-    """The value as it appears in error messages: the string form where it has one."""
-    if isinstance(arch, tuple) and len(arch) == 2:
-        try:
-            return repr(_format(arch))
-        except TypeError:
-            pass
-    return repr(arch)
-
-
 def _checked(arch: object) -> NB101Cell:
     """``arch`` as a well-formed (not yet pruned) cell; raises on anything that is not one."""
-    what = _describe(arch)
-    if not (isinstance(arch, tuple) and len(arch) == 2):
-        raise InvalidArchitecture(
-            f"nb101: {what} is not a cell; expected NB101Cell(adjacency, ops) or a string like {_EXAMPLE}"
-        )
-    adjacency, ops = arch
-    if not (
-        isinstance(ops, tuple) and isinstance(adjacency, tuple) and all(isinstance(row, tuple) for row in adjacency)
-    ):
-        raise InvalidArchitecture(
-            f"nb101: cell {what} must hold tuples (cells are hashable values); build it with "
-            "NB101Cell(tuple(map(tuple, adjacency)), tuple(ops))"
-        )
-    n = len(ops)
-    if not 2 <= n <= MAX_NODES:
-        raise InvalidArchitecture(
-            f"nb101: cell {what} has {n} nodes; expected 2 to {MAX_NODES} (input, 0 to 5 op nodes, output)"
-        )
-    if len(adjacency) != n or any(len(row) != n for row in adjacency):
-        raise InvalidArchitecture(
-            f"nb101: cell {what} has {n} ops, so it needs a {n}x{n} adjacency; give one row and one column per node"
-        )
-    for i, row in enumerate(adjacency):
-        for j, v in enumerate(row):
-            if v not in (0, 1):
-                raise InvalidArchitecture(
-                    f"nb101: cell {what} has adjacency entry {v!r} at ({i}, {j}); expected 0 or 1"
-                )
-            if v and j <= i:
-                raise InvalidArchitecture(
-                    f"nb101: cell {what} has edge {i}->{j}; expected a strictly upper-triangular adjacency "
-                    "(node i feeds node j only when i < j); order the nodes topologically"
-                )
-    if ops[0] != INPUT or ops[-1] != OUTPUT:
-        raise InvalidArchitecture(
-            f"nb101: cell {what} runs from {ops[0]!r} to {ops[-1]!r}; expected {INPUT!r} first and {OUTPUT!r} last"
-        )
-    for i, op in enumerate(ops[1:-1], start=1):
-        if op not in CELL_OPS:
-            raise InvalidArchitecture(
-                f"nb101: cell {what} has unknown op {op!r} at node {i}; expected one of {', '.join(CELL_OPS)}"
-            )
-    return NB101Cell(tuple(tuple(int(v) for v in row) for row in adjacency), ops)
+    return NB101Cell(*check_ops_matrix(arch, "nb101: cell", "NB101Cell", CELL_OPS, (2, MAX_NODES), _EXAMPLE))
 
 
 def _on_path(adjacency: np.ndarray) -> list[int] | None:
@@ -159,14 +109,14 @@ def _pruned(arch: object) -> NB101Cell:
     keep = _on_path(adjacency)
     if keep is None:
         raise InvalidArchitecture(
-            f"nb101: cell {_describe(cell)} has no path from input to output; "
+            f"nb101: cell {describe_ops_matrix(cell)} has no path from input to output; "
             "connect the input to the output through the op nodes"
         )
     adjacency = adjacency[np.ix_(keep, keep)]
     edges = int(adjacency.sum())
     if edges > MAX_EDGES:
         raise InvalidArchitecture(
-            f"nb101: cell {_describe(cell)} has {edges} edges after pruning; expected at most {MAX_EDGES}; "
+            f"nb101: cell {describe_ops_matrix(cell)} has {edges} edges after pruning; expected at most {MAX_EDGES}; "
             f"remove {edges - MAX_EDGES}"
         )
     return NB101Cell(tuple(map(tuple, adjacency.tolist())), tuple(cell.ops[i] for i in keep))
@@ -313,8 +263,8 @@ class NB101Space(SearchSpace[NB101Cell]):
 
     def to_string(self, arch: NB101Cell) -> str:
         """The string form of ``arch`` as given (not pruned); raises for non-members."""
-        self.validate(arch)
-        return _format(arch)
+        adjacency, ops = self.validate(arch)
+        return format_ops_matrix(ops, adjacency)
 
     def from_string(self, text: str) -> NB101Cell:
         def fail(problem: str) -> InvalidArchitecture:

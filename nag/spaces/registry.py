@@ -26,11 +26,6 @@ def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
     return cls
 
 
-def space_classes() -> dict[str, type[SearchSpace]]:
-    """Registered spaces by name (``nb201``, ``nbgraph``, ...)."""
-    return dict(_SPACES)
-
-
 def build_space(config: dict) -> SearchSpace:
     """The space ``config`` (``{"name", "init_args"}``) describes."""
     name = config.get("name") if isinstance(config, dict) else None
