@@ -47,16 +47,16 @@ from typing import Any
 import numpy as np
 import torch
 from common import RESULTS, ROOT, command, generation_checkpoint, markdown_table, write_report
+from new_device import condition_for_budget
 
 from nag.benchmarks import NB201Benchmark
+from nag.generation import generate_for_device
 from nag.generation.baseline import UniformRandom
 from nag.hardware import (
     DeviceSelection,
     DeviceTable,
     LatencyModel,
     Measurement,
-    condition_for_budget,
-    generate_for_device,
     measure_latency,
     meta_train,
     read_device_table,

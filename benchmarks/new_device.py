@@ -74,6 +74,7 @@ from common import RESULTS, ROOT, command, figure, fit, markdown_table, write_re
 from matplotlib.figure import Figure
 
 from nag.benchmarks import NB201Benchmark, NBGraphBenchmark, OFALatencyBenchmark
+from nag.benchmarks.base import Benchmark
 from nag.benchmarks.nbgraph import DATASETS as NBGRAPH_DATASETS
 from nag.diffusion.guidance import predictor_term
 from nag.generation.baseline import UniformRandom
@@ -86,18 +87,63 @@ from nag.hardware import (
     LatencyPrediction,
     NearestDevice,
     TableCosts,
-    condition_for_budget,
     propose_measurements,
     select_for_device,
     spearman,
 )
 from nag.hardware.guidance import StateLatency, latency_budget_term
-from nag.hardware.sources import cost_columns, device_family, is_latency, joined_sources, source_values
+from nag.hardware.sources import cost_columns, device_family, source_values
 from nag.io.atomic import write_text_atomically
 from nag.io.checkpoints import load_module
+from nag.spaces.base import Arch
 
 CACHE = ROOT / "runs" / "benchmarks" / "new_device"
 ACCURACY = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_test_200ep", "imagenet16": "imagenet16_test_200ep"}
+
+
+def is_latency(name: str) -> bool:
+    """Latency (not energy) columns: the ones a held-out device is scored on."""
+    return "energy" not in name
+
+
+def joined_sources(
+    benchmarks: dict[str, Benchmark], metric: str = "latency"
+) -> tuple[list[Arch], dict[str, np.ndarray]]:
+    """One ``metric`` column per benchmark (NAS-Bench-Graph's datasets), joined on the first
+    benchmark's architectures (NaN where another lacks one)."""
+    names = list(benchmarks)
+    base = benchmarks[names[0]]
+    archs = base.archs()
+    columns = {}
+    for name, bench in benchmarks.items():
+        values = bench.column(metric)
+        col = np.full(len(archs), np.nan)
+        for i, a in enumerate(archs):
+            if a in bench:
+                col[i] = values[bench.index(a)]
+        col[~(col > 0)] = np.nan
+        columns[f"{name}_{metric}"] = col
+    return archs, columns
+
+
+def condition_for_budget(
+    device: DeviceTable, benchmark: Benchmark, metric: str, budget: float
+) -> tuple[float, float] | None:
+    """The value of a known device's ``metric`` that corresponds to ``budget`` on the new
+    device, by a log-log line through the measured architectures the benchmark also has, and
+    how well that device ranks them (Spearman). None with fewer than 3 shared ones."""
+    values = benchmark.column(metric)
+    pairs = [(values[benchmark.index(a)], y) for a, y in zip(device.archs, device.latencies) if a in benchmark]
+    pairs = [(x, y) for x, y in pairs if x > 0]
+    if len(pairs) < 3:
+        return None
+    x, y = np.log(np.array(pairs)).T
+    slope, intercept = np.polyfit(x, y, 1)
+    if slope <= 0:
+        return None
+    return float(np.exp((math.log(budget) - intercept) / slope)), spearman(x, y)
+
+
 GEN_ACC, GEN_LAT = "cifar10_test_200ep", "hwnb_cifar10_fpga_latency"
 PREDICTORS = ("adapted", "flops", "nearest")
 COLORS = {"adapted": "tab:blue", "flops": "tab:orange", "nearest": "tab:green"}

@@ -31,6 +31,7 @@ from nag.generation.baseline import compare_with_random
 from nag.generation.request_parser import generate_parser, request_from_config
 from nag.io.checkpoints import check_space, last_checkpoint, load_checkpoint
 from nag.io.writers import check_output
+from nag.lightning_modules.in_loop import quiet_lightning
 from nag.search.runner import run_search
 from nag.trainer import NagTrainer
 
@@ -168,7 +169,8 @@ def generate_main(args: list[str]) -> dict[str, float]:
     if config.data is None:
         raise ConfigError("generate needs --config: the `nag fit` YAML whose data the generator was trained on")
     datamodule = parser.instantiate_classes(config).data
-    trainer = NagTrainer(**_generation_trainer_settings(config.trainer or {}))
+    with quiet_lightning():  # the accelerator lines are about training; sampling's device is the config's
+        trainer = NagTrainer(**_generation_trainer_settings(config.trainer or {}))
     return trainer.generate(
         None,
         datamodule,
@@ -394,7 +396,6 @@ class _NoTips(logging.Filter):
 def _quiet_lightning(quiet: bool) -> Iterator[None]:
     """For one command: Lightning's tips off; with ``--quiet`` its start-up lines ("GPU
     available: ...") too. Restored afterwards, so nothing leaks into the caller's process."""
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
     logs = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
     sources = [
         logging.getLogger(name)
@@ -407,7 +408,9 @@ def _quiet_lightning(quiet: bool) -> Iterator[None]:
         for log in logs:
             log.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # we pass sys.argv on purpose
+            yield
     finally:
         for log, level in zip(logs, levels):
             log.setLevel(level)

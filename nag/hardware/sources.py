@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from nag.benchmarks.base import Benchmark
-from nag.spaces.base import Arch
 
 #: Column-name patterns of device costs, and how to read the device family from a match.
 _PATTERNS = (
@@ -31,11 +30,6 @@ def device_family(name: str) -> str:
         if m:
             return m.group("family")
     return name
-
-
-def is_latency(name: str) -> bool:
-    """Latency (not energy) columns: the ones a held-out device is scored on."""
-    return "energy" not in name
 
 
 def cost_columns(benchmark: Benchmark, kinds: Iterable[str] = ("latency", "energy")) -> list[str]:
@@ -63,23 +57,3 @@ def source_values(benchmark: Benchmark, columns: Sequence[str]) -> dict[str, np.
         v[~(v > 0)] = np.nan
         out[c] = v
     return out
-
-
-def joined_sources(
-    benchmarks: dict[str, Benchmark], metric: str = "latency"
-) -> tuple[list[Arch], dict[str, np.ndarray]]:
-    """One ``metric`` column per benchmark (NAS-Bench-Graph's datasets), joined on the first
-    benchmark's architectures (NaN where another lacks one)."""
-    names = list(benchmarks)
-    base = benchmarks[names[0]]
-    archs = base.archs()
-    columns = {}
-    for name, bench in benchmarks.items():
-        values = bench.column(metric)
-        col = np.full(len(archs), np.nan)
-        for i, a in enumerate(archs):
-            if a in bench:
-                col[i] = values[bench.index(a)]
-        col[~(col > 0)] = np.nan
-        columns[f"{name}_{metric}"] = col
-    return archs, columns
