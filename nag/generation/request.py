@@ -151,7 +151,10 @@ class PredictorGuidance:
     def __post_init__(self) -> None:
         _finite("guide_scale", self.guide_scale, 0.0)
         for text in self.guide:
-            parse_objective(text)
+            try:
+                parse_objective(text)
+            except ConfigError as e:
+                raise ConfigError(f"--guide: {e}") from None
 
     @property
     def objectives(self) -> list[tuple[str, str, float | None]]:
@@ -262,10 +265,20 @@ class GenerationRequest:
                 "--device_table and --budget go together: pass the CSV measured on your device and a budget "
                 "such as --budget 'latency<=5.0'"
             )
+        orphans = {
+            "conditions": {"guidance_scale": (guidance_scale, 1.0), "mode": (mode, "compositional")},
+            "device_table": {"select": (select, 100), "feasible_prob": (feasible_prob, 0.9)},
+        }
+        given = {"conditions": bool(conditions), "device_table": device_table is not None}
+        for owner, knobs in orphans.items():
+            for name, (value, default) in knobs.items():
+                if not given[owner] and value != default:
+                    raise ConfigError(f"--{name}={value}: it applies with --{owner}; give --{owner} or drop it")
+        guidance = PredictorGuidance(tuple(guide), guide_scale, guide_normalize)  # checked even when unused
         return cls(
             Sampling(num_samples, seed, sampler, steps, spacing, batch_size, compile),
             Conditioning(conditions, guidance_scale, mode, extrapolate) if conditions else None,
-            PredictorGuidance(tuple(guide), guide_scale, guide_normalize) if guide else None,
+            guidance if guide or not guide_normalize else None,
             DeviceBudget(device_table, budget, select, feasible_prob, latency_guidance) if device_table else None,
             predictor_ckpt,
         )
