@@ -7,6 +7,7 @@ request dataclasses' own (:mod:`nag.generation.request`), so it is written once.
 
 from __future__ import annotations
 
+from argparse import SUPPRESS
 from typing import Any
 
 import pytorch_lightning as pl
@@ -126,12 +127,14 @@ def generate_parser() -> ArgumentParser:
     shown.add_argument("--quiet", type=bool, default=False, help="Print nothing but errors.")
     shown.add_argument("--verbose", type=bool, default=False, help="Print every distinct architecture and failures.")
     sections = parser.add_argument_group("`nag fit` YAML sections (read from --config; see `nag fit --help`)")
-    sections.add_subclass_arguments(pl.LightningDataModule, "data", required=False, help="The data: space, benchmark.")
+    parser.add_subclass_arguments(
+        pl.LightningDataModule, "data", required=False, as_group=False, help="The data: space, benchmark, split."
+    )
     sections.add_argument(
         "--trainer", type=dict[str, Any] | None, default=None, help="accelerator, devices, precision are used."
     )
     for name in ("model", "seed_everything", "test_after_fit", "generate_after_fit", "generate_conditions"):
-        sections.add_argument(f"--{name}", type=Any, default=None, help="fit's; unused here.")
+        sections.add_argument(f"--{name}", type=Any, default=None, help=SUPPRESS)  # fit's, in a fit YAML
     return parser
 
 
