@@ -9,11 +9,11 @@ import numpy as np
 from nag.benchmarks.base import Benchmark
 from nag.diffusion.guidance import GuidanceTerm
 from nag.generation.conditions import Conditions
-from nag.generation.generate import generate
 from nag.generation.generated_set import GeneratedSet
 from nag.generation.generator import Generator
 from nag.generation.output import score_samples
 from nag.generation.request import Conditioning, GenerationRequest, Sampling
+from nag.generation.run import generate
 from nag.report import tables
 from nag.spaces.base import SearchSpace
 

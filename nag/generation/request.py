@@ -24,11 +24,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from nag.diffusion.guidance import GuidanceTerm, Schedule, parse_objective
 from nag.errors import ConfigError
-from nag.hardware.tables import Budget, parse_budget
+
+if TYPE_CHECKING:  # torch-free at import: `nag generate` checks a request before loading anything
+    from nag.diffusion.guidance import GuidanceTerm, Schedule
+    from nag.hardware.tables import Budget
 
 SamplerName = Literal["ode", "pc", "dpm", "edm", "ancestral"]
 Spacing = Literal["time", "alpha"]
@@ -150,14 +152,18 @@ class PredictorGuidance:
 
     def __post_init__(self) -> None:
         _finite("guide_scale", self.guide_scale, 0.0)
-        for text in self.guide:
-            try:
-                parse_objective(text)
-            except ConfigError as e:
-                raise ConfigError(f"--guide: {e}") from None
+        try:
+            _ = self.objectives  # each objective parsed now, so a bad one is refused before anything loads
+        except ConfigError as e:
+            raise ConfigError(f"--guide: {e}") from None
 
     @property
     def objectives(self) -> list[tuple[str, str, float | None]]:
+        """``(target, direction, limit)`` of each ``guide`` text."""
+        if not self.guide:
+            return []
+        from nag.diffusion.guidance import parse_objective  # torch: only when there is something to parse
+
         return [parse_objective(text) for text in self.guide]
 
 
@@ -198,10 +204,14 @@ class DeviceBudget:
             )
         if not Path(self.device_table).is_file():
             raise ConfigError(f"--device_table {str(self.device_table)!r}: no such file; pass the CSV you measured")
-        parse_budget(self.budget)
+        from nag.hardware.tables import parse_budget
+
+        parse_budget(self.budget)  # a bad budget is refused before anything loads
 
     @property
     def limit(self) -> Budget:
+        from nag.hardware.tables import parse_budget
+
         return parse_budget(self.budget)
 
 

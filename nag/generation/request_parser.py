@@ -10,7 +10,6 @@ from __future__ import annotations
 from argparse import SUPPRESS
 from typing import Any
 
-import pytorch_lightning as pl
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from nag.generation.request import (
@@ -71,6 +70,7 @@ GROUPS: list[tuple[str, type, list[tuple[str, Any, Any]]]] = [
     ),
 ]
 
+DATA_HELP = "The data (space, benchmark, split): class_path and init_args, as in fit."
 PREDICTOR_HELP = (
     "A trained PredictorModule of this space: --guide reads its gradients (noise-aware), the device budget ranks by "
     "its first target, and its predictions are listed beside the true metrics."
@@ -98,8 +98,10 @@ def _field_help(cls: type) -> dict[str, str]:
     return out
 
 
-def generate_parser() -> ArgumentParser:
-    """The parser of ``nag generate``: its own options first, the YAML sections last."""
+def generate_parser(resolve: bool = False) -> ArgumentParser:
+    """The parser of ``nag generate``: its own options first, the YAML sections last. With
+    ``resolve`` the data section is typed (a ``LightningDataModule`` to instantiate); without,
+    it is read as a mapping, so the request can be checked before Lightning is imported."""
     parser = ArgumentParser(
         prog="nag generate",
         description="Sample architectures from a trained generator, score them on the config's benchmark beside "
@@ -127,14 +129,18 @@ def generate_parser() -> ArgumentParser:
     shown.add_argument("--quiet", type=bool, default=False, help="Print nothing but errors.")
     shown.add_argument("--verbose", type=bool, default=False, help="Print every distinct architecture and failures.")
     sections = parser.add_argument_group("`nag fit` YAML sections (read from --config; see `nag fit --help`)")
-    parser.add_subclass_arguments(
-        pl.LightningDataModule, "data", required=False, as_group=False, help="The data: space, benchmark, split."
-    )
+    if resolve:
+        import pytorch_lightning as pl
+
+        sections.add_subclass_arguments(pl.LightningDataModule, "data", required=False, as_group=False, help=DATA_HELP)
+    else:  # plain mappings: resolving class paths would import Lightning before the request is checked
+        sections.add_argument("--data", type=dict | None, default=None, help=DATA_HELP)
+    trainer = dict[str, Any] if resolve else dict
     sections.add_argument(
-        "--trainer", type=dict[str, Any] | None, default=None, help="accelerator, devices, precision are used."
+        "--trainer", type=trainer | None, default=None, help="accelerator, devices, precision are used."
     )
     for name in ("model", "seed_everything", "test_after_fit", "generate_after_fit", "generate_conditions"):
-        sections.add_argument(f"--{name}", type=Any, default=None, help=SUPPRESS)  # fit's, in a fit YAML
+        sections.add_argument(f"--{name}", type=dict | int | float | bool | None, default=None, help=SUPPRESS)
     return parser
 
 
