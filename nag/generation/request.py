@@ -204,9 +204,7 @@ class DeviceBudget:
             )
         if not Path(self.device_table).is_file():
             raise ConfigError(f"--device_table {str(self.device_table)!r}: no such file; pass the CSV you measured")
-        from nag.hardware.tables import parse_budget
-
-        parse_budget(self.budget)  # a bad budget is refused before anything loads
+        _ = self.limit  # a bad budget is refused before anything loads
 
     @property
     def limit(self) -> Budget:
@@ -288,7 +286,7 @@ class GenerationRequest:
         return cls(
             Sampling(num_samples, seed, sampler, steps, spacing, batch_size, compile),
             Conditioning(conditions, guidance_scale, mode, extrapolate) if conditions else None,
-            guidance if guide or not guide_normalize else None,
+            guidance if guide or not guide_normalize else None,  # guide_normalize also scales the budget's term
             DeviceBudget(device_table, budget, select, feasible_prob, latency_guidance) if device_table else None,
             predictor_ckpt,
         )
