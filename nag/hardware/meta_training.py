@@ -86,7 +86,10 @@ def meta_trained(
     costs = default_costs(benchmark)
     path = Path(cache_dir) / f"latency-{meta_digest(benchmark, sources, costs, seed, **settings)}.pt"
     if path.is_file():
-        return LatencyMetaPredictor.load(path, ArchFeatures(benchmark.space, costs)), True
+        try:
+            return LatencyMetaPredictor.load(path, ArchFeatures(benchmark.space, costs)), True
+        except ConfigError:  # written by an older nag whose features differ: train it again
+            pass
     meta = meta_train(benchmark, sources, costs, seed=seed, **settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta.save(path)
