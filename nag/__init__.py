@@ -3,11 +3,22 @@
 import nag
 generator = nag.load_generator("runs/.../last.ckpt")   # model and search space from the file
 samples = generator.sample(100, seed=0)                 # a GeneratedSet of architectures
+samples = nag.generate(generator, nag.GenerationRequest(nag.Sampling(100, seed=0, steps=10)))  # a typed request
 """
 
 from __future__ import annotations
 
-__all__ = ["GeneratedSet", "Generator", "load_generator"]
+__all__ = [
+    "Conditioning",
+    "DeviceBudget",
+    "GeneratedSet",
+    "GenerationRequest",
+    "Generator",
+    "PredictorGuidance",
+    "Sampling",
+    "generate",
+    "load_generator",
+]
 
 
 def __getattr__(name: str) -> object:
