@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -243,50 +243,55 @@ class GenerationRequest:
         return DRAWS_PER_SELECTED * self.device.select if self.device is not None else 1000
 
     @classmethod
-    def from_flags(
-        cls,
-        *,
-        num_samples: int | None = None,
-        seed: int = 0,
-        sampler: SamplerName | None = None,
-        steps: int | None = None,
-        spacing: Spacing | None = None,
-        batch_size: int | None = None,
-        compile: bool = False,
-        conditions: Mapping[str, Any] | None = None,
-        guidance_scale: float | Mapping[str, float] = 1.0,
-        mode: GuidanceMode = "compositional",
-        extrapolate: bool = False,
-        guide: Sequence[str] = (),
-        guide_scale: float = 1.0,
-        guide_normalize: bool = True,
-        predictor_ckpt: str | None = None,
-        device_table: str | None = None,
-        budget: str | None = None,
-        select: int = 100,
-        feasible_prob: float = 0.9,
-        latency_guidance: float | None = None,
-    ) -> GenerationRequest:
-        """The request ``nag generate``'s flat flags describe (the same names, one each)."""
-        if (device_table is None) != (budget is None):
+    def from_flags(cls, **flags: Any) -> GenerationRequest:
+        """The request ``nag generate``'s flat flags describe (:data:`FLAGS`, one name each; a
+        flag left at ``None`` is not given). Knobs of a mode that is not asked for are refused:
+        they would do nothing."""
+        known = [name for names in FLAGS.values() for name in names] + ["predictor_ckpt"]
+        unknown = sorted(set(flags) - set(known))
+        if unknown:
+            raise ConfigError(f"{unknown}: not options of a generation request; use {', '.join(known)}")
+        given = {name: value for name, value in flags.items() if value is not None}
+
+        def part(kind: type) -> dict[str, Any]:
+            return {name: given[name] for name in FLAGS[kind] if name in given}
+
+        conditioning, device = part(Conditioning), part(DeviceBudget)
+        if ("device_table" in device) != ("budget" in device):
             raise ConfigError(
                 "--device_table and --budget go together: pass the CSV measured on your device and a budget "
                 "such as --budget 'latency<=5.0'"
             )
-        orphans = {
-            "conditions": {"guidance_scale": (guidance_scale, 1.0), "mode": (mode, "compositional")},
-            "device_table": {"select": (select, 100), "feasible_prob": (feasible_prob, 0.9)},
-        }
-        given = {"conditions": bool(conditions), "device_table": device_table is not None}
-        for owner, knobs in orphans.items():
-            for name, (value, default) in knobs.items():
-                if not given[owner] and value != default:
-                    raise ConfigError(f"--{name}={value}: it applies with --{owner}; give --{owner} or drop it")
-        guidance = PredictorGuidance(tuple(guide), guide_scale, guide_normalize)  # checked even when unused
+        for kind, owner, values in ((Conditioning, "conditions", conditioning), (DeviceBudget, "device_table", device)):
+            changed = [name for name, value in values.items() if value != flag_spec(kind, name)[1]]
+            if not values.get(owner) and changed:
+                name = changed[0]
+                raise ConfigError(f"--{name}={values[name]}: it applies with --{owner}; give --{owner} or drop it")
+        guidance = PredictorGuidance(**part(PredictorGuidance))  # checked even when unused
         return cls(
-            Sampling(num_samples, seed, sampler, steps, spacing, batch_size, compile),
-            Conditioning(conditions, guidance_scale, mode, extrapolate) if conditions else None,
-            guidance if guide or not guide_normalize else None,  # guide_normalize also scales the budget's term
-            DeviceBudget(device_table, budget, select, feasible_prob, latency_guidance) if device_table else None,
-            predictor_ckpt,
+            Sampling(**part(Sampling)),
+            Conditioning(**conditioning) if conditioning.get("conditions") else None,
+            guidance if guidance.guide or not guidance.guide_normalize else None,  # it also scales the budget's term
+            DeviceBudget(**device) if "device_table" in device else None,
+            given.get("predictor_ckpt"),
         )
+
+
+#: The fields of each part that ``nag generate`` sets, in the order its ``--help`` shows them
+#: (``terms``, ``guide_schedule`` and ``min_rows`` are set from Python only).
+FLAGS: dict[type, tuple[str, ...]] = {
+    Sampling: ("num_samples", "seed", "sampler", "steps", "spacing", "batch_size", "compile"),
+    Conditioning: ("conditions", "guidance_scale", "mode", "extrapolate"),
+    PredictorGuidance: ("guide", "guide_scale", "guide_normalize"),
+    DeviceBudget: ("device_table", "budget", "select", "feasible_prob", "latency_guidance"),
+}
+
+
+def flag_spec(kind: type, name: str) -> tuple[Any, Any]:
+    """The type and default of the flag of ``kind``'s field ``name``, read from the dataclass
+    itself (a field without a default is an optional flag), so both are written once."""
+    found = next(f for f in fields(kind) if f.name == name)
+    annotation = eval(found.type, globals())  # the dataclasses' annotations are strings (PEP 563)
+    if found.default is not MISSING:
+        return annotation, found.default
+    return annotation | None, None

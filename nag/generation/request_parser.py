@@ -13,62 +13,22 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from nag.generation.request import (
+    FLAGS,
     Conditioning,
     DeviceBudget,
     GenerationRequest,
-    GuidanceMode,
     PredictorGuidance,
-    SamplerName,
     Sampling,
-    Spacing,
+    flag_spec,
 )
 
-#: (group title, the dataclass whose docstring documents its options, [(flag, type, default)]).
-GROUPS: list[tuple[str, type, list[tuple[str, Any, Any]]]] = [
-    (
-        "sampling",
-        Sampling,
-        [
-            ("num_samples", int | None, None),
-            ("seed", int, 0),
-            ("sampler", SamplerName | None, None),
-            ("steps", int | None, None),
-            ("spacing", Spacing | None, None),
-            ("batch_size", int | None, None),
-            ("compile", bool, False),
-        ],
-    ),
-    (
-        "classifier-free conditions (a conditional generator)",
-        Conditioning,
-        [
-            ("conditions", dict[str, float | list[float]] | None, None),
-            ("guidance_scale", float | dict[str, float], 1.0),
-            ("mode", GuidanceMode, "compositional"),
-            ("extrapolate", bool, False),
-        ],
-    ),
-    (
-        "predictor guidance (a score-diffusion generator)",
-        PredictorGuidance,
-        [
-            ("guide", list[str], []),
-            ("guide_scale", float, 1.0),
-            ("guide_normalize", bool, True),
-        ],
-    ),
-    (
-        "device budget",
-        DeviceBudget,
-        [
-            ("device_table", str | None, None),
-            ("budget", str | None, None),
-            ("select", int, 100),
-            ("feasible_prob", float, 0.9),
-            ("latency_guidance", float | None, None),
-        ],
-    ),
-]
+#: The title of each part's group in ``--help``.
+TITLES = {
+    Sampling: "sampling",
+    Conditioning: "classifier-free conditions (a conditional generator)",
+    PredictorGuidance: "predictor guidance (a score-diffusion generator)",
+    DeviceBudget: "device budget",
+}
 
 DATA_HELP = "The data (space, benchmark, split): class_path and init_args, as in fit."
 PREDICTOR_HELP = (
@@ -111,12 +71,12 @@ def generate_parser(resolve: bool = False) -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile, help="The `nag fit` YAML the generator was trained with.")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="The generator's checkpoint (`nag fit`).")
     parser.add_argument("--output", type=str, default="generated.csv", help="Where to write every sample (.csv/.json).")
-    for title, cls, flags in GROUPS:
-        group = parser.add_argument_group(title)
-        helps = _field_help(cls)
-        for flag, kind, default in flags:
-            group.add_argument(f"--{flag}", type=kind, default=default, help=helps[flag])
-        if cls is PredictorGuidance:
+    for kind, names in FLAGS.items():
+        group, helps = parser.add_argument_group(TITLES[kind]), _field_help(kind)
+        for name in names:
+            annotation, default = flag_spec(kind, name)
+            group.add_argument(f"--{name}", type=annotation, default=default, help=helps[name])
+        if kind is PredictorGuidance:
             group.add_argument("--predictor_ckpt", type=str | None, default=None, help=PREDICTOR_HELP)
     shown = parser.add_argument_group("what is shown")
     shown.add_argument(
@@ -146,5 +106,5 @@ def generate_parser(resolve: bool = False) -> ArgumentParser:
 
 def request_from_config(config: Namespace) -> GenerationRequest:
     """The request a parsed command line describes, validated (one line naming the flag)."""
-    names = [flag for _, _, flags in GROUPS for flag, _, _ in flags] + ["predictor_ckpt"]
+    names = [name for names in FLAGS.values() for name in names] + ["predictor_ckpt"]
     return GenerationRequest.from_flags(**{name: config[name] for name in names})
