@@ -203,7 +203,7 @@ def latency_budget_term(
     schedule: Schedule = "late",
 ) -> GuidanceTerm:
     """A hinge that pulls only samples whose ``threshold`` predictive quantile of latency is
-    over ``budget`` (the feasibility rule of :func:`~nag.hardware.generate.select_for_device`:
+    over ``budget`` (the feasibility rule of :func:`~nag.hardware.selection.select_for_device`:
     ``P(latency <= budget) >= threshold``), in units of the measured points' log-latency spread."""
     if budget <= 0:
         raise ConfigError(f"latency guidance: budget={budget}; a latency budget is a positive number")
