@@ -125,3 +125,12 @@ def test_debug_flag_shows_the_traceback(tmp_path):
                 f"--trainer.default_root_dir={tmp_path}",
             ]
         )
+
+
+def test_commands_run_on_one_cpu_thread_unless_the_environment_says(monkeypatch, capsys):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    code, _ = run_main(["export", "--space", "nb201"], capsys)
+    assert code == 2 and os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    run_main(["export", "--space", "nb201"], capsys)
+    assert os.environ["OMP_NUM_THREADS"] == "4"

@@ -10,12 +10,14 @@ from nag.datamodules.architecture import space_spec
 from nag.generation import (
     GeneratedSet,
     add_predictions,
+    decode_samples,
     format_table,
     invalid_reasons,
     rows_for,
+    score_samples,
 )
 from nag.lightning_modules.predictor import PredictorModule
-from nag.spaces import NB201Space
+from nag.spaces import NB201Space, NBGraphSpace
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -67,3 +69,22 @@ def test_predictions_are_the_predictor_outputs_per_valid_sample():
     got = [r["predicted_acc"] for r in rows if r["valid"]]
     assert got == pytest.approx(expected, abs=1e-5)
     assert "predicted_acc" in format_table(rows, [], limit=3).splitlines()[0]
+
+
+def test_the_summary_says_how_many_samples_projection_repaired_and_how_much():
+    space = NBGraphSpace()
+    archs = space.sample(4, np.random.default_rng(0))
+    x, adj, mask = space.encode_batch(archs)
+    broken = adj.clone()
+    broken[1] = 0.0  # no layer reads anything: invalid as sampled, repaired by projection
+    result = decode_samples(space, {"x": x, "adj": broken, "mask": mask})
+    assert result.raw_valid == [True, False, True, True] and result.repaired == [1]
+    assert result.changed[0] == 0 and result.changed[1] == space.changed_entries(
+        x[1], broken[1], mask[1], result.archs[1]
+    )
+    assert result.changed[1] > 0
+    summary = score_samples(result, space, set(), None, [])
+    assert summary["repaired"] == pytest.approx(0.25)
+    assert summary["repair_changes"] == result.changed[1]
+    clean = score_samples(decode_samples(space, {"x": x, "adj": adj, "mask": mask}), space, set(), None, [])
+    assert clean["repaired"] == 0.0 and math.isnan(clean["repair_changes"])

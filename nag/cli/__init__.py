@@ -43,6 +43,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: CPU threads of a nag command unless the environment sets them. nag's models are small: on
+#: the 2-core machine the main job (``nag fit --config configs/quickstart.yaml``) takes 54 s
+#: with torch's two threads when idle but 156 s beside one busy process, as OpenMP's threads spin
+#: at each barrier for a core the other process holds; with one thread, 61 s idle and 60 s beside
+#: it (waiting passively instead: 88 s idle, 66 s busy). One thread also keeps a run's numbers
+#: the same whatever else the machine runs. On a machine of your own, set OMP_NUM_THREADS.
+THREADS = {"OMP_NUM_THREADS": "1"}
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {purpose}" for name, (purpose, _) in COMMANDS.items()]
@@ -68,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         if command not in COMMANDS:
             raise ConfigError(f"invalid choice: {command!r} (choose from {', '.join(COMMANDS)}; nag --help)")
         _check_config_files(rest)
+        for variable, value in THREADS.items():
+            os.environ.setdefault(variable, value)  # read when torch loads, below
         module, name = COMMANDS[command][1].split(":")
         run = getattr(importlib.import_module(f"nag.cli.{module}"), name)
         with _quiet_lightning(quiet="--quiet=true" in rest):

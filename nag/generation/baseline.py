@@ -66,9 +66,17 @@ def compare_with_random(
 
 
 def format_comparison(summaries: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> str:
-    """One row per sample set: validity (raw, before projection), distinct and novel shares,
-    and the true mean, best and top-5 % share of each metric."""
-    columns = {"validity": "valid", "raw_validity": "raw valid", "uniqueness": "distinct", "novelty": "novel"}
+    """One row per sample set: validity (raw, before projection; the share projection repaired
+    and the node labels and edges it changed in each), distinct and novel shares, and the true
+    mean, best and top-5 % share of each metric."""
+    columns = {
+        "validity": "valid",
+        "raw_validity": "raw valid",
+        "repaired": "repaired",
+        "repair_changes": "entries changed",
+        "uniqueness": "distinct",
+        "novelty": "novel",
+    }
     for m in metrics:
         columns.update({f"{m}/mean": f"mean {m}", f"{m}/best": f"best {m}", f"{m}/top_share": f"top-5% {m}"})
     rows = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,8 @@ class GeneratedSet:
     """Samples in sampling order. ``archs`` are what the space's ``project`` made of each raw
     graph (``None`` with the reason in ``errors`` where even that failed, so failures are
     counted, never dropped); ``raw_valid`` says which graphs were valid as sampled, before any
-    repair; ``graphs`` are the raw ``{x, adj, mask}`` tensors.
+    repair; ``changed`` how many node labels and edges projection changed in each (0 where
+    none was needed, -1 where it failed or was not measured); ``graphs`` are the raw ``{x, adj, mask}`` tensors.
 
     A selection (the device path) holds its chosen architectures best first, with what it
     knows of each in ``rows`` (predicted latency, its spread, ...), its counts in ``summary``
@@ -25,6 +27,7 @@ class GeneratedSet:
     archs: list[Arch | None]
     errors: list[str | None]
     raw_valid: list[bool] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
     graphs: dict[str, torch.Tensor] | None = None
     summary: dict[str, float] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -33,6 +36,8 @@ class GeneratedSet:
     def __post_init__(self) -> None:
         if not self.raw_valid:
             self.raw_valid = [a is not None for a in self.archs]
+        if not self.changed:
+            self.changed = [0 if raw else -1 for raw in self.raw_valid]
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -49,6 +54,17 @@ class GeneratedSet:
     def raw_validity(self) -> float:
         return sum(self.raw_valid) / max(len(self.raw_valid), 1)
 
+    @property
+    def repaired(self) -> list[int]:
+        """Indices of the samples projection turned from invalid into architectures."""
+        return [i for i, (arch, raw) in enumerate(zip(self.archs, self.raw_valid)) if arch is not None and not raw]
+
+    @property
+    def repair_changes(self) -> float:
+        """Mean node labels and edges projection changed in a repaired sample (NaN: none measured)."""
+        counts = [self.changed[i] for i in self.repaired if self.changed[i] >= 0]
+        return sum(counts) / len(counts) if counts else math.nan
+
 
 def decode_samples(space: SearchSpace, graphs: dict[str, torch.Tensor], project: bool = True) -> GeneratedSet:
     """Each raw graph decoded strictly (``space.decode``: is it valid as sampled?) and, with
@@ -56,17 +72,21 @@ def decode_samples(space: SearchSpace, graphs: dict[str, torch.Tensor], project:
     archs: list[Arch | None] = []
     errors: list[str | None] = []
     raw_valid: list[bool] = []
+    changed: list[int] = []
     for x, adj, mask in zip(graphs["x"], graphs["adj"], graphs["mask"]):
         try:
             arch, error = space.decode(x, adj, mask), None
         except InvalidArchitecture as e:
             arch, error = None, str(e)
         raw_valid.append(arch is not None)
+        change = 0 if arch is not None else -1
         if arch is None and project:
             try:
                 arch = space.project(x, adj, mask)
+                change = space.changed_entries(x, adj, mask, arch)
             except InvalidArchitecture as e:
                 error = f"{error}; projection failed: {e}"
         archs.append(arch)
         errors.append(None if arch is not None else error)
-    return GeneratedSet(archs, errors, raw_valid, graphs)
+        changed.append(change)
+    return GeneratedSet(archs, errors, raw_valid, changed, graphs)

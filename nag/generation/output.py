@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torchmetrics import SumMetric
 
 from nag.benchmarks.base import Benchmark
 from nag.generation.generated_set import GeneratedSet
@@ -25,7 +26,8 @@ def score_samples(
     metrics: Sequence[str],
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Validity (after the space's projection) and raw validity (before it), uniqueness by
+    """Validity (after the space's projection) and raw validity (before it), the share
+    projection repaired and how many node labels and edges it changed in each, uniqueness by
     isomorphism class (canonical key) and by string, novelty against the training split, and
     true benchmark metrics.
 
@@ -40,10 +42,16 @@ def score_samples(
     uniqueness.update(keys)
     by_string.update([space.to_string(a) for a in valid])
     novelty.update(keys)
+    changes, repaired = SumMetric().to(device), SumMetric().to(device)
+    counted = [result.changed[i] for i in result.repaired if result.changed[i] >= 0]
+    changes.update(torch.tensor(float(sum(counted)), device=device))
+    repaired.update(torch.tensor(float(len(counted)), device=device))
     summary = {
         "samples": float(len(result.archs)),
         "validity": float(validity.compute()),
         "raw_validity": float(raw_validity.compute()),
+        "repaired": float(validity.compute() - raw_validity.compute()),
+        "repair_changes": float(changes.compute() / repaired.compute()) if float(repaired.compute()) else math.nan,
         "uniqueness": float(uniqueness.compute()),
         "uniqueness_string": float(by_string.compute()),
         "novelty": float(novelty.compute()),

@@ -111,16 +111,36 @@ class SearchSpace(ABC, Generic[Arch]):
 
         Strict on purpose: it measures how often a generator's raw samples are members;
         :meth:`project` is the repairing path."""
+        ops, adj, mask = self._reading(x, a, node_mask)
+        n = int(mask.sum())
+        if not mask[:n].all():
+            raise InvalidArchitecture(f"{self.name}: real nodes must come first; got node mask {mask.tolist()}")
+        return self.from_graph([self.ops[i] for i in ops[:n]], adj[:n, :n])
+
+    def _reading(
+        self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What :meth:`decode` reads: each node's argmax op, the upper-triangle edges above 0.5
+        and which nodes are real."""
         self._check_shapes(x, a)
         x = x.detach().float().cpu().numpy()
         a = a.detach().float().cpu().numpy()
         mask = np.abs(x).sum(-1) > 0 if node_mask is None else node_mask.detach().cpu().numpy().astype(bool)
-        n = int(mask.sum())
-        if not mask[:n].all():
-            raise InvalidArchitecture(f"{self.name}: real nodes must come first; got node mask {mask.tolist()}")
-        labels = [self.ops[i] for i in x[:n].argmax(-1)]
-        adj = (np.triu(a[:n, :n], k=1) > 0.5).astype(np.int64)
-        return self.from_graph(labels, adj)
+        return x.argmax(-1), (np.triu(a, k=1) > 0.5).astype(np.int64), mask
+
+    def changed_entries(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None, arch: Arch) -> int:
+        """How many node labels (a node added or dropped counts once) and edges of the graph
+        :meth:`decode` reads from ``(X, A)`` differ from ``arch``'s: what a repair changed."""
+        ops, adj, mask = self._reading(x, a, node_mask)
+        labels, target_adj = self.to_graph(arch)
+        n = self.max_nodes
+        read = np.where(mask, ops, -1)
+        target = np.full(n, -1)
+        target[: len(labels)] = [self.op_index(op) for op in labels]
+        padded = np.zeros((n, n), dtype=np.int64)
+        padded[: len(labels), : len(labels)] = np.triu(np.asarray(target_adj), k=1)
+        adj = adj * mask[:, None] * mask[None, :]
+        return int((read != target).sum() + (adj != padded).sum())
 
     # --- repair (generated samples) ----------------------------------------------------
     def allowed_ops(self) -> torch.Tensor:

@@ -248,3 +248,16 @@ def test_macro_allowed_ops_are_exact_over_every_topological_order() -> None:
     x, _, _ = space.encode_batch(archs)
     cols = [i for i, op in enumerate(space.ops) if not op.startswith(("stem_", "stage_"))]  # one stem/header used
     assert torch.equal((x != 0).any(0)[:, cols], space.allowed_ops()[:, cols])
+
+
+@pytest.mark.parametrize("space", [s for s in SPACES if not isinstance(s, MacroSpace)], ids=lambda s: repr(s))
+def test_changed_entries_count_what_separates_a_graph_from_an_architecture(space: SearchSpace) -> None:
+    first, second = space.sample(2, np.random.default_rng(3))
+    x, a, mask = space.encode_batch([first, second])
+    assert space.changed_entries(x[0], a[0], mask[0], first) == 0
+    labels = [(space.to_graph(arch)[0], np.triu(np.asarray(space.to_graph(arch)[1]), 1)) for arch in (first, second)]
+    n = space.max_nodes
+    read = [np.array([space.op_index(op) for op in lab] + [-1] * (n - len(lab))) for lab, _ in labels]
+    adj = [np.pad(g, ((0, n - len(g)), (0, n - len(g)))) for _, g in labels]
+    expected = int((read[0] != read[1]).sum() + (adj[0] != adj[1]).sum())
+    assert space.changed_entries(x[0], a[0], mask[0], second) == expected
