@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: CPU threads of a nag command unless the environment sets them. nag's models are small: on
 #: the 2-core machine the main job (``nag fit --config configs/quickstart.yaml``) takes 54 s
 #: with torch's two threads when idle but 156 s beside one busy process, as OpenMP's threads spin
-#: at each barrier for a core the other process holds; with one thread, 61 s idle and 60 s beside
+#: at each barrier for a core the other process holds; with one thread, 59 s idle and 61 s beside
 #: it (waiting passively instead: 88 s idle, 66 s busy). One thread also keeps a run's numbers
 #: the same whatever else the machine runs. On a machine of your own, set OMP_NUM_THREADS.
 THREADS = {"OMP_NUM_THREADS": "1"}
