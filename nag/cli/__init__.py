@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         if command not in COMMANDS:
             raise ConfigError(f"invalid choice: {command!r} (choose from {', '.join(COMMANDS)}; nag --help)")
         _check_config_files(rest)
-        for variable, value in THREADS.items():
-            os.environ.setdefault(variable, value)  # read when torch loads, below
+        if "torch" not in sys.modules:  # torch reads them when it loads, below; a caller's torch is its own
+            for variable, value in THREADS.items():
+                os.environ.setdefault(variable, value)
         module, name = COMMANDS[command][1].split(":")
         run = getattr(importlib.import_module(f"nag.cli.{module}"), name)
         with _quiet_lightning(quiet="--quiet=true" in rest):
