@@ -60,6 +60,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         T: diffusion steps.
         edge_weight: weight of the edge cross-entropy (lambda).
         cond_drop: per-condition dropout probability in training.
+        uncond_drop: probability that a training example drops every condition at once, so
+            the unconditional path is trained (see :class:`~nag.nn.conditions.ConditionEncoder`).
         reference: sample as before issue 19, for comparisons: the network on every sample,
             shared inputs or not, the original transformer forward and dense posteriors. Not a
             hyperparameter: checkpoints do not keep it.
@@ -81,6 +83,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         dropout: float = 0.0,
         edge_weight: float = 5.0,
         cond_drop: float = 0.1,
+        uncond_drop: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
@@ -118,7 +121,7 @@ class DiscreteDiffusionModule(DiffusionModule):
                 predict_edges=not self.fixed_topology,
                 reference=reference,
             ),
-            ConditionEncoder(self.condition_names, dim, binned, bins, cond_drop),
+            ConditionEncoder(self.condition_names, dim, binned, bins, cond_drop, uncond_drop),
         )
         self.init_ema()  # buffers (quantile knots, edge directions) are set on both copies in setup()
         fixed = data_spec.get("fixed_adjacency")

@@ -116,3 +116,14 @@ def test_conditions_are_encoded_identically_in_training_and_sampling(tmp_path, m
     assert torch.allclose(s_emb[0], emb[row], atol=1e-6), "same embedding (EMA copy == weights at lr 0)"
     assert torch.equal(model.ema.module.conditions.cdf_knots, model.net.conditions.cdf_knots)
     assert torch.equal(model.ema.module.conditions.bin_edges, model.net.conditions.bin_edges)
+
+
+def test_uncond_prob_drops_every_condition_of_an_example_at_once():
+    encoder = ConditionEncoder(["a", "b", "c"], dim=8, drop_prob=0.0, uncond_prob=0.3)
+    keep = encoder.sample_keep(20_000, generator=torch.Generator().manual_seed(0))
+    rows = keep.all(1) | (~keep).all(1)
+    assert rows.all(), "an example keeps all its conditions or none"
+    assert abs((~keep[:, 0]).float().mean().item() - 0.3) < 0.02
+    plain = ConditionEncoder(["a", "b", "c"], dim=8, drop_prob=0.1)
+    u = torch.rand(50, 3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(plain.sample_keep(50, generator=torch.Generator().manual_seed(1)), u >= 0.1)
