@@ -205,12 +205,27 @@ class CategoricalDiffusion(nn.Module):
             return torch.where(total > 1e-12, probs / total.clamp_min(1e-12), onehot)
 
     def step(
-        self, state: State, x0_probs: dict[str, torch.Tensor], t: int, s: int, generator: torch.Generator | None = None
+        self,
+        state: State,
+        x0_probs: dict[str, torch.Tensor],
+        t: int,
+        s: int,
+        generator: torch.Generator | None = None,
+        tilt: dict[str, torch.Tensor] | None = None,
     ) -> State:
-        """One ancestral step ``z_t -> z_s`` (any ``s < t``: skipping steps is exact)."""
+        """One ancestral step ``z_t -> z_s`` (any ``s < t``: skipping steps is exact).
+
+        ``tilt``: log-weights per kind, position and class (shaped like ``x0_probs``) that
+        multiply ``p(z_s | z_t)`` before drawing, as guidance does; classes it cannot reach
+        stay unreachable."""
         out = dict(state)
         for kind in self.kinds:
-            out[kind] = categorical_sample(self.reverse_probs(kind, state[kind], x0_probs[kind], t, s), generator)
+            probs = self.reverse_probs(kind, state[kind], x0_probs[kind], t, s)
+            if tilt is not None:
+                log_w = tilt[kind].float()
+                probs = probs * (log_w - log_w.amax(-1, keepdim=True)).exp()
+                probs = probs / probs.sum(-1, keepdim=True)
+            out[kind] = categorical_sample(probs, generator)
         return out
 
     def timesteps(self, steps: int | None = None, spacing: Spacing = "time") -> list[int]:

@@ -3,6 +3,7 @@ makes any trained generator module (score diffusion, discrete diffusion, cell fl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,6 +65,7 @@ class ModelGenerator:
         guidance_scale: float | Mapping[str, float] | None = None,
         mode: str | None = None,
         extrapolate: bool | None = None,
+        regressor_scale: float | None = None,
         normalize_guidance: bool | None = None,
     ) -> None:
         if not hasattr(model, "sample_graphs"):
@@ -78,6 +80,7 @@ class ModelGenerator:
             "guidance_scale": guidance_scale,
             "mode": mode,
             "extrapolate": extrapolate,
+            "regressor_scale": regressor_scale,
             "normalize_guidance": normalize_guidance,
         }
         self.options = {k: v for k, v in settings.items() if v is not None}
@@ -119,6 +122,9 @@ class ModelGenerator:
                     f"{', '.join(self.condition_names)}; drop or rename them"
                 )
             kwargs["conditions"] = Conditions(conditions)
+        accepted = inspect.signature(self.model.sample_graphs).parameters
+        if "regressor_scale" in kwargs and "regressor_scale" not in accepted:
+            raise ConfigError(f"--regressor_scale: {type(self.model).__name__} has no regressor guidance; drop it")
         if guidance:
             if not self.supports_guidance:
                 raise ConfigError(

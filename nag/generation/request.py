@@ -97,12 +97,15 @@ class Conditioning:
             ``compositional`` mode.
         mode: ``compositional`` (one pass per condition) or ``joint`` (one pass with all).
         extrapolate: allow values outside the training split's range.
+        regressor_scale: strength of discrete diffusion's regressor guidance toward the
+            conditions (default the checkpoint's ``regressor_scale``; 0: classifier-free only).
     """
 
     conditions: Mapping[str, float | Sequence[float]]
     guidance_scale: float | Mapping[str, float] = 1.0
     mode: GuidanceMode = "compositional"
     extrapolate: bool = False
+    regressor_scale: float | None = None
 
     def __post_init__(self) -> None:
         if not self.conditions:
@@ -126,6 +129,8 @@ class Conditioning:
                 _finite(f"guidance_scale[{name!r}]", w, 0.0)
         else:
             _finite("guidance_scale", self.guidance_scale, 0.0)
+        if self.regressor_scale is not None:
+            _finite("regressor_scale", self.regressor_scale, 0.0)
 
 
 @dataclass(frozen=True)
@@ -281,7 +286,7 @@ class GenerationRequest:
 #: (``terms``, ``guide_schedule`` and ``min_rows`` are set from Python only).
 FLAGS: dict[type, tuple[str, ...]] = {
     Sampling: ("num_samples", "seed", "sampler", "steps", "spacing", "batch_size", "compile"),
-    Conditioning: ("conditions", "guidance_scale", "mode", "extrapolate"),
+    Conditioning: ("conditions", "guidance_scale", "mode", "extrapolate", "regressor_scale"),
     PredictorGuidance: ("guide", "guide_scale", "guide_normalize"),
     DeviceBudget: ("device_table", "budget", "select", "feasible_prob", "latency_guidance"),
 }

@@ -106,7 +106,10 @@ def _configured(generator: Generator, request: GenerationRequest) -> Generator:
         settings["compile"] = True
     if conditioning is not None:
         settings.update(
-            guidance_scale=conditioning.guidance_scale, mode=conditioning.mode, extrapolate=conditioning.extrapolate
+            guidance_scale=conditioning.guidance_scale,
+            mode=conditioning.mode,
+            extrapolate=conditioning.extrapolate,
+            regressor_scale=conditioning.regressor_scale,
         )
     steered = guidance is not None or (request.device is not None and generator.supports_guidance)
     if steered:

@@ -18,21 +18,27 @@ from nag.errors import ConfigError, UnknownMetric
 from nag.lightning_modules.diffusion_base import DiffusionModule, Graphs
 from nag.nn.conditions import ConditionEncoder, RawValue, normalize_conditions
 from nag.nn.graph_transformer import GraphTransformer
+from nag.nn.state_regressor import StateRegressor
 
 GuidanceMode = Literal["compositional", "joint"]
 #: Sampling steps unless asked otherwise: skipping steps is exact for this process, and T = 500
 #: steps cost 1-4 min per 1,000 samples on a CPU.
 DEFAULT_STEPS = 50
+#: Noisy copies of each training example the regressor of the conditions sees per step.
+REGRESSOR_DRAWS = 4
 #: Classes of a directed pair ``i -> j`` (``i < j``): absent, present.
 EDGE_CLASSES = 2
 
 
 class ConditionalDenoiser(nn.Module):
-    """The graph transformer and the condition encoder, averaged together by the EMA."""
+    """The graph transformer, the condition encoder and the optional regressor of the
+    conditions, averaged together by the EMA."""
 
-    def __init__(self, transformer: GraphTransformer, conditions: ConditionEncoder) -> None:
+    def __init__(
+        self, transformer: GraphTransformer, conditions: ConditionEncoder, regressor: StateRegressor | None = None
+    ) -> None:
         super().__init__()
-        self.transformer, self.conditions = transformer, conditions
+        self.transformer, self.conditions, self.regressor = transformer, conditions, regressor
 
     def forward(self, state: State, t: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         """``cond [B, D]``: the condition embeddings (``self.conditions(values, keep)``), an input
@@ -52,6 +58,15 @@ class DiscreteDiffusionModule(DiffusionModule):
     statistics stored in ``data_spec``), dropped to its own null token with probability
     ``cond_drop``. Validation and sampling use the EMA weights.
 
+    Classifier-free guidance alone steers weakly toward the top of a condition's range: the
+    denoiser learns the architectures' structure first and the condition's effect on it late.
+    With ``regressor_scale > 0`` a small noise-aware regressor of the conditions
+    (:class:`~nag.nn.state_regressor.StateRegressor`) trains beside the denoiser on the same
+    noisy states, and sampling toward conditions adds DiGress's regressor guidance: each step's
+    ``p(z_s | z_t)`` is tilted by ``exp(scale * <grad_{z_t} log N(c | f(z_t), 1), z_s>)``, the
+    asked values ``c`` in the normalised units the regressor predicts. Unconditional samples
+    are not tilted.
+
     Args:
         data_spec: the datamodule's ``spec()`` (linked by the CLI).
         conditions: target names to condition on (a subset of ``data_spec["targets"]``).
@@ -62,6 +77,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         cond_drop: per-condition dropout probability in training.
         uncond_drop: probability that a training example drops every condition at once, so
             the unconditional path is trained (see :class:`~nag.nn.conditions.ConditionEncoder`).
+        regressor_scale: strength of regressor guidance toward asked conditions (a request's
+            ``regressor_scale`` overrides it); 0 trains no regressor.
+        regressor_hidden: width of the regressor's hidden layers.
         reference: sample as before issue 19, for comparisons: the network on every sample,
             shared inputs or not, the original transformer forward and dense posteriors. Not a
             hyperparameter: checkpoints do not keep it.
@@ -84,6 +102,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         edge_weight: float = 5.0,
         cond_drop: float = 0.1,
         uncond_drop: float = 0.0,
+        regressor_scale: float = 0.0,
+        regressor_hidden: int = 256,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
@@ -101,6 +121,13 @@ class DiscreteDiffusionModule(DiffusionModule):
             )
         if len(set(conditions)) != len(conditions):
             raise ConfigError(f"model.init_args.conditions {list(conditions)} names a condition twice")
+        if not (math.isfinite(regressor_scale) and regressor_scale >= 0):
+            raise ConfigError(f"model.init_args.regressor_scale={regressor_scale}: expected a finite number >= 0")
+        if regressor_scale > 0 and not conditions:
+            raise ConfigError(
+                "model.init_args.regressor_scale: the regressor predicts the conditions; set "
+                "model.init_args.conditions or drop regressor_scale"
+            )
         self.save_hyperparameters(ignore=["reference"])
         self.condition_names = list(conditions)
         self.condition_columns = [targets.index(c) for c in conditions]
@@ -108,6 +135,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         n, v = data_spec["max_nodes"], data_spec["num_ops"]
         self.num_ops = v
         self.diffusion = CategoricalDiffusion(n, v + 1, None if self.fixed_topology else EDGE_CLASSES, T, reference)
+        sizes = [n * (v + 1)] + ([] if self.fixed_topology else [n * n * EDGE_CLASSES])
+        regressor = StateRegressor(sizes, len(conditions), regressor_hidden) if regressor_scale > 0 else None
         self.net = ConditionalDenoiser(
             GraphTransformer(
                 v + 1,
@@ -122,6 +151,7 @@ class DiscreteDiffusionModule(DiffusionModule):
                 reference=reference,
             ),
             ConditionEncoder(self.condition_names, dim, binned, bins, cond_drop, uncond_drop),
+            regressor,
         )
         self.init_ema()  # buffers (quantile knots, edge directions) are set on both copies in setup()
         fixed = data_spec.get("fixed_adjacency")
@@ -164,6 +194,10 @@ class DiscreteDiffusionModule(DiffusionModule):
         out = net(self._with_edges(state), t.float() / self.diffusion.T, cond)
         return {kind: out[kind] for kind in self.diffusion.kinds}
 
+    def onehots(self, state: State) -> list[torch.Tensor]:
+        """Each diffused kind of ``state`` as one-hot floats, the regressor's input."""
+        return [F.one_hot(state[k], self.diffusion.marginals(k).shape[-1]).float() for k in self.diffusion.kinds]
+
     # --- training ---------------------------------------------------------------------
     loss_name = "discrete diffusion loss"
 
@@ -181,7 +215,20 @@ class DiscreteDiffusionModule(DiffusionModule):
             upper = self.upper.expand(b, -1, -1)
             parts["ce_edges"] = F.cross_entropy(logits["edges"][upper].float(), clean["edges"][upper])
         loss = parts["ce_nodes"] + self.hparams.edge_weight * parts.get("ce_edges", 0.0)
+        if net.regressor is not None:
+            parts["mse_regressor"] = self.regressor_loss(net.regressor, clean, self.condition_values(batch), generator)
+            loss = loss + parts["mse_regressor"]
         return loss, parts
+
+    def regressor_loss(
+        self, regressor: StateRegressor, clean: State, values: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """MSE of the regressor on :data:`REGRESSOR_DRAWS` noisy copies of each example: it is
+        small beside the denoiser and learns slowly from one noise level per example and step."""
+        copies = {k: v.repeat(REGRESSOR_DRAWS, *([1] * (v.dim() - 1))) for k, v in clean.items()}
+        t = torch.randint(1, self.diffusion.T + 1, (copies["nodes"].shape[0],), device=self.device, generator=generator)
+        predicted = regressor(self.onehots(self.diffusion.noise(copies, t, generator)), t.float() / self.diffusion.T)
+        return F.mse_loss(predicted.float(), values.repeat(REGRESSOR_DRAWS, 1))
 
     def setup(self, stage: str) -> None:
         """Fit the per-position marginals and condition bins on the training split."""
@@ -326,6 +373,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         extrapolate: bool = False,
         spacing: Spacing = "time",
         compile: bool = False,
+        regressor_scale: float | None = None,
     ) -> Graphs:
         """Ancestral sampling (``p(z_s | z_t)`` from the predicted ``x_0``); see
         :meth:`DiffusionModule.sample_graphs`.
@@ -341,14 +389,33 @@ class DiscreteDiffusionModule(DiffusionModule):
             spacing: steps evenly spaced in ``t`` (``"time"``) or in ``abar_t`` (``"alpha"``), see
                 :meth:`CategoricalDiffusion.timesteps`.
             compile: run the network through ``torch.compile`` (see :meth:`DiffusionModule.sample_graphs`).
+            regressor_scale: strength of regressor guidance toward ``conditions`` (default the
+                checkpoint's ``regressor_scale``; 0: classifier-free guidance only).
         """
         if sampler != "ancestral":
             raise ConfigError(f"sampler={sampler!r}: discrete diffusion samples with 'ancestral'")
         if spacing not in ("time", "alpha"):
             raise ConfigError(f"spacing={spacing!r}; expected 'time' or 'alpha'")
         plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1), extrapolate)
+        scale = self.hparams.get("regressor_scale", 0.0) if regressor_scale is None else regressor_scale
+        if not (math.isfinite(scale) and scale >= 0):
+            raise ConfigError(f"--regressor_scale={scale}: expected a finite number >= 0")
+        if scale > 0 and self.net.regressor is None:
+            raise ConfigError(
+                f"--regressor_scale={scale}: this checkpoint has no regressor; fit it with "
+                "model.init_args.regressor_scale > 0, or drop --regressor_scale"
+            )
+        given = self.normalize_conditions(conditions or {}, max(num_samples, 1), extrapolate)[1]
         return super().sample_graphs(
-            num_samples, steps, seed, batch_size, progress, compile, plan=plan, spacing=spacing
+            num_samples,
+            steps,
+            seed,
+            batch_size,
+            progress,
+            compile,
+            plan=plan,
+            spacing=spacing,
+            regressor=(scale, given) if scale > 0 and bool(given.any()) else None,
         )
 
     def sample_batch(
@@ -360,7 +427,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         start: int,
         plan: tuple[torch.Tensor, torch.Tensor, list[float]],
         spacing: Spacing = "time",
+        regressor: tuple[float, torch.Tensor] | None = None,
     ) -> Graphs:
+        """``regressor``: ``(scale, given [C])`` of regressor guidance toward the asked values, or none."""
         values, keep, weights = plan
         chunk = values[start : start + b].to(self.device)
         times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T), spacing)
@@ -370,5 +439,19 @@ class DiscreteDiffusionModule(DiffusionModule):
             state = self.diffusion.prior(b, generator)
             for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):
                 probs = self.guided_x0(net, state, t, cond, groups, weights)
-                state = self.diffusion.step(state, probs, t, s, generator)
+                tilt = None if regressor is None else self.regressor_tilt(net, state, t, chunk, *regressor)
+                state = self.diffusion.step(state, probs, t, s, generator, tilt)
         return self.to_graphs(state)
+
+    def regressor_tilt(
+        self, net: nn.Module, state: State, t: int, values: torch.Tensor, scale: float, given: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """DiGress's guidance: ``scale * grad_{z_t} log N(values | f(z_t), 1)`` over the ``given``
+        conditions, per position and class, the log-weights that tilt ``p(z_s | z_t)``."""
+        with torch.inference_mode(False), torch.enable_grad():
+            onehots = [o.clone().requires_grad_() for o in self.onehots({k: v.clone() for k, v in state.items()})]
+            tt = torch.full((values.shape[0],), t / self.diffusion.T, device=values.device)
+            predicted = net.regressor(onehots, tt)
+            loglik = -0.5 * ((predicted.float() - values.clone()) ** 2)[:, given.to(values.device)].sum()
+            grads = torch.autograd.grad(loglik, onehots)
+        return {kind: scale * g for kind, g in zip(self.diffusion.kinds, grads)}

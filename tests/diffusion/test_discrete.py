@@ -231,3 +231,16 @@ def test_reference_flag_switches_to_the_dense_posterior(monkeypatch):
     d.reference = True
     d.reverse_probs("nodes", z, probs, 3, 1)
     assert calls
+
+
+def test_a_tilt_reweights_the_reverse_step_but_never_reaches_impossible_classes():
+    diffusion = CategoricalDiffusion(3, 4, None, T=10)
+    diffusion.set_marginals({"nodes": torch.tensor([[0, 1, 2], [3, 1, 2]])})  # node 0 never takes class 2
+    state = diffusion.prior(500, torch.Generator().manual_seed(0))
+    x0 = {"nodes": torch.full((500, 3, 4), 0.25)}
+    x0["nodes"][:, 0] = torch.tensor([1 / 3, 1 / 3, 0.0, 1 / 3])  # as the denoiser masks it
+    tilt = {"nodes": torch.zeros(500, 3, 4)}
+    tilt["nodes"][..., 2] = 50.0
+    out = diffusion.step(state, x0, 10, 0, torch.Generator().manual_seed(1), tilt)["nodes"]
+    assert (out[:, 1:] == 2).all(), "an overwhelming tilt picks its class wherever it is possible"
+    assert not (out[:, 0] == 2).any(), "a class the step gives no mass stays unreachable"

@@ -27,6 +27,8 @@ BAD = {
     '--conditions={"valid_acc": 0.8} --guidance_scale=-1': "--guidance_scale=-1",
     "--mode=both": "mode",
     "--extrapolate=maybe": "extrapolate",
+    "--regressor_scale=5": "--regressor_scale=5.0: it applies with --conditions",
+    '--conditions={"valid_acc": 0.8} --regressor_scale=-1': "--regressor_scale=-1",
     '--guide=["fastest"]': "--guide",
     "--guide_scale=-1": "--guide_scale=-1",
     "--guide_normalize=maybe": "guide_normalize",

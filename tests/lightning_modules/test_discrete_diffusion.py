@@ -176,6 +176,42 @@ def test_guidance_plan_batches_conditional_and_unconditional_passes(nbgraph_dm):
         model.guidance_plan({"latency": 0.005}, {"latency": 2.0}, "joint", 3)
 
 
+def test_regressor_guidance_moves_samples_toward_what_the_regressor_predicts_for_the_asked_value(nbgraph_dm):
+    """A regressor that reads one op at one layer: asking a high value makes samples pick it."""
+    model = tiny(nbgraph_dm, regressor_scale=20.0).eval()
+    regressor = model.ema.module.regressor
+    gat = nbgraph_dm.space.ops.index("gat")
+    with torch.no_grad():
+        for layer in regressor.mlp:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_(), layer.bias.zero_()
+        first, second, out = (m for m in regressor.mlp if isinstance(m, torch.nn.Linear))
+        first.weight[0, 1 * model.diffusion.marginals("nodes").shape[-1] + gat] = 1.0  # node 1 (layer 1) is gat
+        second.weight[0, 0] = out.weight[0, 0] = 1.0
+    cond = {"valid_acc": 0.95}  # far above what the regressor can predict: guidance pushes all the way
+    guided = model.sample_graphs(200, steps=5, seed=0, conditions=cond, extrapolate=True)
+    plain = model.sample_graphs(200, steps=5, seed=0, conditions=cond, extrapolate=True, regressor_scale=0.0)
+    share = lambda g: float(g["x"][:, 1, gat].mean())  # noqa: E731
+    assert share(guided) > share(plain) + 0.3
+    unconditional = model.sample_graphs(200, steps=5, seed=0)
+    assert torch.equal(unconditional["x"], model.sample_graphs(200, steps=5, seed=0, regressor_scale=0.0)["x"])
+
+
+def test_regressor_trains_beside_the_denoiser_and_is_refused_where_it_cannot_apply(nbgraph_dm, tmp_path):
+    model = tiny(nbgraph_dm, regressor_scale=2.0)
+    quiet_trainer(tmp_path, max_steps=3).fit(model, datamodule=nbgraph_dm)
+    loss, parts = model.loss(next(iter(nbgraph_dm.train_dataloader())), model.net)
+    assert {"ce_nodes", "ce_edges", "mse_regressor"} <= set(parts) and torch.isfinite(loss)
+    plain = tiny(nbgraph_dm)
+    assert plain.net.regressor is None
+    with pytest.raises(ConfigError, match="no regressor; fit it with model.init_args.regressor_scale"):
+        plain.sample_graphs(2, steps=2, conditions={"valid_acc": 0.8}, regressor_scale=1.0)
+    with pytest.raises(ConfigError, match="regressor_scale: the regressor predicts the conditions"):
+        tiny(nbgraph_dm, conditions=[], regressor_scale=1.0)
+    with pytest.raises(ConfigError, match="regressor_scale=-1"):
+        tiny(nbgraph_dm, regressor_scale=-1.0)
+
+
 def test_unknown_conditions_name_the_valid_ones(nbgraph_dm):
     with pytest.raises(UnknownMetric, match="valid: valid_acc, latency, params"):
         tiny(nbgraph_dm, conditions=["flops"])
