@@ -8,7 +8,11 @@ with ``nag fit`` (their own epochs unless ``--max-epochs``; a finished fit of th
 and epochs is reused), loads each with ``nag.load_generator`` and samples ``--samples``
 architectures: score diffusion with the ODE and the PC sampler, discrete diffusion
 unconditioned and conditioned on the config's first target (accuracy) at the table's 95th
-percentile at each ``--guidance`` scale. Reported per row: validity before the space's projection (raw) and after it,
+percentile at each ``--guidance`` scale, with classifier-free guidance alone and, where the
+checkpoint has a regressor of its conditions, with regressor guidance added (its own scale);
+each conditioned setting on ``--condition-seeds`` seeds of 100 samples, each beside 100
+uniform random ones of the same seed (median, range, and on how many seeds it beats random).
+Reported per row: validity before the space's projection (raw) and after it,
 uniqueness by isomorphism class and by string, novelty against the training split, KL of op
 marginals to the training split, true accuracy (mean, best, share in the table's top 5 %),
 distinct architectures and samples per second. Speed is a ratio to uniform random in the
@@ -140,22 +144,38 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
         report.update(table_mean=float(column.mean()), table_p95=top)
         if metric in discrete.condition_names:
             report["references"] = references(space, bench, metric, dms["discrete"])
-            rows += [
-                row(
-                    f"discrete, {metric}={top:.4g}, w={w:g} (100 samples)",
-                    nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=w),
-                    100,
-                    seed,
-                    train["discrete"],
-                    metric,
-                    conditions={metric: top},
-                )
-                for w in args.guidance
+            regressor = discrete.model.hparams.get("regressor_scale", 0.0)
+            settings = [(w, r) for w in args.guidance for r in dict.fromkeys([0.0, regressor])]
+            report["conditioned"] = [
+                conditioned(fits["discrete"]["checkpoint"], w, r, args.condition_seeds, train["discrete"], metric, top)
+                for w, r in settings
             ]
     base = rows[0]["samples_per_s"]
     for r in rows:
         r["speed_vs_random"] = r["samples_per_s"] / base
     return {**report, "rows": rows}
+
+
+def conditioned(
+    checkpoint: str, w: float, regressor: float, seeds: int, train: dict[str, Any], metric: str, value: float
+) -> dict[str, Any]:
+    """One conditioned setting on ``seeds`` seeds of 100 samples, each beside 100 uniform random
+    architectures of the same seed: medians, the range of the mean, and the seeds it wins."""
+    generator = nag.load_generator(checkpoint, guidance_scale=w, regressor_scale=regressor)
+    random = UniformRandom(generator.space)
+    runs = [row("", generator, 100, s, train, metric, conditions={metric: value}) for s in range(seeds)]
+    baselines = [row("", random, 100, s, train, metric) for s in range(seeds)]
+    means = [r[f"{metric}/mean"] for r in runs]
+    return {
+        "method": f"discrete, {metric}={value:.4g}, w={w:g}, regressor {regressor:g}",
+        "seeds": seeds,
+        **{
+            name: float(np.median([r[key.format(m=metric)] for r in runs])) for name, key in CONDITIONED_MEDIANS.items()
+        },
+        "mean_range": f"{min(means):.4g}-{max(means):.4g}",
+        "random_mean": float(np.median([b[f"{metric}/mean"] for b in baselines])),
+        "beats_random": f"{sum(r[f'{metric}/mean'] > b[f'{metric}/mean'] for r, b in zip(runs, baselines))}/{seeds}",
+    }
 
 
 def references(space: Any, bench: Any, metric: str, dm: Any, k: int = 100) -> dict[str, float]:
@@ -180,6 +200,16 @@ def references(space: Any, bench: Any, metric: str, dm: Any, k: int = 100) -> di
     }
 
 
+#: Conditioned-table header -> row key (medians over seeds).
+CONDITIONED_MEDIANS = {
+    "raw_validity": "raw_validity",
+    "distinct": "distinct",
+    "novelty": "novelty",
+    "mean": "{m}/mean",
+    "best": "{m}/best",
+    "top_share": "{m}/top_share",
+}
+CONDITIONED_COLUMNS = ["method", *CONDITIONED_MEDIANS, "mean_range", "random_mean", "beats_random"]
 COLUMNS = ["method", "raw_validity", "validity", "uniqueness", "uniqueness_string", "novelty", "op_kl", "distinct"]
 METRIC_COLUMNS = ["{m}/in_table", "{m}/mean", "{m}/best", "{m}/top_share"]
 
@@ -188,7 +218,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Generation: shipped configs through `nag.load_generator`",
         "",
-        f"{report['samples']} samples per row (100 for the conditioned row), seed {report['seed']}, torch threads "
+        f"{report['samples']} samples per row, seed {report['seed']} (conditioned rows: 100 samples on each of "
+        f"{report['condition_seeds']} seeds, medians), torch threads "
         f"{report['torch_threads']}; each generator's novelty and op KL against its own config's training "
         "split, uniform random against each; validity after the space's projection, raw validity before it; "
         "speed as a "
@@ -222,6 +253,21 @@ def markdown(report: dict[str, Any]) -> str:
             ([r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in cols] for r in space["rows"]),
         )
         lines.append("")
+        if space.get("conditioned"):
+            lines += [
+                "Conditioned on the 95th percentile, 100 samples per seed; mean_range over the seeds; random_mean: "
+                "uniform random's median mean over the same seeds; beats_random: seeds where the mean of the "
+                "generated samples is above uniform random's.",
+                "",
+                *markdown_table(
+                    CONDITIONED_COLUMNS,
+                    (
+                        [r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in CONDITIONED_COLUMNS]
+                        for r in space["conditioned"]
+                    ),
+                ),
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -233,6 +279,7 @@ def main() -> None:
     parser.add_argument(
         "--guidance", type=float, nargs="+", default=[2.0, 3.0], help="classifier-free guidance scales, one row each"
     )
+    parser.add_argument("--condition-seeds", type=int, default=5, help="seeds of each conditioned setting")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the configs' epochs (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default="runs/benchmarks/generation")
@@ -246,6 +293,7 @@ def main() -> None:
         "command": command(__file__),
         "samples": args.samples,
         "seed": args.seed,
+        "condition_seeds": args.condition_seeds,
         "torch_threads": torch.get_num_threads(),
         "spaces": [],
     }

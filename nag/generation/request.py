@@ -94,7 +94,8 @@ class Conditioning:
         conditions: target values in the benchmark's raw units, e.g. ``{"valid_acc": 0.81}``;
             one value for all samples or one per sample.
         guidance_scale: ``w`` of classifier-free guidance: one number, or one per condition in
-            ``compositional`` mode.
+            ``compositional`` mode (default the generator's own: a discrete diffusion
+            checkpoint's ``guidance_scale``, else 1).
         mode: ``compositional`` (one pass per condition) or ``joint`` (one pass with all).
         extrapolate: allow values outside the training split's range.
         regressor_scale: strength of discrete diffusion's regressor guidance toward the
@@ -102,7 +103,7 @@ class Conditioning:
     """
 
     conditions: Mapping[str, float | Sequence[float]]
-    guidance_scale: float | Mapping[str, float] = 1.0
+    guidance_scale: float | Mapping[str, float] | None = None
     mode: GuidanceMode = "compositional"
     extrapolate: bool = False
     regressor_scale: float | None = None
@@ -127,7 +128,7 @@ class Conditioning:
                 )
             for name, w in self.guidance_scale.items():
                 _finite(f"guidance_scale[{name!r}]", w, 0.0)
-        else:
+        elif self.guidance_scale is not None:
             _finite("guidance_scale", self.guidance_scale, 0.0)
         if self.regressor_scale is not None:
             _finite("regressor_scale", self.regressor_scale, 0.0)

@@ -77,6 +77,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         cond_drop: per-condition dropout probability in training.
         uncond_drop: probability that a training example drops every condition at once, so
             the unconditional path is trained (see :class:`~nag.nn.conditions.ConditionEncoder`).
+        guidance_scale: ``w`` of classifier-free guidance toward asked conditions where a request
+            gives none: a trained generator's tuned sampling setting, kept in its checkpoint.
         regressor_scale: strength of regressor guidance toward asked conditions (a request's
             ``regressor_scale`` overrides it); 0 trains no regressor.
         regressor_hidden: width of the regressor's hidden layers.
@@ -102,6 +104,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         edge_weight: float = 5.0,
         cond_drop: float = 0.1,
         uncond_drop: float = 0.0,
+        guidance_scale: float = 1.0,
         regressor_scale: float = 0.0,
         regressor_hidden: int = 256,
         lr: float = 1e-3,
@@ -121,8 +124,9 @@ class DiscreteDiffusionModule(DiffusionModule):
             )
         if len(set(conditions)) != len(conditions):
             raise ConfigError(f"model.init_args.conditions {list(conditions)} names a condition twice")
-        if not (math.isfinite(regressor_scale) and regressor_scale >= 0):
-            raise ConfigError(f"model.init_args.regressor_scale={regressor_scale}: expected a finite number >= 0")
+        for name, value in (("guidance_scale", guidance_scale), ("regressor_scale", regressor_scale)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"model.init_args.{name}={value}: expected a finite number >= 0")
         if regressor_scale > 0 and not conditions:
             raise ConfigError(
                 "model.init_args.regressor_scale: the regressor predicts the conditions; set "
@@ -368,7 +372,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         progress: bool = False,
         sampler: Literal["ancestral"] = "ancestral",
         conditions: Mapping[str, float | Sequence[float]] | None = None,
-        guidance_scale: float | Mapping[str, float] = 1.0,
+        guidance_scale: float | Mapping[str, float] | None = None,
         mode: GuidanceMode = "compositional",
         extrapolate: bool = False,
         spacing: Spacing = "time",
@@ -383,7 +387,8 @@ class DiscreteDiffusionModule(DiffusionModule):
             conditions: target values in the benchmark's raw units, e.g.
                 ``{"cifar10_test_200ep": 94.3, "hwnb_cifar10_fpga_latency": 2.1}``; one value
                 for all samples or one per sample. Conditions left out are not imposed.
-            guidance_scale: ``w`` of classifier-free guidance; per condition in compositional mode.
+            guidance_scale: ``w`` of classifier-free guidance; per condition in compositional mode
+                (default the checkpoint's ``guidance_scale``).
             mode: ``compositional`` (one pass per condition) or ``joint`` (one pass with all).
             extrapolate: allow conditions outside the training split's range.
             spacing: steps evenly spaced in ``t`` (``"time"``) or in ``abar_t`` (``"alpha"``), see
@@ -396,6 +401,8 @@ class DiscreteDiffusionModule(DiffusionModule):
             raise ConfigError(f"sampler={sampler!r}: discrete diffusion samples with 'ancestral'")
         if spacing not in ("time", "alpha"):
             raise ConfigError(f"spacing={spacing!r}; expected 'time' or 'alpha'")
+        if guidance_scale is None:
+            guidance_scale = self.hparams.get("guidance_scale", 1.0)
         plan = self.guidance_plan(conditions, guidance_scale, mode, max(num_samples, 1), extrapolate)
         scale = self.hparams.get("regressor_scale", 0.0) if regressor_scale is None else regressor_scale
         if not (math.isfinite(scale) and scale >= 0):

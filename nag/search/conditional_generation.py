@@ -92,7 +92,7 @@ class ConditionalGenerationSearch(SearchStrategy):
         batch_size: queries per round.
         num_samples: samples per round.
         steps: sampling steps (exact step skipping of the T-step process).
-        guidance_scale: classifier-free guidance weight ``w``.
+        guidance_scale: classifier-free guidance weight ``w`` (default the generator's own).
         condition_margin: ask for the best value found plus this many standard deviations
             of the queried values (in the metric's better direction); above 0 the condition
             lies outside the training range and is asked for with ``extrapolate``.
@@ -121,7 +121,7 @@ class ConditionalGenerationSearch(SearchStrategy):
         batch_size: int = 10,
         num_samples: int = 500,
         steps: int = 20,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         condition_margin: float = 0.0,
         rank: Literal["frequency", "order"] = "frequency",
         max_draws: int = 3,
