@@ -44,6 +44,7 @@ def space_spec(space: SearchSpace) -> dict:
         "num_ops": space.num_ops,
         "max_nodes": space.max_nodes,
         "fixed_topology": space.fixed_topology,
+        "single_input": space.single_input,
         "fixed_adjacency": None if fixed is None else fixed.tolist(),
     }
 

@@ -3,7 +3,9 @@
 A graph state is a dict of class indices: ``nodes [B, N]`` and, where the topology varies,
 ``edges [B, N, N]`` (``edges[b, i, j]`` is the class of the directed pair ``i -> j``; only
 ``i < j`` is ever non-zero, so direction comes from topological order and nothing is
-symmetrised). Spaces with a fixed topology diffuse only ``nodes``.
+symmetrised) or, where every node reads exactly one earlier node, ``sources [B, N]`` (the
+node each one reads: one categorical per node, so no drawn wiring can be invalid). Spaces
+with a fixed topology diffuse only ``nodes``.
 
 Nodes have one class per op plus a last "no node" class: padding positions of spaces with
 fewer real nodes than ``max_nodes`` (NB101) are that class, so the number of nodes is
@@ -80,7 +82,9 @@ class CategoricalDiffusion(nn.Module):
         max_nodes: node positions ``N``.
         node_classes: ops plus the "no node" class.
         edge_classes: classes of a directed pair (2: absent/present), or None when the
-            topology is fixed and only nodes are diffused.
+            topology is fixed or drawn as ``sources``.
+        sources: diffuse ``sources [B, N]``, the earlier node each node reads (classes: node
+            indices), instead of edges.
         T: number of diffusion steps.
         reference: make :meth:`reverse_probs` compute posteriors through the full
             ``[..., K, K]`` matrices (:meth:`reverse_probs_dense`, the original path), for
@@ -88,9 +92,17 @@ class CategoricalDiffusion(nn.Module):
     """
 
     def __init__(
-        self, max_nodes: int, node_classes: int, edge_classes: int | None, T: int = 500, reference: bool = False
+        self,
+        max_nodes: int,
+        node_classes: int,
+        edge_classes: int | None,
+        T: int = 500,
+        reference: bool = False,
+        sources: bool = False,
     ) -> None:
         super().__init__()
+        if sources and edge_classes is not None:
+            raise ValueError("a graph state diffuses edges or sources, not both")
         self.reference = reference
         if T < 1:
             raise ValueError(f"T={T}: need at least one diffusion step")
@@ -104,19 +116,23 @@ class CategoricalDiffusion(nn.Module):
             upper = torch.ones(max_nodes, max_nodes, dtype=torch.bool).triu(1)
             edges[upper] = 1.0 / edge_classes
         self.register_buffer("edge_marginals", edges)
+        first = torch.nn.functional.one_hot(torch.zeros(max_nodes, dtype=torch.long), max_nodes).float()
+        self.register_buffer("source_marginals", first if sources else None)
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        return ("nodes",) if self.edge_marginals is None else ("nodes", "edges")
+        return ("nodes",) + tuple(k for k in ("edges", "sources") if getattr(self, f"{k[:-1]}_marginals") is not None)
 
     def marginals(self, kind: str) -> torch.Tensor:
-        return self.node_marginals if kind == "nodes" else self.edge_marginals
+        return {"nodes": self.node_marginals, "edges": self.edge_marginals, "sources": self.source_marginals}[kind]
 
     def set_marginals(self, state: State) -> None:
         """Per-position class frequencies of a (training) population of clean states.
 
         Pairs on or below the diagonal stay "no edge" with certainty."""
         self.node_marginals.copy_(class_frequencies(state["nodes"], self.node_marginals.shape[-1]))
+        if self.source_marginals is not None:
+            self.source_marginals.copy_(class_frequencies(state["sources"], self.source_marginals.shape[-1]))
         if self.edge_marginals is not None:
             freq = class_frequencies(state["edges"].triu(1), self.edge_marginals.shape[-1])
             lower = ~torch.ones(freq.shape[:2], dtype=torch.bool, device=freq.device).triu(1)

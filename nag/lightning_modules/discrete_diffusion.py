@@ -54,7 +54,11 @@ class DiscreteDiffusionModule(DiffusionModule):
     per-position marginals are the training split's class frequencies (set when fitting
     starts, stored in the checkpoint). The graph transformer predicts ``x_0``; the loss is
     cross-entropy on nodes plus ``edge_weight`` times cross-entropy on the upper-triangle
-    edges. Each condition is a target of the datamodule (normalised with the training
+    edges. Where the space is ``single_input`` (NB-Graph: each layer reads one earlier node, the
+    output every layer no other reads) the wiring is diffused as one source per node instead of
+    free edges: the network still scores every pair ``i -> j`` and node ``j``'s source is the
+    softmax over its column, so every drawn wiring is valid and none needs projection. Each
+    condition is a target of the datamodule (normalised with the training
     statistics stored in ``data_spec``), dropped to its own null token with probability
     ``cond_drop``. Validation and sampling use the EMA weights.
 
@@ -136,10 +140,14 @@ class DiscreteDiffusionModule(DiffusionModule):
         self.condition_names = list(conditions)
         self.condition_columns = [targets.index(c) for c in conditions]
         self.fixed_topology = bool(data_spec.get("fixed_topology", False))
+        self.single_input = bool(data_spec.get("single_input", False)) and not self.fixed_topology
         n, v = data_spec["max_nodes"], data_spec["num_ops"]
         self.num_ops = v
-        self.diffusion = CategoricalDiffusion(n, v + 1, None if self.fixed_topology else EDGE_CLASSES, T, reference)
-        sizes = [n * (v + 1)] + ([] if self.fixed_topology else [n * n * EDGE_CLASSES])
+        free_edges = not (self.fixed_topology or self.single_input)
+        self.diffusion = CategoricalDiffusion(
+            n, v + 1, EDGE_CLASSES if free_edges else None, T, reference, sources=self.single_input
+        )
+        sizes = [n * (v + 1)] + ([n * n * EDGE_CLASSES] if free_edges else []) + ([n * n] if self.single_input else [])
         regressor = StateRegressor(sizes, len(conditions), regressor_hidden) if regressor_scale > 0 else None
         self.net = ConditionalDenoiser(
             GraphTransformer(
@@ -168,15 +176,35 @@ class DiscreteDiffusionModule(DiffusionModule):
         edges ``i -> j`` of the upper triangle."""
         nodes = torch.where(batch["mask"].bool(), batch["x"].argmax(-1), self.num_ops)
         state = {"nodes": nodes}
-        if not self.fixed_topology:
+        if self.single_input:
+            reads = (batch["adj"] > 0.5) & self.upper
+            state["sources"] = reads.long().argmax(1) * self.reading  # the first node and the output: 0
+        elif not self.fixed_topology:
             state["edges"] = (batch["adj"] > 0.5).long() * self.upper
         return state
 
+    @property
+    def reading(self) -> torch.Tensor:
+        """``[N]`` True at the nodes whose source is drawn (every node but the first and the last)."""
+        n = self.upper.shape[0]
+        return (torch.arange(n, device=self.upper.device) > 0) & (torch.arange(n, device=self.upper.device) < n - 1)
+
+    def edges_from_sources(self, sources: torch.Tensor) -> torch.Tensor:
+        """``[B, N, N]`` edges of ``sources [B, N]``: node ``j`` reads ``sources[j]``, the last node
+        reads every node between that no other reads (what ``single_input`` means)."""
+        n = sources.shape[1]
+        reads = F.one_hot(sources, n).transpose(1, 2) * self.reading  # reads[b, i, j]: j reads i
+        unread = (reads.sum(2) == 0) & self.reading
+        reads[:, :, -1] = unread.long()
+        return reads
+
     def _with_edges(self, state: State) -> State:
         """The network always sees edges: the space's fixed graph where it is not diffused, as
-        ``[1, N, N]`` (the network broadcasts it over the batch)."""
+        ``[1, N, N]`` (the network broadcasts it over the batch), or the sources' edges."""
         if "edges" in state:
             return state
+        if "sources" in state:
+            return {**state, "edges": self.edges_from_sources(state["sources"])}
         return {**state, "edges": self.fixed_adj.unsqueeze(0)}
 
     def condition_values(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -196,6 +224,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         """x_0 logits for the diffused kinds; ``t`` are integer steps ``[B]``, ``cond [B, D]`` the
         condition embeddings (``net.conditions(values, keep)``)."""
         out = net(self._with_edges(state), t.float() / self.diffusion.T, cond)
+        if self.single_input:  # node j's source: its column of "i -> j present" scores
+            out = {**out, "sources": (out["edges"][..., 1] - out["edges"][..., 0]).transpose(1, 2)}
         return {kind: out[kind] for kind in self.diffusion.kinds}
 
     def onehots(self, state: State) -> list[torch.Tensor]:
@@ -218,6 +248,10 @@ class DiscreteDiffusionModule(DiffusionModule):
         if "edges" in logits:
             upper = self.upper.expand(b, -1, -1)
             parts["ce_edges"] = F.cross_entropy(logits["edges"][upper].float(), clean["edges"][upper])
+        if "sources" in logits:
+            reading = self.reading.expand(b, -1)
+            source_logits = logits["sources"].float().masked_fill(self.diffusion.marginals("sources") <= 0, -1e4)
+            parts["ce_edges"] = F.cross_entropy(source_logits[reading], clean["sources"][reading])
         loss = parts["ce_nodes"] + self.hparams.edge_weight * parts.get("ce_edges", 0.0)
         if net.regressor is not None:
             parts["mse_regressor"] = self.regressor_loss(net.regressor, clean, self.condition_values(batch), generator)
@@ -243,7 +277,15 @@ class DiscreteDiffusionModule(DiffusionModule):
             raise ConfigError("DiscreteDiffusionModule needs a datamodule: its training split sets the marginals")
         states, values = [], []
         for batch in DataLoader(dm.train_dataloader().dataset, batch_size=1024):  # the whole split, unsharded
-            states.append(self.clean_state({k: v.to(self.device) for k, v in batch.items()}))
+            state = self.clean_state({k: v.to(self.device) for k, v in batch.items()})
+            if self.single_input and not torch.equal(
+                self.edges_from_sources(state["sources"]), (batch["adj"].to(self.device) > 0.5).long() * self.upper
+            ):
+                raise ConfigError(
+                    f"{dm.space!r} declares single_input, but its training graphs are not one source per node "
+                    "with the output reading the unread nodes; set single_input = False on the space"
+                )
+            states.append(state)
             values.append(self.condition_values(batch))
         self.diffusion.set_marginals({k: torch.cat([s[k] for s in states]) for k in states[0]})
         if self.condition_names:

@@ -39,6 +39,10 @@ class SearchSpace(ABC, Generic[Arch]):
     max_nodes: int = 0
     #: True when every architecture has the same DAG and only node ops vary.
     fixed_topology: bool = True
+    #: True when every node but the first and the last reads exactly one earlier node and the
+    #: last reads every node no other reads (NB-Graph): a generator can then draw one source per
+    #: node instead of free edges, and every wiring it draws is valid.
+    single_input: bool = False
     #: One input of :meth:`to_module`'s networks without the batch dimension (what export traces
     #: and latency measurement feeds); None where the space builds no networks or needs it given.
     input_shape: tuple[int, ...] | None = None

@@ -39,6 +39,7 @@ class NBGraphSpace(SearchSpace[ArchGraph]):
     name = "nbgraph"
     max_nodes = NUM_LAYERS + 2
     fixed_topology = False
+    single_input = True
 
     def __init__(self, ops: Sequence[str] = ALL_OPS) -> None:
         unknown = [o for o in ops if o not in ALL_OPS]

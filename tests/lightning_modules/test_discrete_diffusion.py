@@ -49,7 +49,9 @@ def nbgraph_dm() -> ArchitectureDataModule:
     )
 
 
-def tiny(dm: ArchitectureDataModule, **kwargs) -> DiscreteDiffusionModule:
+def tiny(dm: ArchitectureDataModule, free_edges: bool = False, **kwargs) -> DiscreteDiffusionModule:
+    """``free_edges``: diffuse NB-Graph's wiring as free edges, as every space without
+    ``single_input`` does (NB101, the hierarchical cells)."""
     pl.seed_everything(0)
     args = {
         "conditions": ["valid_acc", "latency"],
@@ -61,7 +63,7 @@ def tiny(dm: ArchitectureDataModule, **kwargs) -> DiscreteDiffusionModule:
         "warmup_steps": 1,
         **kwargs,
     }
-    return DiscreteDiffusionModule(dm.spec(), **args)
+    return DiscreteDiffusionModule({**dm.spec(), **({"single_input": False} if free_edges else {})}, **args)
 
 
 @pytest.mark.parametrize("space", ["nb201", "nbgraph", "nb101"])
@@ -212,6 +214,24 @@ def test_regressor_trains_beside_the_denoiser_and_is_refused_where_it_cannot_app
         tiny(nbgraph_dm, regressor_scale=-1.0)
 
 
+def test_single_input_wiring_is_drawn_as_one_source_per_layer_and_every_sample_is_valid(nbgraph_dm, tmp_path):
+    """NB-Graph's layers each read one earlier node: the sampler draws that node, not free edges,
+    so even a barely trained model's samples decode as drawn; the free-edge path's do not."""
+    model = tiny(nbgraph_dm)
+    assert model.diffusion.kinds == ("nodes", "sources")
+    nbgraph_dm.setup()
+    batch = next(iter(DataLoader(nbgraph_dm.train_dataloader().dataset, batch_size=256)))
+    clean = model.clean_state(batch)
+    assert torch.equal(model.edges_from_sources(clean["sources"]), (batch["adj"] > 0.5).long() * model.upper)
+    valid = {}
+    for free_edges in (False, True):
+        model = tiny(nbgraph_dm, free_edges)
+        quiet_trainer(tmp_path, max_steps=2).fit(model, datamodule=nbgraph_dm)
+        graphs = model.eval().sample_graphs(200, steps=5, seed=0, conditions={"valid_acc": 0.8}, guidance_scale=3.0)
+        valid[free_edges] = decode_samples(nbgraph_dm.space, graphs, project=False).raw_validity
+    assert valid[False] == 1.0 and valid[True] < 0.9
+
+
 def test_unknown_conditions_name_the_valid_ones(nbgraph_dm):
     with pytest.raises(UnknownMetric, match="valid: valid_acc, latency, params"):
         tiny(nbgraph_dm, conditions=["flops"])
@@ -294,11 +314,11 @@ def test_conditions_outside_the_training_range_are_refused_unless_allowed(nbgrap
     assert values[0, 0] > (stats["max"] - stats["mean"]) / stats["std"]
 
 
-def sharpened(dm: ArchitectureDataModule, conditions: list[str]) -> DiscreteDiffusionModule:
+def sharpened(dm: ArchitectureDataModule, conditions: list[str], free_edges: bool = False) -> DiscreteDiffusionModule:
     """``tiny`` with what fitting sets (the training split's marginals and condition quantiles) and
     its output layers scaled up, so that its samples agree as a trained guided model's do: late
     steps then share states, which the sampler runs through the network once."""
-    model = tiny(dm, conditions=conditions)
+    model = tiny(dm, free_edges, conditions=conditions)
     dm.setup()
     batch = next(iter(DataLoader(dm.train_dataloader().dataset, batch_size=100_000)))
     model.diffusion.set_marginals(model.clean_state(batch))
@@ -357,7 +377,8 @@ def test_samples_at_a_fixed_seed_are_those_drawn_before_issue_19(space, nbgraph_
     """Sharing the network's rows among samples with the same input, and embedding the conditions
     once, change no sample; the network sees fewer rows than samples x passes x steps."""
     if space == "nbgraph":
-        model, cond = sharpened(nbgraph_dm, ["valid_acc", "latency"]), {"valid_acc": 0.81, "latency": 0.004}
+        model = sharpened(nbgraph_dm, ["valid_acc", "latency"], free_edges=True)
+        cond = {"valid_acc": 0.81, "latency": 0.004}
     else:
         bench = NB201Benchmark(request.getfixturevalue("nb201_table"))
         dm = ArchitectureDataModule(bench, targets=["cifar10_test_200ep"], split=(0.6, 0.2, 0.2))
