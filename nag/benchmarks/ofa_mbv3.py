@@ -1,0 +1,253 @@
+"""Once-for-all MobileNetV3 scored for *any* subnet: ImageNet top-1 and Samsung Note10 latency.
+
+``top1`` is once-for-all's accuracy predictor (an MLP released with OFA) of the ImageNet top-1
+(a fraction) a subnet reaches with weights inherited from the w1.2 supernet
+(``ofa_mbv3_d234_e346_k357_w1.2``): a prediction, not a trained network's measured accuracy.
+``note10_latency`` (ms) is the sum over the subnet's layers of OFA's measured per-layer Note10
+latency table, the device model OFA's own ``EvolutionFinder`` searches with.
+
+The space holds about 2.2e19 subnets, so there is no table: both metrics are computed on demand
+(one batched predictor call for many subnets). Input resolution is not part of
+:class:`~nag.spaces.mbv3.MBV3Space`'s architecture yet, so a benchmark scores every subnet at
+the one ``resolution`` it is built with.
+
+The predictor's 128-d input is a one-hot per layer slot (20 slots, 5 stages x 4): 3 kernel-size
+slots each (features 0-59), then 3 expand-ratio slots each (60-119), all zero past a stage's
+depth, then 8 resolution slots for 112, 128, ..., 224 (120-127).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from pickle import UnpicklingError
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from nag.benchmarks.base import Benchmark, require_file
+from nag.errors import ConfigError, DataFileError, UnknownMetric
+from nag.spaces.mbv3 import EXPANDS, KERNELS, NUM_SLOTS, MBV3Arch, MBV3Space
+from nag.spaces.mbv3_net import BASE_WIDTHS, STAGE_HSWISH, STAGE_SE, STAGE_STRIDES, make_divisible
+
+#: Resolutions OFA's search draws from and the Note10 tables cover.
+RESOLUTIONS: tuple[int, ...] = (160, 176, 192, 208, 224)
+#: The predictor's resolution slots (features 120-127).
+PREDICTOR_RESOLUTIONS: tuple[int, ...] = tuple(range(112, 225, 16))
+NUM_FEATURES = 2 * 3 * NUM_SLOTS + len(PREDICTOR_RESOLUTIONS)
+#: The predictor and the Note10 table were both made for the w1.2 supernet.
+WIDTH_MULT = 1.2
+METRICS: tuple[str, ...] = ("top1", "note10_latency")
+
+_FLAG = "data.init_args.benchmark.init_args"
+
+
+def predictor_features(space: MBV3Space, archs: Sequence[MBV3Arch], resolution: int) -> np.ndarray:
+    """The ``[n, 128]`` float32 inputs of OFA's accuracy predictor (layout in the module docstring)."""
+    if resolution not in PREDICTOR_RESOLUTIONS:
+        raise ConfigError(
+            f"{_FLAG}.resolution: {resolution!r} has no slot in OFA's accuracy predictor; "
+            f"expected one of {', '.join(map(str, PREDICTOR_RESOLUTIONS))}"
+        )
+    ks = np.zeros((len(archs), NUM_SLOTS), dtype=np.int64)
+    e = np.zeros_like(ks)
+    for i, arch in enumerate(archs):
+        ks[i], e[i], _ = space.to_ofa(arch)  # inactive slots are 0
+    rows, slots = np.nonzero(ks)
+    features = np.zeros((len(archs), NUM_FEATURES), dtype=np.float32)
+    features[rows, 3 * slots + np.searchsorted(KERNELS, ks[rows, slots])] = 1
+    features[rows, 3 * (NUM_SLOTS + slots) + np.searchsorted(EXPANDS, e[rows, slots])] = 1
+    features[:, 6 * NUM_SLOTS + PREDICTOR_RESOLUTIONS.index(resolution)] = 1
+    return features
+
+
+def note10_layer_keys(arch: MBV3Arch, resolution: int) -> list[str]:
+    """The Note10 table's key of each layer of ``arch`` at ``resolution``, in network order: stem
+    conv, the fixed first block, every active MBConv, final expand, pooling, feature mix, classifier.
+    Keys spell input/output shapes (side x side x channels), so they follow the w1.2 widths."""
+    stem, first, *stage_widths, final_expand, feature_mix = (make_divisible(w * WIDTH_MULT) for w in BASE_WIDTHS)
+    side = (resolution + 1) // 2
+
+    def block(c_in: int, c_out: int, mid: int, kernel: int, stride: int, skip: bool, se: bool, hs: bool) -> str:
+        out = (side - 1) // stride + 1
+        return (
+            f"expanded_conv-input:{side}x{side}x{c_in}-output:{out}x{out}x{c_out}-expand:{mid}-kernel:{kernel}"
+            f"-stride:{stride}-idskip:{int(skip)}-se:{int(se)}-hs:{int(hs)}"
+        )
+
+    keys = [
+        f"Conv-input:{resolution}x{resolution}x3-output:{side}x{side}x{stem}",
+        block(stem, first, stem, 3, 1, True, False, False),
+    ]
+    width = first
+    for layers, c_out, stage_stride, hswish, se in zip(arch, stage_widths, STAGE_STRIDES, STAGE_HSWISH, STAGE_SE):
+        for i, (kernel, expand) in enumerate(layers):
+            stride = stage_stride if i == 0 else 1
+            keys.append(block(width, c_out, make_divisible(round(width * expand)), kernel, stride, i > 0, se, hswish))
+            side, width = (side - 1) // stride + 1, c_out
+    return [
+        *keys,
+        f"Conv_1-input:{side}x{side}x{width}-output:{side}x{side}x{final_expand}",
+        f"AvgPool2D-input:{side}x{side}x{final_expand}-output:1x1x{final_expand}",
+        f"Conv_2-input:1x1x{final_expand}-output:1x1x{feature_mix}",
+        f"Logits-input:1x1x{feature_mix}-output:1000",
+    ]
+
+
+@cache
+def _read_lut(path: Path, stamp: tuple[int, int]) -> dict[str, float]:
+    """Layer key -> mean latency (ms) of one table; cached per file version (``stamp``: mtime, size)."""
+    try:
+        table = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise DataFileError(f"{path}: not valid YAML ({type(err).__name__}); re-copy the table") from None
+    if not isinstance(table, dict) or not table:
+        raise DataFileError(f"{path}: expected OFA's latency table, a mapping of layer keys to mean/std/count")
+    means = {}
+    for key, entry in table.items():
+        try:
+            means[str(key)] = float(entry["mean"])
+        except (TypeError, KeyError, ValueError):
+            raise DataFileError(
+                f"{path}: layer {key!r} has no numeric 'mean' (got {entry!r}); re-copy the table"
+            ) from None
+    return means
+
+
+def _load_predictor(path: Path) -> nn.Sequential:
+    """OFA's MLP rebuilt here (``nn.Sequential`` indices 0, 2, 4, 6 hold the linear layers)."""
+    hidden = 400
+    model = nn.Sequential(
+        nn.Linear(NUM_FEATURES, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 1),
+    )
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, TypeError, UnpicklingError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataFileError(
+            f"{_FLAG}.predictor_path: {str(path)!r} is not OFA's accuracy predictor state dict "
+            f"(MLP {NUM_FEATURES}-400-400-400-1): {reason}"
+        ) from None
+    return model.eval()
+
+
+class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
+    """OFA's predicted ImageNet ``top1`` (fraction, higher is better) and Note10 latency (ms) of any
+    :class:`MBV3Space` subnet at one input ``resolution``."""
+
+    minimize = frozenset({"note10_latency"})
+
+    def __init__(
+        self,
+        predictor_path: str | Path,
+        lut_dir: str | Path,
+        resolution: int = 224,
+        space: MBV3Space | None = None,
+    ) -> None:
+        if resolution not in RESOLUTIONS:
+            raise ConfigError(
+                f"{_FLAG}.resolution: {resolution!r} is not a resolution OFA searches; "
+                f"expected one of {', '.join(map(str, RESOLUTIONS))}"
+            )
+        self.space = space if space is not None else MBV3Space()
+        self.resolution = resolution
+        self.predictor_path = require_file(predictor_path, "predictor_path")
+        self.lut_path = self._lut_file(Path(lut_dir).expanduser(), resolution)
+        stat = self.lut_path.stat()
+        self._latency = _read_lut(self.lut_path, (stat.st_mtime_ns, stat.st_size))
+        self._predictor = _load_predictor(self.predictor_path)
+
+    @staticmethod
+    def _lut_file(lut_dir: Path, resolution: int) -> Path:
+        flag = f"{_FLAG}.lut_dir"
+        if not lut_dir.is_dir():
+            raise DataFileError(
+                f"{flag}: folder {str(lut_dir)!r} not found; pass --{flag} /path/to/note10_lut "
+                "(the folder of <r>_lookup_table.yaml, see ../shared/data/README.md)"
+            )
+        path = lut_dir / f"{resolution}_lookup_table.yaml"
+        if not path.is_file():
+            have = sorted(p.name for p in lut_dir.glob("*_lookup_table.yaml"))
+            raise DataFileError(
+                f"{flag}: {str(lut_dir)!r} has no {path.name} for resolution {resolution} "
+                f"(it has {', '.join(have) or 'no tables'}); pick another resolution or re-copy note10_lut"
+            )
+        return path
+
+    # --- scores -----------------------------------------------------------------------
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return METRICS
+
+    def query(self, arch: MBV3Arch, metric: str) -> float:
+        return float(self.values([arch], metric)[0])
+
+    def values(self, archs: Sequence[MBV3Arch], metric: str) -> np.ndarray:
+        """``metric`` of each of ``archs``: top-1 from one predictor call for all of them."""
+        if metric == "top1":
+            return self.top1(archs)
+        if metric == "note10_latency":
+            return np.array([self.note10_latency(a) for a in archs], dtype=np.float64)
+        raise UnknownMetric(f"unknown metric {metric!r} for {type(self).__name__}; available: {', '.join(METRICS)}")
+
+    def top1(self, archs: Sequence[MBV3Arch]) -> np.ndarray:
+        """OFA's predicted ImageNet top-1 (fraction) with inherited supernet weights."""
+        features = torch.from_numpy(predictor_features(self.space, archs, self.resolution))
+        with torch.no_grad():
+            return self._predictor(features).squeeze(-1).double().numpy()
+
+    def note10_latency(self, arch: MBV3Arch) -> float:
+        """Sum of the Note10 table's mean latencies (ms) over the subnet's layers; a layer the
+        table lacks is an error, since leaving it out would understate the latency."""
+        total = 0.0
+        for key in note10_layer_keys(self.space.validate(arch), self.resolution):
+            if key not in self._latency:
+                raise DataFileError(
+                    f"{self.lut_path}: no Note10 latency for layer {key!r} of {self.space.to_string(arch)}; "
+                    "the table does not cover this subnet, re-copy note10_lut"
+                )
+            total += self._latency[key]
+        return total
+
+    def __contains__(self, arch: MBV3Arch) -> bool:
+        return self.space.is_valid(arch)
+
+    # --- no table ---------------------------------------------------------------------
+    def _no_table(self, what: str) -> ConfigError:
+        return ConfigError(
+            f"{type(self).__name__} scores any of the ~2.2e19 subnets on demand and has no table to {what}; "
+            "call values(archs, metric), or pick a tabular benchmark for data.init_args.benchmark"
+        )
+
+    def column(self, metric: str) -> np.ndarray:
+        if metric not in METRICS:
+            raise UnknownMetric(f"unknown metric {metric!r} for {type(self).__name__}; available: {', '.join(METRICS)}")
+        raise self._no_table(f"read column {metric!r} from")
+
+    def archs(self) -> list[MBV3Arch]:
+        raise self._no_table("list")
+
+    def index(self, arch: MBV3Arch) -> int:
+        raise self._no_table("index")
+
+    def best(self, metric: str) -> tuple[MBV3Arch, float]:
+        raise self._no_table(f"take the best {metric!r} of")
+
+    def __len__(self) -> int:
+        raise self._no_table("count")
+
+    def __bool__(self) -> bool:
+        """Always true: ``if benchmark`` must not fall back to the table size, which does not exist."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(resolution={self.resolution}, metrics={list(METRICS)})"
