@@ -12,7 +12,9 @@ with ``--samples`` samples and the same seed, so that only the scale changes bet
 * score diffusion, ODE and PC samplers, guided by the predictor to maximise valid_acc with
   norm-ratio guidance (a scale is a ratio to the score's norm; scale 0 runs no guidance term);
 * discrete diffusion with classifier-free guidance toward valid_acc = the table's 95th
-  percentile (scale 0 is the unconditional model, 1 the conditional one, above 1 extrapolates);
+  percentile (scale 0 is the unconditional model, 1 the conditional one, above 1 extrapolates),
+  alone and, where the checkpoint has a regressor of its conditions, with its regressor
+  guidance added at the checkpoint's strength;
 * uniform random, the baseline.
 
 Reported per row: validity before the space's projection (raw) and after it, uniqueness by
@@ -158,14 +160,17 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         row(f"score, pc ({args.pc_steps} steps)", w, pc, *common, steps=args.pc_steps, **guided(w))
         for w in args.score_scales
     ]
+    discrete = fits["discrete"]["checkpoint"]
+    regressor = nag.load_generator(discrete).model.hparams.get("regressor_scale", 0.0)
     rows += [
         row(
-            f"discrete, cfg {METRIC}={p95:.4g}",
+            f"discrete, cfg {METRIC}={p95:.4g}" + (f" + regressor {r:g}" if r else ""),
             w,
-            nag.load_generator(fits["discrete"]["checkpoint"], guidance_scale=w),
+            nag.load_generator(discrete, guidance_scale=w, regressor_scale=r),
             *common,
             conditions={METRIC: p95},
         )
+        for r in dict.fromkeys([0.0, regressor])
         for w in args.cfg_scales
     ]
     base = rows[0]["seconds_per_sample"]
@@ -222,7 +227,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Score rows: predictor guidance (max valid_acc, norm ratio: the scale is a ratio to the score's norm; "
         "0 is unguided). Discrete rows: classifier-free guidance toward the 95th percentile (0 unconditional, "
-        "1 conditional). Predicted mean: the noise-aware predictor's estimate on the clean samples. Time: "
+        "1 conditional), alone and with the regressor's guidance toward the same value (+ regressor). "
+        "Predicted mean: the noise-aware predictor's estimate on the clean samples. Time: "
         "seconds per sample, and as a ratio to uniform random in the same run.",
         "",
         *markdown_table(list(COLUMNS.values()), ([_cell(r[c]) for c in COLUMNS] for r in report["rows"])),
