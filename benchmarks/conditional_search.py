@@ -54,6 +54,7 @@ def pretrain(args: argparse.Namespace) -> tuple[Path, float]:
         f"--trainer.max_epochs={args.init_epochs}",
         "--seed_everything=0",
         "--model.init_args.conditions=[]",
+        "--model.init_args.regressor_scale=0",
         "--data.init_args.targets=[]",
         "--data.init_args.split=[0.9, 0.05, 0.05]",
         f"--data.init_args.benchmark.init_args.path={args.data}",

@@ -369,7 +369,8 @@ class ConditionalGenerationSearch(SearchStrategy):
             if model.condition_names:
                 raise ConfigError(
                     f"{flag} {self.init_ckpt!r} was trained with conditions {list(model.condition_names)}: its "
-                    "labels would be uncounted queries; pre-train with model.init_args.conditions=[]"
+                    "labels would be uncounted queries; pre-train with model.init_args.conditions=[] "
+                    "and regressor_scale=0"
                 )
             state = {f"net.{k}": v for k, v in model.ema.module.state_dict().items() if not k.startswith("conditions.")}
             state |= {f"diffusion.{k}": v for k, v in model.diffusion.state_dict().items()}
