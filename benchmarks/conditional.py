@@ -3,8 +3,9 @@
 Trains ``DiscreteDiffusionModule`` with ``nag fit`` on ``configs/nb201/discrete_diffusion.yaml``,
 conditioned on CIFAR-10 test accuracy and HW-NAS-Bench FPGA latency (reused from
 ``runs/bench_conditional/`` when already trained with the same epochs and seed), then reports,
-for the conditional model, the same model unconditionally (guidance scale 0) and uniform random
-sampling + filtering, all in this run:
+for the conditional model (classifier-free guidance plus, where the config trains one, its
+regressor's guidance), the same model unconditionally (guidance scale 0, no regressor) and
+uniform random sampling + filtering, all in this run:
 
 * "top accuracy": best true accuracy of ``--top-samples`` samples vs the table optimum;
 * "top accuracy under an FPGA budget" (the table's 25th latency percentile): share of samples
@@ -269,6 +270,7 @@ def main() -> None:
         space,
         batch_size=args.batch_size,
         guidance_scale=0.0,  # null tokens only
+        regressor_scale=0.0,
         extrapolate=True,
     )
 
@@ -323,6 +325,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "steps": args.steps,
         "guidance_scale": w,
+        "regressor_scale": model.hparams.get("regressor_scale", 0.0),
         "guidance_mode": args.mode,
         "table_optimum": optimum,
         "top_accuracy_target": top_target,
@@ -342,7 +345,7 @@ def main() -> None:
         (
             f"NB201, conditions {ACC} + {LAT}; DiscreteDiffusionModule from `{CONFIG.relative_to(ROOT)}`, "
             f"{args.epochs} epochs ({train_seconds:.0f} s) on CPU; ancestral sampling, {args.steps} steps, "
-            f"guidance scale {w} ({args.mode}), "
+            f"guidance scale {w} ({args.mode}), regressor guidance {model.hparams.get('regressor_scale', 0.0):g}, "
             f"torch threads {torch.get_num_threads()}."
         ),
         "",
