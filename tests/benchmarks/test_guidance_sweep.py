@@ -47,6 +47,8 @@ def test_smoke_sweep(tmp_path: Path, single_thread: None, benchmark_script) -> N
         ("score, pc (2 steps)", 1),
         (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 0),
         (f"discrete, cfg valid_acc={report['table_p95']:.4g}", 2),
+        (f"discrete, cfg valid_acc={report['table_p95']:.4g} + regressor 10", 0),  # the config's regressor
+        (f"discrete, cfg valid_acc={report['table_p95']:.4g} + regressor 10", 2),
     ]
     columns = {*script.COLUMNS, "uniqueness_string", "distinct_share", "samples"}
     for r in rows:

@@ -66,7 +66,7 @@ def tiny(dm: ArchitectureDataModule, free_edges: bool = False, **kwargs) -> Disc
     return DiscreteDiffusionModule({**dm.spec(), **({"single_input": False} if free_edges else {})}, **args)
 
 
-@pytest.mark.parametrize("space", ["nb201", "nbgraph", "nb101"])
+@pytest.mark.parametrize("space", ["nb201", "nbgraph", "nb101", "mbv3"])
 def test_config_fits_under_fast_dev_run(space, tmp_path, request):
     data = {"nb201": "nb201/nb201.csv", "nb101": "nb101/nb101_1k.json"}
     extra = []
