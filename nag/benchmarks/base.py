@@ -44,6 +44,9 @@ class Benchmark(ABC, Generic[Arch]):
     space: SearchSpace
     #: Metrics where smaller is better (latency, energy, size); everything else is maximised.
     minimize: frozenset[str] = frozenset()
+    #: False where metrics are computed for any architecture of the space (a released predictor,
+    #: a device model) and there is no table to list: searches then draw candidates from the space.
+    tabular: bool = True
 
     def _set_table(
         self, archs: Sequence[Arch], columns: Mapping[str, np.ndarray], keys: Sequence[Hashable] | None = None
@@ -81,12 +84,16 @@ class Benchmark(ABC, Generic[Arch]):
         """The benchmarked architectures, in table order."""
         return list(self._archs)
 
-    def column(self, metric: str) -> np.ndarray:
-        """All values of ``metric`` in table order (NaN where the table has none)."""
-        if metric not in self._columns:
+    def check_metric(self, metric: str) -> None:
+        """Refuse an unknown ``metric`` in one line naming the available ones (before a search starts)."""
+        if metric not in self.metrics:
             raise UnknownMetric(
                 f"unknown metric {metric!r} for {type(self).__name__}; available: {', '.join(self.metrics)}"
             )
+
+    def column(self, metric: str) -> np.ndarray:
+        """All values of ``metric`` in table order (NaN where the table has none)."""
+        self.check_metric(metric)
         return self._columns[metric]
 
     def index(self, arch: Arch) -> int:

@@ -145,6 +145,7 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
     :class:`MBV3Space` subnet at one input ``resolution``."""
 
     minimize = frozenset({"note10_latency"})
+    tabular = False
 
     def __init__(
         self,
@@ -229,8 +230,7 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
         )
 
     def column(self, metric: str) -> np.ndarray:
-        if metric not in METRICS:
-            raise UnknownMetric(f"unknown metric {metric!r} for {type(self).__name__}; available: {', '.join(METRICS)}")
+        self.check_metric(metric)
         raise self._no_table(f"read column {metric!r} from")
 
     def archs(self) -> list[MBV3Arch]:

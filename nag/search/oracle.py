@@ -19,6 +19,9 @@ from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError, InvalidArchitecture, NagError
 from nag.spaces.base import Arch, SearchSpace
 
+#: Architectures drawn at a time where candidates come from the space, not a table.
+SAMPLE_BATCH = 256
+
 
 class BudgetExhausted(NagError):
     """A new architecture was queried after the oracle's query budget was spent."""
@@ -32,7 +35,7 @@ class QueryOracle(Generic[Arch]):
     """
 
     def __init__(self, benchmark: Benchmark[Arch], metric: str, budget: int | None = None) -> None:
-        benchmark.column(metric)  # fail now, naming the available metrics, not mid-search
+        benchmark.check_metric(metric)  # fail now, naming the available metrics, not mid-search
         if budget is not None and budget < 0:
             raise ConfigError(f"query budget must be a non-negative number of queries, got {budget}")
         self._benchmark = benchmark
@@ -68,6 +71,11 @@ class QueryOracle(Generic[Arch]):
     def score(self, value: float) -> float:
         """``sign * value``, with a missing (NaN) measurement ranked below everything."""
         return -math.inf if math.isnan(value) else self.sign * value
+
+    @property
+    def tabular(self) -> bool:
+        """Whether the benchmark is a table whose architectures :meth:`candidates` lists."""
+        return self._benchmark.tabular
 
     def candidates(self) -> list[Arch]:
         """The benchmarked architectures (no labels): the pool to sample from where the space
@@ -147,13 +155,24 @@ class QueryOracle(Generic[Arch]):
         return f"QueryOracle({self._benchmark!r}, metric={self.metric!r}, queries={self.num_queries}{budget})"
 
 
+def _drawn(space: SearchSpace[Arch], rng: np.random.Generator) -> Iterator[Arch]:
+    """Uniform samples of ``space``, without end."""
+    while True:
+        yield from space.sample(SAMPLE_BATCH, rng)
+
+
 def candidate_stream(oracle: QueryOracle[Arch], rng: np.random.Generator) -> Iterator[Arch]:
     """Candidates in a random order, one per space key, skipping those queried by the time they
-    come up: the "random unqueried architecture" every strategy starts and restarts from."""
-    pool = oracle.candidates()
+    come up: the "random unqueried architecture" every strategy starts and restarts from. A
+    benchmark without a table (:attr:`Benchmark.tabular` False) scores any architecture, so the
+    stream draws from the space itself, without end."""
+    if oracle.tabular:
+        pool = oracle.candidates()
+        order = (pool[i] for i in rng.permutation(len(pool)).tolist())
+    else:
+        order = _drawn(oracle.space, rng)
     seen: set[str] = set()
-    for i in rng.permutation(len(pool)).tolist():
-        arch = pool[i]
+    for arch in order:
         if oracle.queried(arch):
             continue
         key = oracle.space.key(arch)

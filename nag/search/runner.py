@@ -64,7 +64,7 @@ def run_search(
         raise ConfigError("--seeds is empty; give at least one seed, e.g. --seeds [0,1,2]")
     if Path(output).suffix not in (".csv", ".json"):
         raise ConfigError(f"--output {output!r}: expected a .csv or .json file name")
-    benchmark.column(metric)
+    benchmark.check_metric(metric)
     partial = Path(f"{output}.partial.json")
     settings = {"benchmark": repr(benchmark), "metric": metric, "strategy": repr(strategy), "budget": budget}
     done = _finished_runs(partial, settings)

@@ -164,3 +164,25 @@ def test_nb201_counts_isomorphic_cells_separately(shared_data: Path) -> None:
     oracle.query(a)
     oracle.query(b)
     assert oracle.num_queries == 2
+
+
+def test_a_benchmark_without_a_table_is_searched_from_the_space_itself(shared_data: Path) -> None:
+    """OFA-MobileNetV3 scores any of ~1e19 subnets: candidates are drawn from the space, each
+    distinct subnet costs one query, and a strategy that needs a listed pool is refused in one line."""
+    from nag.benchmarks import OFAMBV3Benchmark
+    from nag.search import RandomSearch, RegularizedEvolution
+
+    root = shared_data / "mbv3"
+    if not (root / "ofa_acc_predictor.pth").is_file() or not (root / "note10_lut").is_dir():
+        pytest.skip(f"OFA predictor and Note10 tables not found in {root}")
+    bench = OFAMBV3Benchmark(root / "ofa_acc_predictor.pth", root / "note10_lut")
+    with pytest.raises(UnknownMetric, match="available: top1, note10_latency"):
+        QueryOracle(bench, "accuracy")
+    oracle = QueryOracle(bench, "top1", budget=30)
+    drawn = list(itertools.islice(candidate_stream(oracle, np.random.default_rng(0)), 500))
+    assert len({bench.space.key(a) for a in drawn}) == 500 and all(a in bench for a in drawn)
+    for strategy in (RandomSearch(), RegularizedEvolution(population_size=10, sample_size=3)):
+        result = strategy.run(QueryOracle(bench, "top1", budget=30), 30, seed=0)
+        assert result.num_queries == 30 and 0.7 < result.best_value < 0.85
+    with pytest.raises(ConfigError, match="no table to list"):
+        oracle.candidates()
