@@ -121,7 +121,7 @@ class CategoricalDiffusion(nn.Module):
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        return ("nodes",) + tuple(k for k in ("edges", "sources") if getattr(self, f"{k[:-1]}_marginals") is not None)
+        return tuple(k for k in ("nodes", "edges", "sources") if self.marginals(k) is not None)
 
     def marginals(self, kind: str) -> torch.Tensor:
         return {"nodes": self.node_marginals, "edges": self.edge_marginals, "sources": self.source_marginals}[kind]

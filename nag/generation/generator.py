@@ -122,8 +122,10 @@ class ModelGenerator:
                     f"{', '.join(self.condition_names)}; drop or rename them"
                 )
             kwargs["conditions"] = Conditions(conditions)
-        accepted = inspect.signature(self.model.sample_graphs).parameters
-        if "regressor_scale" in kwargs and "regressor_scale" not in accepted:
+        if (
+            "regressor_scale" in kwargs
+            and "regressor_scale" not in inspect.signature(self.model.sample_graphs).parameters
+        ):
             raise ConfigError(f"--regressor_scale: {type(self.model).__name__} has no regressor guidance; drop it")
         if guidance:
             if not self.supports_guidance:

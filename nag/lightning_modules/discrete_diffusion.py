@@ -169,6 +169,8 @@ class DiscreteDiffusionModule(DiffusionModule):
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.long) if fixed is not None else None)
         self.register_buffer("upper", torch.ones(n, n, dtype=torch.bool).triu(1), persistent=False)
+        #: ``[N]`` True at the nodes whose source a single_input space draws: all but the first and last.
+        self.register_buffer("reading", (torch.arange(n) > 0) & (torch.arange(n) < n - 1), persistent=False)
 
     # --- data <-> states --------------------------------------------------------------
     def clean_state(self, batch: Mapping[str, torch.Tensor]) -> State:
@@ -182,12 +184,6 @@ class DiscreteDiffusionModule(DiffusionModule):
         elif not self.fixed_topology:
             state["edges"] = (batch["adj"] > 0.5).long() * self.upper
         return state
-
-    @property
-    def reading(self) -> torch.Tensor:
-        """``[N]`` True at the nodes whose source is drawn (every node but the first and the last)."""
-        n = self.upper.shape[0]
-        return (torch.arange(n, device=self.upper.device) > 0) & (torch.arange(n, device=self.upper.device) < n - 1)
 
     def edges_from_sources(self, sources: torch.Tensor) -> torch.Tensor:
         """``[B, N, N]`` edges of ``sources [B, N]``: node ``j`` reads ``sources[j]``, the last node
@@ -498,9 +494,9 @@ class DiscreteDiffusionModule(DiffusionModule):
         """DiGress's guidance: ``scale * grad_{z_t} log N(values | f(z_t), 1)`` over the ``given``
         conditions, per position and class, the log-weights that tilt ``p(z_s | z_t)``."""
         with torch.inference_mode(False), torch.enable_grad():
-            onehots = [o.clone().requires_grad_() for o in self.onehots({k: v.clone() for k, v in state.items()})]
+            onehots = [o.requires_grad_() for o in self.onehots(state)]  # new tensors, outside inference mode
             tt = torch.full((values.shape[0],), t / self.diffusion.T, device=values.device)
             predicted = net.regressor(onehots, tt)
-            loglik = -0.5 * ((predicted.float() - values.clone()) ** 2)[:, given.to(values.device)].sum()
+            loglik = -0.5 * ((predicted.float() - values) ** 2)[:, given.to(values.device)].sum()
             grads = torch.autograd.grad(loglik, onehots)
         return {kind: scale * g for kind, g in zip(self.diffusion.kinds, grads)}
