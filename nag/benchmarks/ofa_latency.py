@@ -5,10 +5,11 @@ resolution ``r`` and latency columns ``help_lat_<device>_<batch>`` in millisecon
 column besides ``ks``, ``e``, ``d`` and ``r`` is taken as a latency metric under its own name;
 ``r`` becomes the ``resolution`` metric.
 
-Resolution is a metric, not part of the architecture: each subnet appears once in the table
-(the 5,000 rows have 5,000 distinct canonical keys), so a subnet alone identifies its row.
-A table where one subnet appears twice is rejected, since ``query(arch, metric)`` could not
-tell the rows apart.
+The resolution is part of the architecture (:class:`~nag.spaces.mbv3.MBV3Subnet`); without a
+``space``, the benchmark's space searches exactly the resolutions the table holds (HELP's: 128 to
+224 in steps of 4). ``r`` is also kept as the ``resolution`` metric, a cost feature read from
+the architecture. A table where one subnet appears twice is rejected, since
+``query(arch, metric)`` could not tell the rows apart.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
     """Latency (ms, lower is better) of OFA MobileNetV3 subnets on several GPUs and batch sizes."""
 
     def __init__(self, path: str | Path, space: MBV3Space | None = None) -> None:
-        self.space = space if space is not None else MBV3Space()
         self.path = require_file(path, "path")
         with self.path.open(newline="") as f:
             reader = csv.reader(f)
@@ -46,9 +46,7 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
         latency = [c for c in header if c not in (*ARCH_COLUMNS, RESOLUTION_COLUMN)]
         if not latency:
             raise DataFileError(f"{self.path}: no latency columns besides ks, e, d, r; expected e.g. help_lat_2080ti_1")
-        archs: list[MBV3Arch] = []
-        values: dict[str, list[float]] = {c: [] for c in (*latency, RESOLUTION_COLUMN)}
-        seen: dict[str, int] = {}
+        rows: list[tuple[int, dict[str, str]]] = []
         for line, row in enumerate(body, 2):
             if not row:
                 continue
@@ -56,8 +54,14 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
                 raise DataFileError(
                     f"{self.path}: line {line} has {len(row)} fields, the header has {len(header)}; re-copy the table"
                 )
-            cells = dict(zip(header, row))
-            arch = self._parse_arch(cells, line)
+            rows.append((line, dict(zip(header, row))))
+        sides = [self._parse_side(cells, line) for line, cells in rows]
+        self.space = space if space is not None else MBV3Space(resolutions=sorted(set(sides)) or (224,))
+        archs: list[MBV3Arch] = []
+        values: dict[str, list[float]] = {c: [] for c in (*latency, RESOLUTION_COLUMN)}
+        seen: dict[str, int] = {}
+        for (line, cells), side in zip(rows, sides):
+            arch = self._parse_arch(cells, side, line)
             row_key = self.row_key(arch)
             if row_key in seen:
                 raise DataFileError(
@@ -74,7 +78,15 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
             {"resolution" if c == RESOLUTION_COLUMN else c: np.array(v) for c, v in values.items()},
         )
 
-    def _parse_arch(self, cells: dict[str, str], line: int) -> MBV3Arch:
+    def _parse_side(self, cells: dict[str, str], line: int) -> int:
+        try:
+            return int(cells[RESOLUTION_COLUMN])
+        except ValueError:
+            raise DataFileError(
+                f"{self.path}: line {line}, column r is {cells[RESOLUTION_COLUMN]!r}; expected a whole number of pixels"
+            ) from None
+
+    def _parse_arch(self, cells: dict[str, str], side: int, line: int) -> MBV3Arch:
         lists: dict[str, list[int]] = {}
         for column in ARCH_COLUMNS:
             try:
@@ -85,9 +97,11 @@ class OFALatencyBenchmark(Benchmark[MBV3Arch]):
                     "expected whole numbers joined by '-'"
                 ) from None
         try:
-            return self.space.from_ofa(lists["ks"], lists["e"], lists["d"])
+            return self.space.from_ofa(lists["ks"], lists["e"], lists["d"], side)
         except InvalidArchitecture as err:
-            raise DataFileError(f"{self.path}: line {line} (columns ks, e, d) is not a valid subnet: {err}") from None
+            raise DataFileError(
+                f"{self.path}: line {line} (columns ks, e, d, r) is not a valid subnet: {err}"
+            ) from None
 
     def _parse_number(self, text: str, column: str, line: int) -> float:
         try:

@@ -69,6 +69,9 @@ class ArchitectureDataModule(SplitDataModule):
         benchmark: table giving architectures and their metrics; its space is used.
         space: used when there is no benchmark (architectures are enumerated, or
             ``num_archs`` are sampled); must match the benchmark's space if both are given.
+            A benchmark without a table (``tabular`` False, e.g. OFA-MobileNetV3) scores
+            ``num_archs`` architectures sampled from its space: use it only for metrics that are
+            free to compute (latency from a device model), never for the labels a search pays for.
         targets: metric names to predict/condition on, normalised by train-split statistics.
         split: fractions of canonical keys for train/val/test.
         train_size: keep only this many training architectures (few-shot predictors).
@@ -102,9 +105,15 @@ class ArchitectureDataModule(SplitDataModule):
         self.benchmark = benchmark
         self.space: SearchSpace = benchmark.space if benchmark is not None else space
         self.targets = list(targets)
+        if benchmark is not None and not benchmark.tabular and num_archs is None:
+            raise ConfigError(
+                f"data.num_archs: {type(benchmark).__name__} has no table; "
+                "say how many architectures to sample and score"
+            )
         for t in self.targets:
             try:
-                column = benchmark.column(t)
+                benchmark.check_metric(t)
+                column = benchmark.column(t) if benchmark.tabular else np.zeros(1)
             except UnknownMetric as e:
                 raise UnknownMetric(f"data.targets: {e}") from None
             if np.isnan(column).all():
@@ -118,6 +127,10 @@ class ArchitectureDataModule(SplitDataModule):
     @cached_property
     def _rows(self) -> tuple[list[Arch], np.ndarray]:
         """All usable architectures and their raw targets ``[n, T]`` (rows with NaN dropped)."""
+        if self.benchmark is not None and not self.benchmark.tabular:
+            archs = self.space.sample(self.num_archs, np.random.default_rng(self.seed))
+            y = np.stack([self.benchmark.values(archs, t) for t in self.targets], 1) if self.targets else None
+            return archs, np.zeros((len(archs), 0)) if y is None else y
         if self.benchmark is not None:
             archs = self.benchmark.archs()
             y = (

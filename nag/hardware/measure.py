@@ -88,7 +88,7 @@ def measure_latency(
     networks are kept in memory, re-warmed by one untimed pass each round), so that a load
     change on a shared machine hits every architecture alike instead of the few timed during it."""
     check_builds_networks(space)
-    shape = input_shape_of(space, input_shape)
+    input_shape_of(space, input_shape)  # a space without a default shape fails before any timing
     sizes = list(dict.fromkeys(int(b) for b in batch_sizes))
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"--batch_size {list(batch_sizes)}: batch sizes must be positive integers")
@@ -98,7 +98,15 @@ def measure_latency(
             "and rounds <= repeats"
         )
     per_round = np.diff(np.linspace(0, repeats, rounds + 1).round().astype(int))
-    inputs = {b: torch.randn(b, *shape, generator=torch.Generator().manual_seed(seed)) for b in sizes}
+    examples: dict[tuple[int, ...], dict[int, torch.Tensor]] = {}
+
+    def inputs(arch: Arch) -> dict[int, torch.Tensor]:
+        """One seeded batch per size at the input ``arch`` is meant for (MBV3: its resolution)."""
+        shape = input_shape_of(space, input_shape, arch)
+        if shape not in examples:
+            examples[shape] = {b: torch.randn(b, *shape, generator=torch.Generator().manual_seed(seed)) for b in sizes}
+        return examples[shape]
+
     groups = [list(archs)] if rounds > 1 else [[a] for a in archs]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -110,7 +118,7 @@ def measure_latency(
                 times = [{(b, c): [] for b in sizes for c in CLOCKS} for _ in group]
                 for r, n in enumerate(per_round):
                     for arch, module, spent in zip(group, modules, times):
-                        for b, x in inputs.items():
+                        for b, x in inputs(arch).items():
                             wall, cpu = _time(space, arch, module, x, warmup if r == 0 else 1, n)
                             spent[b, "wall"] += wall
                             spent[b, "cpu"] += cpu

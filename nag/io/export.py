@@ -34,10 +34,10 @@ from nag.spaces.registry import resolve_space
 SUFFIXES = (".py", ".pt", ".pt2")
 
 
-def input_shape_of(space: SearchSpace, input_shape: Sequence[int] | None = None) -> tuple[int, ...]:
-    """``input_shape`` if given, else the space's own (:attr:`SearchSpace.input_shape`); a space
-    without one must be given one."""
-    shape = input_shape or space.input_shape
+def input_shape_of(space: SearchSpace, input_shape: Sequence[int] | None = None, arch: Any = None) -> tuple[int, ...]:
+    """``input_shape`` if given, else the space's own (:meth:`SearchSpace.input_shape_for` of
+    ``arch`` where one is given); a space without one must be given one."""
+    shape = input_shape or (space.input_shape if arch is None else space.input_shape_for(arch))
     if not shape:
         raise ConfigError(
             f"--input_shape: space {space.name!r} has no default input shape; pass one input without the batch "
@@ -81,7 +81,7 @@ def export(
             f"--module_args {module_args}: not arguments of {type(search_space).__name__}.to_module ({e})"
         ) from None
     module.eval()
-    input_shape = input_shape_of(search_space, input_shape)
+    input_shape = input_shape_of(search_space, input_shape, parsed)
     example = torch.randn(2, *input_shape)
     try:
         with torch.no_grad():

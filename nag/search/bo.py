@@ -1,15 +1,25 @@
 """Bayesian optimisation whose acquisition is maximised by guided generation (DiffusionNAG §BO).
 
-Each round fits a deep ensemble of predictors to every architecture queried so far (the
-surrogate: ensemble mean and spread), then proposes candidates that maximise the
-acquisition (UCB or EI), and queries the best ``batch_size`` of them. With a generator the
-proposals are samples guided by the acquisition's gradient, replacing the random or
-mutation proposals of classic BO-NAS; without one, every unqueried benchmarked
-architecture is scored (the reference a generator has to match).
+Each round fits an ensemble to every architecture queried so far (the surrogate: ensemble
+mean and spread; graph-network predictors, or bootstrap ridge models of the op one-hots
+that refit in milliseconds), then proposes candidates that maximise the acquisition (UCB or
+EI), and queries the best ``batch_size`` of them. Proposals come from:
+
+- a pool: every unqueried benchmarked architecture, or, where the space has no table,
+  ``pool_size`` random ones (within the constraints) drawn once per run;
+- a generator: samples guided by the acquisition's gradient, replacing the random or
+  mutation proposals of classic BO-NAS;
+- ``optimizer="evolution"``: either of those seeds a population that mutation and crossover
+  evolve on the acquisition (no query spent) before the best are queried — how BO-NAS
+  maximises an acquisition where no pool can hold the good architectures.
+
+Rows of a benchmark that share the surrogate differ only in how candidates are proposed.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +32,7 @@ from nag.errors import ConfigError
 from nag.generation import Generator, load_generator
 from nag.lightning_modules.in_loop import in_loop_trainer
 from nag.lightning_modules.predictor import PredictorModule
+from nag.search.acquisition_evolution import evolve
 from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
 from nag.search.proposals import (
     CandidatePool,
@@ -30,6 +41,7 @@ from nag.search.proposals import (
     score_archs,
     top_k,
 )
+from nag.search.ridge_ensemble import RidgeEnsemble
 from nag.search.strategy import SearchStrategy
 
 _SDE_KEYS = ("sde", "sigma_min", "sigma_max", "beta_min", "beta_max", "eps")
@@ -47,13 +59,19 @@ class Surrogate:
     """A fitted ensemble and the acquisition over it, on noisy states (guidance) or clean
     graphs (ranking); scores are in units normalised over the queried values."""
 
-    def __init__(self, members: list[PredictorModule], best_z: float, acquisition: str, kappa: float) -> None:
+    def __init__(
+        self, members: list[PredictorModule] | RidgeEnsemble, best_z: float, acquisition: str, kappa: float
+    ) -> None:
         self.members, self.best_z, self.acquisition, self.kappa = members, best_z, acquisition, kappa
 
     def on_state(self, state: dict[str, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.members, RidgeEnsemble):
+            return self.acquire(self.members.predict_state(state, t))
         return self.acquire(torch.stack([m.predict_state(state, t)[:, 0] for m in self.members]))
 
     def on_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.members, RidgeEnsemble):
+            return self.acquire(self.members.predict_graphs(x, adj, mask))
         return self.acquire(torch.stack([m.predict_graphs(x, adj, mask)[:, 0] for m in self.members]))
 
     def acquire(self, preds: torch.Tensor) -> torch.Tensor:
@@ -87,18 +105,34 @@ class BayesianOptimization(SearchStrategy):
         steps: int = 20,
         guide_scale: float = 1.0,
         guide_schedule: Schedule = "constant",
+        surrogate: Literal["ensemble", "ridge"] = "ensemble",
+        optimizer: Literal["pool", "evolution"] = "pool",
+        pool_size: int = 10000,
+        population: int = 100,
+        generations: int = 20,
+        conditions: dict[str, float] | None = None,
+        candidates: Sequence[Any] | None = None,
         device: str = "cpu",
     ) -> None:
         if acquisition not in ("ucb", "ei"):
             raise ConfigError(f"strategy.init_args.acquisition={acquisition!r}; expected 'ucb' or 'ei'")
+        if surrogate not in ("ensemble", "ridge"):
+            raise ConfigError(f"strategy.init_args.surrogate={surrogate!r}; expected 'ensemble' or 'ridge'")
+        if optimizer not in ("pool", "evolution"):
+            raise ConfigError(f"strategy.init_args.optimizer={optimizer!r}; expected 'pool' or 'evolution'")
         if num_init < 2 or batch_size < 1 or ensemble_size < 2:
             raise ConfigError("strategy.init_args: BO needs num_init >= 2, batch_size >= 1 and ensemble_size >= 2")
+        if min(pool_size, population, generations) < 1:
+            raise ConfigError("strategy.init_args: pool_size, population and generations must be at least 1")
         self.generator_ckpt, self.num_init, self.batch_size = generator_ckpt, num_init, batch_size
         self.ensemble_size, self.acquisition, self.kappa = ensemble_size, acquisition, kappa
         self.train_steps, self.hidden, self.num_layers, self.lr = train_steps, hidden, num_layers, lr
         self.num_samples, self.steps = num_samples, steps
         self.guide_scale, self.guide_schedule, self.device = guide_scale, guide_schedule, torch.device(device)
-        self.name = "bo+generator" if generator_ckpt else "bo"
+        self.surrogate, self.optimizer, self.pool_size = surrogate, optimizer, pool_size
+        self.population, self.generations = population, generations
+        self.conditions, self.candidates = conditions, candidates
+        self.name = ("bo+generator" if generator_ckpt else "bo") + ("+evolution" if optimizer == "evolution" else "")
         self.stats = ProposalStats() if generator_ckpt else None
         self._generator: Generator | None = None
 
@@ -116,26 +150,49 @@ class BayesianOptimization(SearchStrategy):
             surrogate = self._fit_surrogate(oracle, generator, seed * 1000 + rounds)
             need = min(self.batch_size, goal - oracle.num_queries)
             if generator is None:
-                pool = pool or CandidatePool(oracle)
+                pool = pool or CandidatePool(oracle, self._random_pool(oracle, seed))
                 index = pool.available(oracle)
-                picks = [
-                    pool.archs[i]
-                    for i in index[top_k(pool.score(index, surrogate.on_graphs, self.device).numpy(), need)]
-                ]
+                ranked = top_k(pool.score(index, surrogate.on_graphs, self.device).numpy(), max(need, self.population))
+                proposals = [pool.archs[i] for i in index[ranked]]
             else:
                 term = GuidanceTerm(surrogate.on_state, self.guide_scale, self.guide_schedule, self.acquisition)
                 proposals = propose(
-                    generator, oracle, [term], self.num_samples, self.steps, seed * 1000 + rounds, self.stats
+                    generator,
+                    oracle,
+                    [term],
+                    self.num_samples,
+                    self.steps,
+                    seed * 1000 + rounds,
+                    self.stats,
+                    self.conditions,
                 )
                 proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short
-                scores = score_archs(oracle.space, proposals, surrogate.on_graphs, self.device)
-                picks = [proposals[i] for i in top_k(scores, need)]
+            if self.optimizer == "evolution":
+                queried = [a for a, _ in sorted(oracle.history, key=lambda h: -oracle.score(h[1]))]
+                proposals = evolve(
+                    oracle,
+                    functools.partial(score_archs, oracle.space, scorer=surrogate.on_graphs, device=self.device),
+                    [*queried[: self.population // 2], *proposals],
+                    rng,
+                    self.population,
+                    self.generations,
+                )
+            scores = score_archs(oracle.space, proposals, surrogate.on_graphs, self.device)
+            picks = [proposals[i] for i in top_k(scores, need)]
             if not picks:
                 break
             for arch in picks:
                 oracle.query(arch)
             rounds += 1
         return SearchResult.from_oracle(self.name, seed, oracle)
+
+    def _random_pool(self, oracle: QueryOracle[Any], seed: int) -> Sequence[Any] | None:
+        """The ``candidates`` given, else ``pool_size`` random ones where the benchmark has no
+        table to rank (None: the table)."""
+        if self.candidates is not None or oracle.tabular:
+            return self.candidates
+        stream = candidate_stream(oracle, np.random.default_rng([seed, 1]))
+        return [a for a, _ in zip(stream, range(self.pool_size))]
 
     def _load_generator(self, oracle: QueryOracle[Any]) -> Generator | None:
         """Loaded once per strategy (seeds reuse it), checked against the oracle's space."""
@@ -154,6 +211,9 @@ class BayesianOptimization(SearchStrategy):
         mean, std = float(y[finite].mean()), float(y[finite].std()) or 1.0
         y = np.where(finite, (y - mean) / std, -3.0)
         x, adj, mask = oracle.space.encode_batch(archs)
+        if self.surrogate == "ridge":
+            ridge = RidgeEnsemble(x, mask, y, self.ensemble_size, seed=seed)
+            return Surrogate(ridge, float(y.max()), self.acquisition, self.kappa)
         data = _DictBatches(x, adj, mask, torch.tensor(y, dtype=torch.float32).unsqueeze(-1))
         spec = {
             **space_spec(oracle.space),

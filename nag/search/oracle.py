@@ -4,12 +4,16 @@ Search strategies are compared by how many architectures they had to *train* to 
 good one, so the oracle counts queries the way a real NAS would pay for them: once per
 distinct architecture (a repeated query is free, it would not be retrained), with an
 optional hard budget.
+
+A constrained search (e.g. "the most accurate subnet within 25 ms on this phone") names its
+``constraints``: metrics of a known cost model (a latency table, FLOPs) that are free to ask,
+each with a bound. Only architectures within every bound are candidates and count as found.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Generic
 
@@ -34,13 +38,27 @@ class QueryOracle(Generic[Arch]):
     tables with one row per isomorphism class, the exact cell where every cell has its own row.
     """
 
-    def __init__(self, benchmark: Benchmark[Arch], metric: str, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        benchmark: Benchmark[Arch],
+        metric: str,
+        budget: int | None = None,
+        constraints: Mapping[str, float] | None = None,
+    ) -> None:
         benchmark.check_metric(metric)  # fail now, naming the available metrics, not mid-search
         if budget is not None and budget < 0:
             raise ConfigError(f"query budget must be a non-negative number of queries, got {budget}")
+        self.constraints = dict(constraints or {})
+        for name, bound in self.constraints.items():
+            benchmark.check_metric(name)
+            if name == metric or not math.isfinite(bound):
+                raise ConfigError(
+                    f"constraint {name}={bound!r}: bound a free cost metric other than {metric!r} by a finite number"
+                )
         self._benchmark = benchmark
         self.metric = metric
         self.budget = budget
+        self._feasible: dict[Hashable, bool] = {}
         self._values: dict[Hashable, float] = {}
         self._history: list[tuple[Arch, float]] = []
         self._curve: list[float] = []
@@ -85,11 +103,34 @@ class QueryOracle(Generic[Arch]):
         return list(self._candidates)
 
     def contains(self, arch: Arch) -> bool:
-        """Whether ``arch`` could be queried (membership only; invalid archs are not members)."""
+        """Whether ``arch`` could be queried and meets the constraints (invalid archs are not members)."""
         try:
-            return arch in self._benchmark
+            return arch in self._benchmark and self.feasible(arch)
         except InvalidArchitecture:
             return False
+
+    def feasible(self, arch: Arch) -> bool:
+        """Whether ``arch`` is within every constraint (free: the constraints are a known cost
+        model, not labels); remembered per architecture."""
+        if not self.constraints:
+            return True
+        key = self._benchmark.row_key(arch)
+        if key not in self._feasible:
+            self._feasible[key] = all(
+                self.sign_of(name) * self._benchmark.query(arch, name) >= self.sign_of(name) * bound
+                for name, bound in self.constraints.items()
+            )
+        return self._feasible[key]
+
+    def sign_of(self, metric: str) -> int:
+        """+1 when ``metric`` is maximised, -1 when minimised."""
+        return 1 if self._benchmark.higher_is_better(metric) else -1
+
+    @property
+    def feasibility(self) -> tuple[int, int]:
+        """``(checked, feasible)``: distinct architectures checked against the constraints so far
+        and how many met them (a search's share of proposals within budget)."""
+        return len(self._feasible), sum(self._feasible.values())
 
     def queried(self, arch: Arch) -> bool:
         try:
@@ -114,9 +155,9 @@ class QueryOracle(Generic[Arch]):
         value = self._benchmark.query(arch, self.metric)
         self._values[key] = value
         self._history.append((arch, value))
-        if self._best is None or self.score(value) > self.score(self._best[1]):
+        if self.feasible(arch) and (self._best is None or self.score(value) > self.score(self._best[1])):
             self._best = (arch, value)
-        self._curve.append(self._best[1])
+        self._curve.append(math.nan if self._best is None else self._best[1])
         return value
 
     # --- bookkeeping -------------------------------------------------------------------
@@ -143,11 +184,11 @@ class QueryOracle(Generic[Arch]):
 
     @property
     def best(self) -> tuple[Arch, float] | None:
-        """The best ``(arch, value)`` so far (the first of ties), or None before any query."""
+        """The best feasible ``(arch, value)`` so far (the first of ties), or None before any."""
         return self._best
 
     def best_curve(self) -> list[float]:
-        """Best-so-far value after each query (what anytime-performance plots show)."""
+        """Best feasible value so far after each query (NaN before the first feasible one)."""
         return list(self._curve)
 
     def __repr__(self) -> str:
@@ -165,7 +206,8 @@ def candidate_stream(oracle: QueryOracle[Arch], rng: np.random.Generator) -> Ite
     """Candidates in a random order, one per space key, skipping those queried by the time they
     come up: the "random unqueried architecture" every strategy starts and restarts from. A
     benchmark without a table (:attr:`Benchmark.tabular` False) scores any architecture, so the
-    stream draws from the space itself, without end."""
+    stream draws from the space itself, without end. Only architectures within the oracle's
+    constraints come up."""
     if oracle.tabular:
         pool = oracle.candidates()
         order = (pool[i] for i in rng.permutation(len(pool)).tolist())
@@ -173,7 +215,7 @@ def candidate_stream(oracle: QueryOracle[Arch], rng: np.random.Generator) -> Ite
         order = _drawn(oracle.space, rng)
     seen: set[str] = set()
     for arch in order:
-        if oracle.queried(arch):
+        if oracle.queried(arch) or not oracle.feasible(arch):
             continue
         key = oracle.space.key(arch)
         if key not in seen:

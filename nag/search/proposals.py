@@ -9,7 +9,7 @@ what the oracle could answer and not yet asked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nag.diffusion.guidance import GuidanceTerm
-from nag.generation import GenerationRequest, Generator, PredictorGuidance, Sampling, generate
+from nag.generation import Conditioning, GenerationRequest, Generator, PredictorGuidance, Sampling, generate
 from nag.search.oracle import QueryOracle
 from nag.spaces.base import Arch, SearchSpace
 
@@ -74,12 +74,17 @@ def propose(
     steps: int | None,
     seed: int,
     stats: ProposalStats | None = None,
+    conditions: Mapping[str, float] | None = None,
 ) -> list[Arch]:
-    """Samples decoded to usable (valid, benchmarked, unqueried, distinct) archs, guided by
-    ``terms`` where the generator takes predictor guidance (else unguided, ranked afterwards).
-    The terms' strengths are their own (``guide_scale`` of the search), not normalised."""
+    """Samples decoded to usable (valid, benchmarked, within the constraints, unqueried,
+    distinct) archs, guided by ``terms`` where the generator takes predictor guidance (else
+    unguided, ranked afterwards) and asked for ``conditions`` where it is conditional (e.g. a
+    latency at the search's budget). The terms' strengths are their own (``guide_scale`` of the
+    search), not normalised."""
     guidance = PredictorGuidance(terms=tuple(terms), guide_normalize=False) if generator.supports_guidance else None
-    result = generate(generator, GenerationRequest(Sampling(num_samples, seed, steps=steps), guidance=guidance))
+    conditioning = Conditioning(dict(conditions)) if conditions else None
+    request = GenerationRequest(Sampling(num_samples, seed, steps=steps), conditioning=conditioning, guidance=guidance)
+    result = generate(generator, request)
     in_table = [a for a in result.valid if oracle.contains(a)]
     usable = unqueried(oracle, in_table)
     if stats is not None:
@@ -88,11 +93,12 @@ def propose(
 
 
 class CandidatePool:
-    """Every benchmarked architecture once per space key, keyed and encoded once per search:
-    ranking the whole table each round must not re-hash and re-encode 26k graphs."""
+    """Every benchmarked architecture (or the given ``archs``) once per space key, keyed and
+    encoded once per search: ranking the whole table each round must not re-hash and re-encode
+    26k graphs."""
 
-    def __init__(self, oracle: QueryOracle[Any]) -> None:
-        self.archs = unqueried(oracle, oracle.candidates())
+    def __init__(self, oracle: QueryOracle[Any], archs: Sequence[Arch] | None = None) -> None:
+        self.archs = unqueried(oracle, oracle.candidates() if archs is None else archs)
         self.keys = [oracle.space.key(a) for a in self.archs]
         self.position = {k: i for i, k in enumerate(self.keys)}
         self.x, self.adj, self.mask = oracle.space.encode_batch(self.archs)

@@ -46,6 +46,8 @@ def summarize(
         "queries_to_optimum_iqr": [_finite(float(np.percentile(to_opt, p, method="nearest"))) for p in (25, 75)],
         "queries_to_optimum": reach,
     }
+    if math.isnan(optimum):  # no table to take the optimum from: nothing to reach or regret
+        out.update(reached_optimum=None, median_queries_to_optimum=None, queries_to_optimum_iqr=None)
     for q in checkpoints:
         if q > budget:
             continue
@@ -53,6 +55,8 @@ def summarize(
         regret = sign * (optimum - best)
         out[f"best@{q}"] = float(np.median(best))
         out[f"best@{q}_iqr"] = [float(np.percentile(best, 25)), float(np.percentile(best, 75))]
+        if math.isnan(optimum):
+            continue
         out[f"regret@{q}"] = float(np.median(regret))
         out[f"regret@{q}_iqr"] = [float(np.percentile(regret, 25)), float(np.percentile(regret, 75))]
     return out
@@ -78,10 +82,13 @@ def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[in
         q_opt = _queries(s["median_queries_to_optimum"])
         if q_iqr is not None:
             q_opt += f" [{_queries(q_iqr[0])}, {_queries(q_iqr[1])}]"
+        reached = "unknown" if s["reached_optimum"] is None else f"{s['reached_optimum']:.0%}"
+        if s["reached_optimum"] is None:
+            q_opt = "unknown"
         lines.append(
             f"| {s['method']} | {s.get('budget', '')} | {runs} | "
             + " | ".join(cells)
-            + f" | {_spread(s.get('regret@10'), s.get('regret@10_iqr'))} | {s['reached_optimum']:.0%} | {q_opt} |"
+            + f" | {_spread(s.get('regret@10'), s.get('regret@10_iqr'))} | {reached} | {q_opt} |"
         )
     return "\n".join(lines)
 

@@ -46,10 +46,15 @@ def run_search(
     show: int = 5,
     quiet: bool = False,
     verbose: bool = False,
+    constraints: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run ``strategy`` once per seed, each with a fresh oracle holding ``budget`` queries,
     then score the runs against the table's optimum and write ``output``: ``.json`` the whole
     report, ``.csv`` one row per query (seed, query, arch, value, best so far).
+
+    ``constraints`` bound free cost metrics of the benchmark (a device's latency table), e.g.
+    ``{"note10_latency": 25}``: only architectures within them are searched and count as found,
+    and the optimum is the best within them (unknown where the benchmark has no table).
 
     The terminal shows a progress bar over queries, the ``show`` best distinct architectures
     found (with the benchmark's latency where it has one), each seed's result and the summary;
@@ -66,7 +71,14 @@ def run_search(
         raise ConfigError(f"--output {output!r}: expected a .csv or .json file name")
     benchmark.check_metric(metric)
     partial = Path(f"{output}.partial.json")
-    settings = {"benchmark": repr(benchmark), "metric": metric, "strategy": repr(strategy), "budget": budget}
+    settings = {
+        "benchmark": repr(benchmark),
+        "metric": metric,
+        "strategy": repr(strategy),
+        "budget": budget,
+        "constraints": dict(constraints or {}),
+    }
+    QueryOracle(benchmark, metric, budget, constraints)  # a bad constraint fails before any search
     done = _finished_runs(partial, settings)
     if done and not quiet:
         print(f"resuming: seeds {sorted(done)} were finished before, read from {partial}")
@@ -77,11 +89,11 @@ def run_search(
             if seed in done:
                 results.append(done[seed])
             else:
-                oracle = _ProgressOracle(benchmark, metric, budget=budget, bar=bar)
+                oracle = _ProgressOracle(benchmark, metric, budget=budget, constraints=constraints, bar=bar)
                 results.append(strategy.run(oracle, budget, seed))
                 write_rows({**settings, "runs": [r.to_dict() for r in results]}, partial)
             bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
-    opt_arch, optimum = benchmark.best(metric)
+    opt_arch, optimum = _optimum(benchmark, metric, constraints or {})
     summary = summarize(results, optimum)
     if strategy.stats is not None:  # the seeds searched in this call, not resumed ones
         summary["proposals"] = asdict(strategy.stats)
@@ -90,7 +102,8 @@ def run_search(
         "metric": metric,
         "strategy": repr(strategy),
         "budget": budget,
-        "optimum_arch": benchmark.space.to_string(opt_arch),
+        "constraints": dict(constraints or {}),
+        "optimum_arch": None if opt_arch is None else benchmark.space.to_string(opt_arch),
         "summary": summary,
         "runs": [r.to_dict() for r in results],
     }
@@ -104,6 +117,22 @@ def run_search(
             print(format_proposals([summary]))
         print(f"wrote {len(results)} runs to {output}")
     return report
+
+
+def _optimum(benchmark: Benchmark, metric: str, constraints: dict[str, float]) -> tuple[Any, float]:
+    """The table's best within ``constraints`` (read only to score finished runs), or
+    ``(None, nan)`` where there is no table to take it from."""
+    if not benchmark.tabular:
+        return None, math.nan
+    if not constraints:
+        return benchmark.best(metric)
+    oracle = QueryOracle(benchmark, metric, constraints=constraints)
+    sign = 1 if benchmark.higher_is_better(metric) else -1
+    column = benchmark.column(metric)
+    order = [i for i in sorted(range(len(column)), key=lambda i: -sign * column[i]) if not math.isnan(column[i])]
+    archs = benchmark.archs()
+    best = next((i for i in order if oracle.feasible(archs[i])), None)
+    return (None, math.nan) if best is None else (archs[best], float(column[best]))
 
 
 def _finished_runs(partial: Path, settings: dict[str, Any]) -> dict[int, SearchResult]:
@@ -152,7 +181,7 @@ def found_table(results: Sequence[SearchResult], benchmark: Benchmark, limit: in
 def _runs_table(results: Sequence[SearchResult], optimum: float, show: int) -> str:
     rows = []
     for r in results[:show] if show else results:
-        reach = r.queries_to_reach(optimum)
+        reach = None if math.isnan(optimum) else r.queries_to_reach(optimum)
         rows.append(
             {
                 "seed": r.seed,

@@ -292,6 +292,16 @@ class SearchSpace(ABC, Generic[Arch]):
             raise NagError(f"{self.name}: {self.to_string(arch)!r} has no neighbours to mutate into")
         return options[int(rng.integers(len(options)))]
 
+    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+        """A child mixing ``a`` and ``b`` choice by choice; spaces whose architectures are lists of
+        independent choices define it (evolution falls back to mutation where one does not)."""
+        raise NagError(f"{self.name}: no crossover defined; implement crossover() to recombine architectures")
+
+    def input_shape_for(self, arch: Arch) -> tuple[int, ...] | None:
+        """The input ``arch``'s network is meant for: :attr:`input_shape`, unless the architecture
+        fixes its own (OFA-MobileNetV3 searches the image resolution)."""
+        return self.input_shape
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -230,6 +230,7 @@ def test_infinite_space_is_sampled_deterministically() -> None:
     all_a = [x for s in SPLITS for x in a.archs(s)]
     assert len(all_a) == 60
     assert all(space.is_valid(x) for x in all_a)
+    assert len({x.resolution for x in all_a}) > 1  # the resolution is drawn with the layers
     for s in SPLITS:
         assert a.archs(s) == b.archs(s)
     assert set(all_a) != {x for s in SPLITS for x in c.archs(s)}

@@ -17,6 +17,7 @@ from nag.errors import ConfigError
 from nag.hardware import measure_latency, read_device_table, write_latency_table
 from nag.hardware.measure import read_archs
 from nag.io.export import input_shape_of
+from nag.spaces.mbv3 import MBV3Space, MBV3Subnet
 from nag.spaces.nb201 import NB201Space
 
 SPACE = NB201Space()
@@ -72,6 +73,38 @@ def test_a_space_without_a_default_input_shape_must_be_given_one():
         input_shape_of(Renamed())
     assert input_shape_of(Renamed(), [3, 16, 16]) == (3, 16, 16)
     assert input_shape_of(SPACE) == (3, 32, 32)
+
+
+def test_the_input_shape_follows_the_architecture_where_the_space_says_so():
+    mbv3 = MBV3Space()
+    arch = MBV3Subnet((((3, 3), (3, 3)),) * 5, 160)
+    assert input_shape_of(mbv3) == (3, 224, 224)  # the space's default
+    assert input_shape_of(mbv3, None, arch) == (3, 160, 160)  # the subnet's own resolution
+    assert input_shape_of(mbv3, [3, 64, 64], arch) == (3, 64, 64)  # a given shape wins
+    assert input_shape_of(SPACE, None, ARCHS[0]) == (3, 32, 32)  # other spaces: their one shape
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_each_mbv3_subnet_is_timed_at_its_own_resolution():
+    """One batch per size at each subnet's own side, unless --input_shape fixes one for all."""
+    seen: list[tuple[int, tuple[int, ...]]] = []
+
+    class Recording(MBV3Space):
+        def to_module(self, arch, **kwargs):
+            module = super().to_module(arch, **kwargs)
+            module.register_forward_pre_hook(lambda _, args: seen.append((arch.resolution, tuple(args[0].shape))))
+            return module
+
+    space = Recording(resolutions=[32, 48])  # tiny sides: the same code paths, fast
+    archs = [MBV3Subnet((((3, 3), (3, 3)),) * 5, side) for side in (48, 32)]
+    args = {"threads": 1, "module_args": {"num_classes": 10}, **FAST}
+    measurements = measure_latency(space, archs, batch_sizes=(1, 2), **args)
+    assert [m.arch for m in measurements] == archs
+    assert all(v > 0 for m in measurements for v in m.by("wall")[0].values())
+    assert set(seen) == {(r, (b, 3, r, r)) for r in (32, 48) for b in (1, 2)}
+    seen.clear()
+    measure_latency(space, archs, input_shape=(3, 40, 40), **args)
+    assert {shape for _, shape in seen} == {(1, 3, 40, 40)}
 
 
 def test_archs_come_from_a_text_file_or_generate_output(tmp_path):

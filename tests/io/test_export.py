@@ -100,3 +100,18 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(args, fragment, tmp_path
         expected = "expected a .py (source) or .pt/.pt2" if output.endswith(".onnx") else fragment
         assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_program_is_traced_at_the_architectures_own_input(tmp_path):
+    """OFA-MobileNetV3 subnets carry their resolution: with no input_shape, the .pt2 program is
+    traced at it (its input spec is [batch, 3, 160, 160] for an r=160 subnet)."""
+    from nag.spaces.mbv3 import MBV3Space, MBV3Subnet
+
+    space = MBV3Space()
+    arch = space.to_string(MBV3Subnet((((3, 3), (3, 3)),) * 5, 160))
+    program = torch.export.load(str(export(arch, "ofa_mbv3", str(tmp_path / "m.pt2"), module_args={"num_classes": 10})))
+    (user_input,) = program.graph_signature.user_inputs
+    (node,) = [n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_input]
+    assert tuple(node.meta["val"].shape[1:]) == (3, 160, 160)
+    with torch.no_grad():
+        assert program.module()(torch.randn(2, 3, 160, 160)).shape == (2, 10)

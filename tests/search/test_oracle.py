@@ -167,8 +167,9 @@ def test_nb201_counts_isomorphic_cells_separately(shared_data: Path) -> None:
 
 
 def test_a_benchmark_without_a_table_is_searched_from_the_space_itself(shared_data: Path) -> None:
-    """OFA-MobileNetV3 scores any of ~1e19 subnets: candidates are drawn from the space, each
-    distinct subnet costs one query, and a strategy that needs a listed pool is refused in one line."""
+    """OFA-MobileNetV3 scores any of ~1e20 subnets (layers and input resolution): candidates are
+    drawn from the space, at every resolution it searches, each distinct subnet costs one query,
+    and a strategy that needs a listed pool is refused in one line."""
     from nag.benchmarks import OFAMBV3Benchmark
     from nag.search import RandomSearch, RegularizedEvolution
 
@@ -181,6 +182,7 @@ def test_a_benchmark_without_a_table_is_searched_from_the_space_itself(shared_da
     oracle = QueryOracle(bench, "top1", budget=30)
     drawn = list(itertools.islice(candidate_stream(oracle, np.random.default_rng(0)), 500))
     assert len({bench.space.key(a) for a in drawn}) == 500 and all(a in bench for a in drawn)
+    assert {a.resolution for a in drawn} == set(bench.space.resolutions)
     for strategy in (RandomSearch(), RegularizedEvolution(population_size=10, sample_size=3)):
         result = strategy.run(QueryOracle(bench, "top1", budget=30), 30, seed=0)
         assert result.num_queries == 30 and 0.7 < result.best_value < 0.85

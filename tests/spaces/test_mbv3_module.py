@@ -1,6 +1,7 @@
 """MBV3Space.to_module builds the network OFA's own subnet builder builds: same layers in the
 same order (so OFA's weights load into it), the same outputs with those weights, parameter
-count, multiply-accumulates and output shape; and ``nag export`` writes it."""
+count, multiply-accumulates (at the subnet's own resolution) and output shape; and ``nag export``
+writes it, traced at the subnet's resolution."""
 
 from __future__ import annotations
 
@@ -20,14 +21,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from nag.cli import main
 from nag.errors import InvalidArchitecture
 from nag.nn.flops import count_params
-from nag.spaces.mbv3 import MBV3Arch, MBV3Space
-from nag.spaces.mbv3_net import INPUT_SHAPE
+from nag.spaces.mbv3 import MBV3Arch, MBV3Space, MBV3Subnet
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 SPACE = MBV3Space()
-SMALLEST: MBV3Arch = (((3, 3), (3, 3)),) * 5
-LARGEST: MBV3Arch = (((7, 6),) * 4,) * 5
+SMALLEST: MBV3Arch = MBV3Subnet((((3, 3), (3, 3)),) * 5, 160)
+LARGEST: MBV3Arch = MBV3Subnet((((7, 6),) * 4,) * 5, 224)
 ARCHS = [SMALLEST, LARGEST, *SPACE.sample(3, np.random.default_rng(0))]
 
 
@@ -97,7 +97,8 @@ def test_the_network_is_ofas_subnet(arch, width_mult, ofa_subnet):
     """Layer for layer: every parameter and BN buffer has OFA's shape in OFA's order, and with
     OFA's weights (randomised) loaded the two compute the same logits."""
     # float64: with weights that keep the signal alive, float32 rounding grows through 20 layers
-    reference = ofa_subnet(*SPACE.to_ofa(arch), width_mult=width_mult).double()
+    ks, e, d, _ = SPACE.to_ofa(arch)
+    reference = ofa_subnet(ks, e, d, width_mult=width_mult).double()
     ours = SPACE.to_module(arch, width_mult=width_mult).eval().double()
     assert count_params(ours) == count_params(reference)
     theirs, mine = reference.state_dict(), ours.state_dict()
@@ -105,7 +106,7 @@ def test_the_network_is_ofas_subnet(arch, width_mult, ofa_subnet):
     generator = torch.Generator().manual_seed(1)
     randomise(theirs, generator)
     ours.load_state_dict(dict(zip(mine, theirs.values())))
-    x = torch.randn(2, 3, 128, 128, generator=generator, dtype=torch.float64)
+    x = torch.randn(2, 3, 128, 128, generator=generator, dtype=torch.float64)  # any side: global pooling
     with torch.no_grad():
         expected, got = reference(x), ours(x)
     assert got.shape == expected.shape == (2, 1000)
@@ -114,22 +115,44 @@ def test_the_network_is_ofas_subnet(arch, width_mult, ofa_subnet):
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9 * scale)
 
 
-@pytest.mark.parametrize("arch", [SMALLEST, LARGEST], ids=["smallest", "largest"])
-def test_macs_at_the_default_resolution_are_ofas(arch, ofa_subnet):
-    ours, side = SPACE.to_module(arch), INPUT_SHAPE[-1]
-    assert ours(torch.zeros(1, *INPUT_SHAPE)).shape == (1, 1000)
-    assert macs(ours, side) == pytest.approx(ofa_macs(ofa_subnet(*SPACE.to_ofa(arch)), side), rel=1e-6)
+@pytest.mark.parametrize("arch", [SMALLEST, LARGEST], ids=["smallest@160", "largest@224"])
+def test_macs_at_the_subnets_resolution_are_ofas(arch, ofa_subnet):
+    ks, e, d, side = SPACE.to_ofa(arch)
+    ours, shape = SPACE.to_module(arch), SPACE.input_shape_for(arch)
+    assert shape == (3, side, side) == (3, arch.resolution, arch.resolution)
+    assert ours(torch.zeros(1, *shape)).shape == (1, 1000)
+    assert macs(ours, side) == pytest.approx(ofa_macs(ofa_subnet(ks, e, d), side), rel=1e-6)
+
+
+def test_the_same_layers_cost_more_at_a_larger_resolution():
+    """Resolution is part of the subnet: the same stages at 224 cost more than at 160, and the
+    network (its parameters) is the same."""
+    big = MBV3Subnet(SMALLEST.stages, 224)
+    assert count_params(SPACE.to_module(big)) == count_params(SPACE.to_module(SMALLEST))
+    assert macs(SPACE.to_module(big), 224) > 1.5 * macs(SPACE.to_module(SMALLEST), 160)
+
+
+def test_input_shape_for_is_the_subnets_own_image():
+    assert SPACE.input_shape == (3, 224, 224)  # the default, for spaces' generic callers
+    for r in SPACE.resolutions:
+        assert SPACE.input_shape_for(MBV3Subnet(SMALLEST.stages, r)) == (3, r, r)
+    with pytest.raises(InvalidArchitecture, match="resolution 100 is not one this space searches"):
+        SPACE.input_shape_for(MBV3Subnet(SMALLEST.stages, 100))
 
 
 def test_latency_table_rows_build_ofas_subnets(shared_data, ofa_subnet):
     """The HELP table's raw lists (values in inactive slots included, which OFA ignores): the
-    subnet parsed from a row has OFA's parameter count and OFA's MACs at the row's resolution."""
+    subnet parsed from a row has OFA's parameter count and OFA's MACs at the row's resolution,
+    the one the subnet carries."""
     with (shared_data / "mbv3" / "ofa_mbv3_latency.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
+    space = MBV3Space(resolutions=sorted({int(row["r"]) for row in rows}))
     for i in np.random.default_rng(0).choice(len(rows), size=4, replace=False):
         ks, e, d = ([int(v) for v in rows[i][c].split("-")] for c in ("ks", "e", "d"))
-        side = int(rows[i]["r"])
-        reference, ours = ofa_subnet(ks, e, d), SPACE.to_module(SPACE.from_ofa(ks, e, d))
+        arch = space.from_ofa(ks, e, d, int(rows[i]["r"]))
+        side = space.input_shape_for(arch)[-1]
+        assert side == int(rows[i]["r"])
+        reference, ours = ofa_subnet(ks, e, d), space.to_module(arch)
         assert count_params(ours) == count_params(reference), rows[i]
         assert macs(ours, side) == pytest.approx(ofa_macs(reference, side), rel=1e-6), rows[i]
 
@@ -139,7 +162,9 @@ def test_keyword_arguments_and_invalid_architectures():
     assert module(torch.randn(2, 1, 64, 64)).shape == (2, 10)  # any input side: global pooling
     assert count_params(SPACE.to_module(SMALLEST)) > count_params(SPACE.to_module(SMALLEST, width_mult=1.0))
     with pytest.raises(InvalidArchitecture, match="stage 1 layer 1 has kernel size 9"):
-        SPACE.to_module((((9, 3), (3, 3)),) + SMALLEST[1:])
+        SPACE.to_module(MBV3Subnet((((9, 3), (3, 3)),) + SMALLEST.stages[1:], 160))
+    with pytest.raises(InvalidArchitecture, match="expected MBV3Subnet"):
+        SPACE.to_module(SMALLEST.stages)
 
 
 def test_nag_export_writes_the_network(tmp_path: Path, capsys):
@@ -159,3 +184,23 @@ def test_nag_export_writes_the_network(tmp_path: Path, capsys):
     program = torch.export.load(str(tmp_path / "model.pt2")).module()
     with torch.no_grad():
         assert rebuilt(torch.randn(3, 3, 64, 64)).shape == program(torch.randn(3, 3, 64, 64)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("resolution", [160, 192])
+def test_nag_export_traces_at_the_subnets_resolution(resolution: int, tmp_path: Path, capsys):
+    """Without --input_shape the network is traced and checked at the subnet's own resolution,
+    and the written file says so (its INPUT_SHAPE, used when run as a script)."""
+    arch = MBV3Subnet(SMALLEST.stages, resolution)
+    output = tmp_path / "model.py"
+    main(
+        [
+            "export",
+            *("--arch", SPACE.to_string(arch), "--space", "ofa_mbv3", "--output", str(output)),
+            *("--module_args", '{"num_classes": 10}'),
+        ]
+    )
+    assert capsys.readouterr().out.strip() == f"wrote {output}"
+    written = runpy.run_path(str(output), run_name="__main__")
+    assert written["INPUT_SHAPE"] == (3, resolution, resolution)
+    assert written["ARCH"] == SPACE.to_string(arch) and written["ARCH"].endswith(f"|r={resolution}")
+    assert capsys.readouterr().out.strip().endswith("output (2, 10)")

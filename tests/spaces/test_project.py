@@ -19,6 +19,7 @@ from nag.errors import InvalidArchitecture
 from nag.spaces import CellSpace, MacroSpace, MBV3Space, NB101Space, NB201Space, NBGraphSpace, SearchSpace
 from nag.spaces.cell import Cell
 from nag.spaces.macro import MacroArch, Stage
+from nag.spaces.mbv3 import MBV3Subnet
 from nag.spaces.nbgraph import PROTEINS_OPS
 
 
@@ -121,8 +122,11 @@ def test_allowed_ops_rule_out_what_no_member_has() -> None:
     nb101 = allowed_names(NB101Space())
     assert nb101[0] == {"input"} and nb101[6] == {"output"} and "output" in nb101[1] and "input" not in nb101[1]
     mbv3 = allowed_names(MBV3Space())
-    assert [("skip" in row) for row in mbv3[1:5]] == [False, False, True, True]
+    assert mbv3[1] == {"r160", "r176", "r192", "r208", "r224"}  # the resolution node takes a side, nothing else
+    assert all(not any(op.startswith("r") for op in row) for row in mbv3[2:])
+    assert [("skip" in row) for row in mbv3[2:6]] == [False, False, True, True]
     assert mbv3[0] == {"input"} and mbv3[-1] == {"output"}
+    assert allowed_names(MBV3Space(resolutions=[128, 224]))[1] == {"r128", "r224"}
     cell = allowed_names(CellSpace())
     assert "output" not in cell[1] and "output" in cell[2] and cell[7] == {"output"}
     chain = allowed_names(ChainSpace())
@@ -199,12 +203,23 @@ def test_cell_routes_the_input_through_an_op_node() -> None:
 
 def test_mbv3_skips_only_end_a_stage() -> None:
     space = MBV3Space()
-    arch = (((3, 3), (5, 4), (7, 6)),) * 5
+    arch = MBV3Subnet((((3, 3), (5, 4), (7, 6)),) * 5, 192)
     x, a = space.encode(arch)
-    x[3] = 0.0
-    x[3, space.op_index("skip")] = 0.6  # slot 3 would rather skip, slot 4 still computes
-    x[4, space.op_index("k7_e6")], x[4, space.op_index("skip")] = 0.0, 0.3
-    assert space.project(x, a)[0] == ((3, 3), (5, 4))
+    x[4] = 0.0
+    x[4, space.op_index("skip")] = 0.6  # slot 3 would rather skip, slot 4 still computes
+    x[5, space.op_index("k7_e6")], x[5, space.op_index("skip")] = 0.0, 0.3
+    projected = space.project(x, a)
+    assert projected.stages[0] == ((3, 3), (5, 4)) and projected.resolution == 192
+
+
+def test_mbv3_takes_the_best_scoring_resolution() -> None:
+    space = MBV3Space()
+    arch = MBV3Subnet((((3, 3), (5, 4), (7, 6)),) * 5, 192)
+    x, a = space.encode(arch)
+    x[1] = 0.0
+    x[1, space.op_index("r160")], x[1, space.op_index("r224")] = 0.4, 0.5
+    x[1, space.op_index("k3_e3")] = 0.9  # a layer op at the resolution node is not a candidate
+    assert space.project(x, a) == MBV3Subnet(arch.stages, 224)
 
 
 # --- the macro space: exact on one-hot graphs, refuses others ------------------------------

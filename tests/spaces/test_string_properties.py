@@ -83,3 +83,15 @@ def near_misses(draw, space: SearchSpace) -> str:
 @given(data=st.data())
 def test_near_miss_strings_give_invalid_architecture_or_a_member(space, data):
     parse_or_refuse(space, data.draw(near_misses(space)))
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    ["", "|", "|r", "|r=", "|r=16", "|r=168", "|r=1600", "|r=160-", "|r=-160", "|r= 160", "|r=160|r=160", "|R=160"],
+)
+def test_mbv3_resolution_field_near_misses(suffix):
+    """The resolution is the last field of an OFA-MobileNetV3 string: edits there parse to a
+    member or fail in one line, like edits anywhere else."""
+    space = nag.spaces.MBV3Space()
+    lists = space.to_string(space.sample(1, np.random.default_rng(0))[0]).rsplit("|r=", 1)[0]
+    parse_or_refuse(space, lists + suffix)
