@@ -15,11 +15,12 @@ Protocol (printed at the top of the results file):
 - The BO rows share one surrogate (UCB over five bootstrap ridge models of the op one-hots,
   10 random feasible subnets to start, 10 queries a round) and differ only in where candidates
   come from: a random pool of 10,000 feasible subnets (drawn per seed), evolution on the
-  acquisition seeded by that pool, or the latency-conditioned generator's samples (ranked, or
-  seeding the same evolution).
-- The generator (``configs/mbv3/latency_conditioned.yaml``) learned random subnets and their
-  Note10 latency only: no accuracy label. Its raw samples asked for each budget are reported
-  before any filter.
+  acquisition seeded by that pool, or the cost-conditioned generator's samples (ranked, or
+  seeding the same evolution; its samples are also the generator rows' first 10 queries).
+- The generator (``configs/mbv3/cost_conditioned.yaml``) learned random subnets with their
+  Note10 latency and FLOPs only: no accuracy label. It is asked for 90% of the budget and for
+  FLOPs 1.2x the 90th percentile of random subnets just under the budget (both free cost
+  models); its raw samples are reported before any filter.
 - The peer is once-for-all's own ``EvolutionFinder`` (``benchmarks/ofa_peer.py``): at its
   default settings cut at 100 queries (its first population), and run to its own end, whose
   query count is reported.
@@ -48,6 +49,7 @@ from nag.spaces.mbv3 import DEPTHS, EXPANDS, KERNELS, NUM_SLOTS, NUM_STAGES
 
 CHECKPOINTS = (10, 25, 50, 100)
 LATENCY = "note10_latency"
+FLOPS = "flops_M"
 METHODS = ("random", "rea", "bo_pool", "bo_evolution", "bo_generator", "bo_generator_evolution", "ofa_evolution@100")
 
 
@@ -65,21 +67,32 @@ def feasible_pool(bench: OFAMBV3Benchmark, budget: float, size: int, seed: int) 
     return kept
 
 
-def asked_latency(generator: str, budget: float) -> float:
-    """What the generator is asked for: 90% of the budget (its samples spread about 2 ms around
-    what is asked), but never below the lowest latency it saw in training."""
+def asked_conditions(generator: str, bench: OFAMBV3Benchmark, budget: float) -> dict[str, float]:
+    """What the generator is asked for at ``budget``, from free cost models only: a latency of 90%
+    of the budget (its samples spread about 2 ms around what is asked; never below the lowest
+    it saw in training) and FLOPs 1.2x the 90th percentile of random subnets within 15% under
+    the budget: big for their latency, which is where the accurate subnets are."""
     lowest = load_generator(generator).model.hparams["data_spec"]["target_stats"][LATENCY]["min"]
-    return max(0.9 * budget, lowest)
+    rng, n = np.random.default_rng(0), 200_000
+    ks, e = rng.choice(KERNELS, (n, NUM_SLOTS)), rng.choice(EXPANDS, (n, NUM_SLOTS))
+    d, r = rng.choice(DEPTHS, (n, NUM_STAGES)), rng.choice(bench.space.resolutions, n)
+    latency = bench.latency_of_lists(ks, e, d, r)
+    near = (latency <= budget) & (latency > 0.85 * budget)
+    return {
+        LATENCY: max(0.9 * budget, lowest),
+        FLOPS: 1.2 * float(np.percentile(bench.flops_of_lists(ks, e, d, r)[near], 90)),
+    }
 
 
-def strategy(method: str, generator: str, budget: float, pool: list) -> BayesianOptimization | RandomSearch:
+def strategy(
+    method: str, generator: str | None, asked: dict[str, float], pool: list
+) -> BayesianOptimization | RandomSearch:
     if method == "random":
         return RandomSearch()
     if method == "rea":
         return RegularizedEvolution(population_size=20, sample_size=5)
     bo = {"surrogate": "ridge", "num_init": 10, "batch_size": 10, "ensemble_size": 5, "acquisition": "ucb"}
     if method.startswith("bo_generator"):
-        asked = {LATENCY: asked_latency(generator, budget)}
         bo |= {"generator_ckpt": generator, "conditions": asked, "num_samples": 200, "steps": 20}
     else:
         bo |= {"candidates": pool}
@@ -111,17 +124,18 @@ def run_peer(bench: OFAMBV3Benchmark, budget: float, seed: int, max_queries: int
     }
 
 
-def raw_samples(generator: str, bench: OFAMBV3Benchmark, budget: float, n: int = 500) -> dict:
-    """What the generator yields asked for ``budget`` (:func:`asked_latency`), before any filter:
+def raw_samples(generator: str, bench: OFAMBV3Benchmark, budget: float, asked: dict[str, float], n: int = 500) -> dict:
+    """What the generator yields asked for ``budget`` (:func:`asked_conditions`), before any filter:
     valid as sampled, within the budget, distinct, mean latency and mean top-1 (the top-1 is read
     for this report only)."""
     result = generate(
         load_generator(generator, bench.space),
-        GenerationRequest(Sampling(n, seed=0), conditioning=Conditioning({LATENCY: asked_latency(generator, budget)})),
+        GenerationRequest(Sampling(n, seed=0), conditioning=Conditioning(asked)),
     )
     valid = result.valid
     lat = bench.values(valid, LATENCY) if valid else np.zeros(0)
     return {
+        "asked": asked,
         "samples": n,
         "raw_valid": result.raw_validity,
         "within_budget": float((lat <= budget).sum() / n),
@@ -157,7 +171,7 @@ def main() -> None:
     generator = None
     if any(m.startswith("bo_generator") for m in args.methods):
         checkpoint, seconds = fit(
-            ROOT / "configs" / "mbv3" / "latency_conditioned.yaml",
+            ROOT / "configs" / "mbv3" / "cost_conditioned.yaml",
             ROOT / "runs" / "benchmarks" / "mbv3_search" / "generator",
             [
                 "--trainer.enable_progress_bar=false",
@@ -181,8 +195,9 @@ def run_budget(args: argparse.Namespace, budget: float, generator: str | None) -
     torch.set_num_threads(1)
     bench = OFAMBV3Benchmark(args.data / "ofa_acc_predictor.pth", args.data / "note10_lut")
     entry: dict = {"methods": {}}
+    asked = asked_conditions(generator, bench, budget) if generator else {}
     if generator:
-        entry["generator_raw"] = raw_samples(generator, bench, budget)
+        entry["generator_raw"] = raw_samples(generator, bench, budget, asked)
     pools = {s: feasible_pool(bench, budget, args.pool_size, s) for s in range(args.seeds)}
     for method in args.methods:
         start, curves, shares, queried = time.perf_counter(), [], [], set()
@@ -193,7 +208,7 @@ def run_budget(args: argparse.Namespace, budget: float, generator: str | None) -
                 shares.append(peer["feasible"] / max(peer["num_queries"], 1))
                 continue
             oracle = QueryOracle(bench, "top1", budget=args.queries, constraints={LATENCY: budget})
-            result = strategy(method, generator, budget, pools[seed]).run(oracle, args.queries, seed)
+            result = strategy(method, generator, asked, pools[seed]).run(oracle, args.queries, seed)
             curves.append(result.best_curve)
             checked, feasible = oracle.feasibility
             shares.append(feasible / max(checked, 1))
@@ -239,7 +254,8 @@ def write(results: dict, args: argparse.Namespace) -> None:
         if raw:
             lines += [
                 "",
-                f"Generator asked for {budget} ms, {raw['samples']} raw samples before any filter: valid "
+                f"Generator asked for {raw['asked'][LATENCY]:.1f} ms and {raw['asked'][FLOPS]:.0f} MFLOPs, "
+                f"{raw['samples']} raw samples before any filter: valid "
                 f"{raw['raw_valid']:.3f}, within budget {raw['within_budget']:.3f}, {raw['distinct']} distinct, "
                 f"mean latency {raw['mean_latency']:.1f} ms, mean top-1 of those within budget "
                 f"{raw['mean_top1_within_budget']:.4f}.",

@@ -4,9 +4,11 @@
 (a fraction) a subnet reaches with weights inherited from the w1.2 supernet
 (``ofa_mbv3_d234_e346_k357_w1.2``): a prediction, not a trained network's measured accuracy.
 ``note10_latency`` (ms) is the sum over the subnet's layers of OFA's measured per-layer Note10
-latency table, the device model OFA's own ``EvolutionFinder`` searches with.
+latency table, the device model OFA's own ``EvolutionFinder`` searches with. ``flops_M`` is the
+network's FLOPs in millions (:func:`nag.nn.count_flops`'s convention), summed per layer the same
+way. Latency and FLOPs are known cost models, free to ask; only ``top1`` is a paid label.
 
-The space holds about 1.1e20 subnets (5 resolutions), so there is no table: both metrics are
+The space holds about 1.1e20 subnets (5 resolutions), so there is no table: every metric is
 computed on demand (one batched predictor call for many subnets), each at the subnet's own input
 resolution (part of :class:`~nag.spaces.mbv3.MBV3Subnet`; the space's resolutions must be ones
 the predictor and the Note10 tables cover, 160 to 224 in steps of 16).
@@ -30,15 +32,16 @@ from torch import nn
 
 from nag.benchmarks.base import Benchmark, require_file
 from nag.errors import ConfigError, DataFileError, UnknownMetric
+from nag.nn.flops import count_flops
 from nag.spaces.mbv3 import EXPANDS, KERNELS, NUM_SLOTS, RESOLUTIONS, MBV3Arch, MBV3Space, MBV3Subnet
-from nag.spaces.mbv3_net import BASE_WIDTHS, STAGE_HSWISH, STAGE_SE, STAGE_STRIDES, make_divisible
+from nag.spaces.mbv3_net import BASE_WIDTHS, STAGE_HSWISH, STAGE_SE, STAGE_STRIDES, MBV3Network, make_divisible
 
 #: The predictor's resolution slots (features 120-127).
 PREDICTOR_RESOLUTIONS: tuple[int, ...] = tuple(range(112, 225, 16))
 NUM_FEATURES = 2 * 3 * NUM_SLOTS + len(PREDICTOR_RESOLUTIONS)
 #: The predictor and the Note10 table were both made for the w1.2 supernet.
 WIDTH_MULT = 1.2
-METRICS: tuple[str, ...] = ("top1", "note10_latency")
+METRICS: tuple[str, ...] = ("top1", "note10_latency", "flops_M")
 
 _FLAG = "data.init_args.benchmark.init_args"
 
@@ -119,6 +122,27 @@ def _read_lut(path: Path, stamp: tuple[int, int]) -> dict[str, float]:
     return means
 
 
+@cache
+def _layer_flops(resolution: int) -> tuple[float, np.ndarray]:
+    """``(fixed, blocks[stage, later, kernel, expand])`` FLOPs (millions) at ``resolution``: the
+    layers every subnet has, and each MBConv by its place and choices, counted on built layers
+    (the whole network's count is the sum of its layers' counts)."""
+    blocks = np.zeros((len(STAGE_STRIDES), 2, len(KERNELS), len(EXPANDS)))
+    fixed = 0.0
+    for a, kernel in enumerate(KERNELS):
+        for b, expand in enumerate(EXPANDS):
+            net = MBV3Network((((kernel, expand),) * 2,) * len(STAGE_STRIDES), width_mult=WIDTH_MULT)
+            x, counts = torch.zeros(1, 3, resolution, resolution), []
+            with torch.no_grad():
+                for layer in (net.stem, *net.blocks, net.head):
+                    counts.append(count_flops(layer, x.shape[1:]) / 1e6)
+                    x = layer(x)
+            for stage in range(len(STAGE_STRIDES)):
+                blocks[stage, :, a, b] = counts[2 + 2 * stage : 4 + 2 * stage]
+            fixed = counts[0] + counts[1] + counts[-1]
+    return fixed, blocks
+
+
 def _load_predictor(path: Path) -> nn.Sequential:
     """OFA's MLP rebuilt here (``nn.Sequential`` indices 0, 2, 4, 6 hold the linear layers)."""
     hidden = 400
@@ -146,7 +170,7 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
     """OFA's predicted ImageNet ``top1`` (fraction, higher is better) and Note10 latency (ms) of any
     :class:`MBV3Space` subnet at its input resolution."""
 
-    minimize = frozenset({"note10_latency"})
+    minimize = frozenset({"note10_latency", "flops_M"})
     tabular = False
 
     def __init__(
@@ -226,11 +250,11 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
         """``metric`` of each of ``archs``: top-1 from one predictor call for all of them."""
         if metric == "top1":
             return self.top1(archs)
-        if metric == "note10_latency":
+        if metric in ("note10_latency", "flops_M"):
             if len(archs) == 0:  # zip(*()) would leave nothing to unpack
                 return np.zeros(0)
             ks, e, d, r = (np.array(v) for v in zip(*(self.space.to_ofa(a) for a in archs)))
-            return self.latency_of_lists(ks, e, d, r)
+            return (self.latency_of_lists if metric == "note10_latency" else self.flops_of_lists)(ks, e, d, r)
         raise UnknownMetric(f"unknown metric {metric!r} for {type(self).__name__}; available: {', '.join(METRICS)}")
 
     def top1(self, archs: Sequence[MBV3Arch]) -> np.ndarray:
@@ -248,6 +272,18 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
         """Note10 latency (ms) of subnets given as OFA's arrays ``ks``, ``e`` ``[n, 20]``, ``d``
         ``[n, 5]`` and ``r`` ``[n]``, without building them: millions a second, so a search can
         filter random subnets by latency before any is built (1 in 700 fits 15 ms)."""
+        return self._sum_layers(self._latency, ks, e, d, r)
+
+    def flops_of_lists(self, ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """FLOPs (millions, :func:`nag.nn.count_flops`'s convention) of the w1.2 subnets given as
+        OFA's arrays, summed per layer like the latency: a free cost every method may read."""
+        return self._sum_layers({side: _layer_flops(side) for side in np.unique(r).tolist()}, ks, e, d, r)
+
+    def _sum_layers(
+        self, tables: dict[int, tuple[float, np.ndarray]], ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray
+    ) -> np.ndarray:
+        """``fixed + sum of blocks[stage, later, kernel, expand]`` over each subnet's active layers,
+        with the ``(fixed, blocks)`` of its resolution."""
         ks, e, d, r = np.atleast_2d(ks), np.atleast_2d(e), np.atleast_2d(d), np.atleast_1d(r)
         stages = len(STAGE_STRIDES)
         slot = np.arange(NUM_SLOTS) % (NUM_SLOTS // stages)
@@ -263,7 +299,7 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
                     "no Note10 table is loaded for it"
                 )
             rows = r == side
-            fixed, blocks = self._latency[int(side)]
+            fixed, blocks = tables[int(side)]
             per_slot = blocks[stage, (slot > 0).astype(int), k[rows], x[rows]]
             total[rows] = fixed + (per_slot * active[rows]).sum(1)
         return total

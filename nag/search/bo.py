@@ -7,8 +7,10 @@ EI), and queries the best ``batch_size`` of them. Proposals come from:
 
 - a pool: every unqueried benchmarked architecture, or, where the space has no table,
   ``pool_size`` random ones (within the constraints) drawn once per run;
-- a generator: samples guided by the acquisition's gradient, replacing the random or
-  mutation proposals of classic BO-NAS;
+- a generator: samples guided by the acquisition's gradient (score diffusion) or asked for
+  ``conditions`` (a conditional generator, e.g. a latency and FLOPs at the search's budget),
+  replacing the random or mutation proposals of classic BO-NAS; its samples are also the
+  first ``num_init`` queries, where the other rows query random architectures;
 - ``optimizer="evolution"``: either of those seeds a population that mutation and crossover
   evolve on the acquisition (no query spent) before the best are queried — how BO-NAS
   maximises an acquisition where no pool can hold the good architectures.
@@ -19,6 +21,7 @@ Rows of a benchmark that share the surrogate differ only in how candidates are p
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -141,7 +144,8 @@ class BayesianOptimization(SearchStrategy):
         generator = self._load_generator(oracle)
         goal = oracle.target(budget)
         stream = candidate_stream(oracle, rng)
-        for arch in stream:
+        first = self._generate(generator, oracle, [], seed * 1000 - 1) if generator is not None else []
+        for arch in itertools.chain(first, stream):  # a generator's own samples before random ones
             if oracle.num_queries >= min(goal, self.num_init):
                 break
             oracle.query(arch)
@@ -156,16 +160,7 @@ class BayesianOptimization(SearchStrategy):
                 proposals = [pool.archs[i] for i in index[ranked]]
             else:
                 term = GuidanceTerm(surrogate.on_state, self.guide_scale, self.guide_schedule, self.acquisition)
-                proposals = propose(
-                    generator,
-                    oracle,
-                    [term],
-                    self.num_samples,
-                    self.steps,
-                    seed * 1000 + rounds,
-                    self.stats,
-                    self.conditions,
-                )
+                proposals = self._generate(generator, oracle, [term], seed * 1000 + rounds)
                 proposals += [a for a, _ in zip(stream, range(need - len(proposals)))]  # generation fell short
             if self.optimizer == "evolution":
                 queried = [a for a, _ in sorted(oracle.history, key=lambda h: -oracle.score(h[1]))]
@@ -185,6 +180,10 @@ class BayesianOptimization(SearchStrategy):
                 oracle.query(arch)
             rounds += 1
         return SearchResult.from_oracle(self.name, seed, oracle)
+
+    def _generate(self, generator: Generator, oracle: QueryOracle[Any], terms: list[GuidanceTerm], seed: int) -> list:
+        """Usable samples of ``generator`` (guided by ``terms``, asked for the ``conditions``)."""
+        return propose(generator, oracle, terms, self.num_samples, self.steps, seed, self.stats, self.conditions)
 
     def _random_pool(self, oracle: QueryOracle[Any], seed: int) -> Sequence[Any] | None:
         """The ``candidates`` given, else ``pool_size`` random ones where the benchmark has no
