@@ -22,6 +22,7 @@ import yaml
 from nag.benchmarks import OFAMBV3Benchmark
 from nag.benchmarks.ofa_mbv3 import RESOLUTIONS, note10_layer_keys, predictor_features
 from nag.errors import ConfigError, DataFileError, InvalidArchitecture, UnknownMetric
+from nag.nn.flops import count_flops
 from nag.spaces.mbv3 import MBV3Arch, MBV3Space, MBV3Subnet
 
 SPACE = MBV3Space()
@@ -185,12 +186,21 @@ def test_batch_values_equal_single_queries(bench: OFAMBV3Benchmark) -> None:
 
 
 def test_metrics_and_directions(bench: OFAMBV3Benchmark) -> None:
-    assert bench.metrics == ("top1", "note10_latency")
+    assert bench.metrics == ("top1", "note10_latency", "flops_M")
     assert bench.higher_is_better("top1") and not bench.higher_is_better("note10_latency")
+    assert not bench.higher_is_better("flops_M")
     assert LARGEST in bench and MBV3Subnet(LARGEST.stages, 168) not in bench and LARGEST.stages not in bench
     assert bench and repr(bench).startswith("OFAMBV3Benchmark(resolutions=[160, 176, 192, 208, 224]")
-    with pytest.raises(UnknownMetric, match="available: top1, note10_latency"):
+    with pytest.raises(UnknownMetric, match="available: top1, note10_latency, flops_M"):
         bench.query(LARGEST, "flops")
+
+
+def test_flops_are_the_built_networks_count_at_its_resolution(bench: OFAMBV3Benchmark) -> None:
+    """The per-layer FLOPs table sums to count_flops of the whole built subnet, resolution included."""
+    archs = [SMALLEST, LARGEST, *bench.space.sample(2, np.random.default_rng(1))]
+    counted = [count_flops(bench.space.to_module(a), bench.space.input_shape_for(a)) / 1e6 for a in archs]
+    np.testing.assert_allclose(bench.values(archs, "flops_M"), counted, rtol=1e-9)
+    assert bench.query(MBV3Subnet(LARGEST.stages, 160), "flops_M") < bench.query(LARGEST, "flops_M")
 
 
 def test_a_subset_of_resolutions_loads_only_their_tables(mbv3: Path, tmp_path: Path) -> None:

@@ -259,3 +259,18 @@ def test_nbgraph_cora() -> None:
         (bench.query(arch, "test_acc") - stats["mean"]) / stats["std"], abs=1e-5
     )
     assert dm.datasets["train"].y.mean(0).abs().max() < 1e-4
+
+
+def test_a_benchmark_without_a_table_scores_sampled_architectures(shared_data: Path) -> None:
+    """OFA-MobileNetV3 has no table: ``num_archs`` subnets are sampled from its space and scored
+    on demand (the free Note10 latency here), and leaving ``num_archs`` out fails in one line."""
+    from nag.benchmarks import OFAMBV3Benchmark
+
+    root = shared_data / "mbv3"
+    bench = OFAMBV3Benchmark(root / "ofa_acc_predictor.pth", root / "note10_lut")
+    dm = ArchitectureDataModule(bench, targets=["note10_latency"], num_archs=60, seed=0)
+    archs, y = dm._rows
+    assert len(archs) == 60 and np.allclose(y[:, 0], bench.values(archs, "note10_latency"))
+    assert dm.target_stats["note10_latency"]["min"] > 10
+    with pytest.raises(ConfigError, match="data.num_archs"):
+        ArchitectureDataModule(bench, targets=["note10_latency"])

@@ -130,3 +130,26 @@ def test_bad_output_name_fails_before_searching(bench, tmp_path):
     with pytest.raises(ConfigError, match="expected a .csv or .json file name"):
         run_search(bench, "convs", RandomSearch(), output=str(tmp_path / "s.txt"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_constraints_bound_the_search_and_its_optimum(bench, tmp_path):
+    """``constraints`` bound a free cost metric: every architecture searched is within it, and
+    the optimum runs are scored against is the best within it, not the table's best."""
+    report = run_search(
+        bench,
+        "convs",
+        RandomSearch(),
+        budget=20,
+        seeds=[0, 1],
+        output=str(tmp_path / "s.json"),
+        quiet=True,
+        constraints={"latency": 3},
+    )
+    space = bench.space
+    for run in report["runs"]:
+        assert all(bench.query(space.from_string(arch), "latency") <= 3 for arch, _ in run["history"])
+    feasible = [v for a, v in zip(bench.archs(), bench.column("convs")) if bench.query(a, "latency") <= 3]
+    assert report["summary"]["optimum"] == max(feasible) < bench.best("convs")[1]
+    assert report["constraints"] == {"latency": 3}
+    with pytest.raises(ConfigError, match="other than 'convs'"):
+        run_search(bench, "convs", RandomSearch(), output=str(tmp_path / "t.json"), constraints={"convs": 1})

@@ -364,3 +364,20 @@ def test_mutate_is_a_seeded_neighbour() -> None:
     assert SPACE.mutate(DEEP, np.random.default_rng(2)) == SPACE.mutate(DEEP, np.random.default_rng(2))
     rng = np.random.default_rng(0)
     assert all(SPACE.mutate(DEEP, rng) in SPACE.neighbours(DEEP) for _ in range(20))
+
+
+def test_crossover_takes_every_choice_from_a_parent() -> None:
+    """OFA's crossover: resolution and each stage's depth from either parent, each active layer
+    from a parent that has that slot; over many children both parents contribute."""
+    rng = np.random.default_rng(0)
+    a, b = SPACE.sample(2, rng)
+    children = [SPACE.crossover(a, b, rng) for _ in range(200)]
+    for child in children:
+        SPACE.validate(child)
+        assert child.resolution in (a.resolution, b.resolution)
+        for s, stage in enumerate(child.stages):
+            assert len(stage) in (len(a.stages[s]), len(b.stages[s]))
+            for i, layer in enumerate(stage):
+                assert layer in [p.stages[s][i] for p in (a, b) if i < len(p.stages[s])]
+    assert len({SPACE.key(c) for c in children}) > 100
+    assert SPACE.crossover(a, a, rng) == a
