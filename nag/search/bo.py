@@ -58,24 +58,33 @@ class _DictBatches(TensorDataset):
         return {"x": x, "adj": adj, "mask": mask, "y": y}
 
 
+class PredictorEnsemble:
+    """Graph-network predictors as one ensemble: ``[E, B]`` predictions, as :class:`RidgeEnsemble` gives."""
+
+    def __init__(self, members: list[PredictorModule]) -> None:
+        self.members = members
+
+    def predict_state(self, state: dict[str, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.predict_state(state, t)[:, 0] for m in self.members])
+
+    def predict_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.predict_graphs(x, adj, mask)[:, 0] for m in self.members])
+
+
 class Surrogate:
     """A fitted ensemble and the acquisition over it, on noisy states (guidance) or clean
     graphs (ranking); scores are in units normalised over the queried values."""
 
     def __init__(
-        self, members: list[PredictorModule] | RidgeEnsemble, best_z: float, acquisition: str, kappa: float
+        self, ensemble: PredictorEnsemble | RidgeEnsemble, best_z: float, acquisition: str, kappa: float
     ) -> None:
-        self.members, self.best_z, self.acquisition, self.kappa = members, best_z, acquisition, kappa
+        self.ensemble, self.best_z, self.acquisition, self.kappa = ensemble, best_z, acquisition, kappa
 
     def on_state(self, state: dict[str, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.members, RidgeEnsemble):
-            return self.acquire(self.members.predict_state(state, t))
-        return self.acquire(torch.stack([m.predict_state(state, t)[:, 0] for m in self.members]))
+        return self.acquire(self.ensemble.predict_state(state, t))
 
     def on_graphs(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.members, RidgeEnsemble):
-            return self.acquire(self.members.predict_graphs(x, adj, mask))
-        return self.acquire(torch.stack([m.predict_graphs(x, adj, mask)[:, 0] for m in self.members]))
+        return self.acquire(self.ensemble.predict_graphs(x, adj, mask))
 
     def acquire(self, preds: torch.Tensor) -> torch.Tensor:
         """UCB or expected improvement from ensemble predictions ``[E, B]``."""
@@ -245,7 +254,7 @@ class BayesianOptimization(SearchStrategy):
             with in_loop_trainer(accelerator=self.device.type) as trainer:
                 trainer.fit(member, train_dataloaders=loader)
             members.append(member.to(self.device).eval())
-        return Surrogate(members, float(y.max()), self.acquisition, self.kappa)
+        return Surrogate(PredictorEnsemble(members), float(y.max()), self.acquisition, self.kappa)
 
     def __repr__(self) -> str:
         return (
