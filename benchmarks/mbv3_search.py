@@ -22,8 +22,9 @@ Protocol (printed at the top of the results file):
   FLOPs 1.2x the 90th percentile of random subnets just under the budget (both free cost
   models); its raw samples are reported before any filter.
 - The peer is once-for-all's own ``EvolutionFinder`` (``benchmarks/ofa_peer.py``): at its
-  default settings cut at 100 queries (its first population), and run to its own end, whose
-  query count is reported.
+  default settings cut at 100 queries (its first population), scaled to the budget
+  (population 20, run until 100 distinct queries), and at its defaults run to its own end,
+  whose query count is reported.
 
 Writes ``results/mbv3_search.{json,md,png}``.
 """
@@ -50,7 +51,19 @@ from nag.spaces.mbv3 import DEPTHS, EXPANDS, KERNELS, NUM_SLOTS, NUM_STAGES
 CHECKPOINTS = (10, 25, 50, 100)
 LATENCY = "note10_latency"
 FLOPS = "flops_M"
-METHODS = ("random", "rea", "bo_pool", "bo_evolution", "bo_generator", "bo_generator_evolution", "ofa_evolution@100")
+METHODS = (
+    "random",
+    "rea",
+    "bo_pool",
+    "bo_evolution",
+    "bo_generator",
+    "bo_generator_evolution",
+    "ofa_evolution@100",
+    "ofa_evolution_pop20@100",
+)
+#: OFA's finder scaled to the query budget: a population of 20 (its default 100 spends the whole
+#: budget on its random first generation), run until 100 distinct queries.
+SMALL_PEER = {"population_size": 20, "max_time_budget": 100}
 
 
 def feasible_pool(bench: OFAMBV3Benchmark, budget: float, size: int, seed: int) -> list:
@@ -99,8 +112,8 @@ def strategy(
     return BayesianOptimization(**bo, optimizer="evolution" if method.endswith("evolution") else "pool")
 
 
-def run_peer(bench: OFAMBV3Benchmark, budget: float, seed: int, max_queries: int | None) -> dict:
-    """OFA's ``EvolutionFinder`` (default settings) scored by the same predictor and table."""
+def run_peer(bench: OFAMBV3Benchmark, budget: float, seed: int, max_queries: int | None, **settings) -> dict:
+    """OFA's ``EvolutionFinder`` (its defaults unless ``settings``) scored by the same predictor and table."""
     space = bench.space
 
     def arch(sample: dict):
@@ -113,6 +126,7 @@ def run_peer(bench: OFAMBV3Benchmark, budget: float, seed: int, max_queries: int
         budget,
         seed,
         max_queries,
+        **settings,
     )
     return {
         "best_curve": run.best_curve,
@@ -203,7 +217,7 @@ def run_budget(args: argparse.Namespace, budget: float, generator: str | None) -
         start, curves, shares, queried = time.perf_counter(), [], [], set()
         for seed in range(args.seeds):
             if method.startswith("ofa_evolution"):
-                peer = run_peer(bench, budget, seed, args.queries)
+                peer = run_peer(bench, budget, seed, args.queries, **(SMALL_PEER if "pop20" in method else {}))
                 curves.append(peer["best_curve"])
                 shares.append(peer["feasible"] / max(peer["num_queries"], 1))
                 continue
