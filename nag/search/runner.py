@@ -98,11 +98,7 @@ def run_search(
     if strategy.stats is not None:  # the seeds searched in this call, not resumed ones
         summary["proposals"] = asdict(strategy.stats)
     report = {
-        "benchmark": repr(benchmark),
-        "metric": metric,
-        "strategy": repr(strategy),
-        "budget": budget,
-        "constraints": dict(constraints or {}),
+        **settings,
         "optimum_arch": None if opt_arch is None else benchmark.space.to_string(opt_arch),
         "summary": summary,
         "runs": [r.to_dict() for r in results],
