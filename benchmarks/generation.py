@@ -2,8 +2,8 @@
 beside uniform random sampling in the same run.
 
 For each space (NB-Graph Cora from the embedded data; NB201 and NB101 from ``../shared/data``;
-CellSpace, the hierarchical pipeline's cells, with no benchmark: its generators learn the
-space's own random cells) it fits the shipped score-diffusion and discrete-diffusion configs
+CellSpace, the hierarchical pipeline's cells, and OFA-MobileNetV3, with no benchmark: their
+generators learn the space's own random members) it fits the shipped score-diffusion and discrete-diffusion configs
 with ``nag fit`` (their own epochs unless ``--max-epochs``; a finished fit of the same config
 and epochs is reused), loads each with ``nag.load_generator`` and samples ``--samples``
 architectures: score diffusion with the ODE and the PC sampler, discrete diffusion
@@ -22,7 +22,7 @@ pairwise products) fitted on the training split's labels puts first (what a mode
 labels reaches on *novel* architectures), and the training split's own top 100 (what
 memorising reaches).
 
-    python benchmarks/generation.py --spaces nbgraph nb201 nb101 cell
+    python benchmarks/generation.py --spaces nbgraph nb201 nb101 cell mbv3
 Writes benchmarks/results/generation.json and .md.
 """
 
@@ -49,7 +49,7 @@ from nag.metrics.generation import op_kl_divergence
 #: Shipped configs per space: (score diffusion, discrete diffusion).
 SPACES = {
     name: (ROOT / "configs" / name / "diffusion.yaml", ROOT / "configs" / name / "discrete_diffusion.yaml")
-    for name in ("nbgraph", "nb201", "nb101")
+    for name in ("nbgraph", "nb201", "nb101", "mbv3")
 }
 SPACES["cell"] = (
     ROOT / "configs" / "hierarchical" / "cell_diffusion.yaml",
@@ -226,7 +226,8 @@ def markdown(report: dict[str, Any]) -> str:
         "split, uniform random against each; validity after the space's projection, raw validity before it; "
         "speed as a "
         "ratio to uniform random in the same run; in_table: share of valid samples the table measured "
-        "(NB101 holds 1k cells, so most samples there have no accuracy).",
+        "(NB101 holds 1k cells, so most samples there have no accuracy); after_stop (OFA-MobileNetV3): share "
+        "of samples that drew a layer after a stage's first skip, which generators read as the stage's end.",
         "",
     ]
     for space in report["spaces"]:
@@ -249,10 +250,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f"split's own top 100: mean {ref['memorised_top_mean']:.4g} (memorisation).",
                 "",
             ]
-        cols = COLUMNS + ([c.format(m=m) for c in METRIC_COLUMNS] if m else []) + ["speed_vs_random"]
+        stops = ["after_stop"] if any("after_stop" in r for r in space["rows"]) else []
+        cols = COLUMNS[:2] + stops + COLUMNS[2:] + ([c.format(m=m) for c in METRIC_COLUMNS] if m else [])
+        cols.append("speed_vs_random")
         lines += markdown_table(
             [c.replace(f"{m}/", "") for c in cols],
-            ([r[c] if isinstance(r[c], str) else f"{r[c]:.4g}" for c in cols] for r in space["rows"]),
+            ([r.get(c, "") if isinstance(r.get(c, ""), str) else f"{r[c]:.4g}" for c in cols] for r in space["rows"]),
         )
         lines.append("")
         if space.get("conditioned"):
@@ -275,7 +278,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spaces", nargs="+", default=["nbgraph", "nb201", "nb101", "cell"], choices=list(SPACES))
+    parser.add_argument(
+        "--spaces", nargs="+", default=["nbgraph", "nb201", "nb101", "cell", "mbv3"], choices=list(SPACES)
+    )
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--pc-steps", type=int, default=100)
     parser.add_argument(

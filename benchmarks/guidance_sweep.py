@@ -43,7 +43,7 @@ from matplotlib.figure import Figure
 import nag
 from nag.datamodules import ArchitectureDataModule
 from nag.datamodules.from_config import datamodule_from_config
-from nag.diffusion.guidance import check_same_sde, predictor_term
+from nag.diffusion.guidance import check_same_state, predictor_term
 from nag.generation import Generator, score_samples
 from nag.generation.baseline import UniformRandom
 from nag.io.checkpoints import load_module
@@ -142,7 +142,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             "error: --predictor-ckpt: guidance reads noisy graphs; train the predictor with "
             "--model.init_args.noise_aware=true"
         )
-    check_same_sde(ode.model.sde, predictor.sde)
+    check_same_state(ode.model, predictor)
     dm = datamodule_from_config(SCORE_CONFIG, ArchitectureDataModule, space, setup=False)
     bench, train_keys = dm.benchmark, dm.train_keys()
     column = bench.column(METRIC)

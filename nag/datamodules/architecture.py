@@ -46,6 +46,10 @@ def space_spec(space: SearchSpace) -> dict:
         "fixed_topology": space.fixed_topology,
         "single_input": space.single_input,
         "fixed_adjacency": None if fixed is None else fixed.tolist(),
+        "allowed_ops": space.allowed_ops().tolist(),
+        "min_nodes": space.min_nodes,
+        "stop_op": None if space.stop_op is None else space.op_index(space.stop_op),
+        "stop_runs": [list(run) for run in space.stop_runs()],
     }
 
 

@@ -36,7 +36,7 @@ so the ratio keeps its meaning near the data. A caller passes the flag of its sa
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -115,12 +115,26 @@ def predictor_term(
     return GuidanceTerm(value, scale, schedule, label)
 
 
-def check_same_sde(generator_sde: SDE, predictor_sde: SDE) -> None:
-    """A noise-aware predictor trained on another forward process reads ``x_t`` wrongly."""
-    if generator_sde.config() != predictor_sde.config():
+class NoisyStateReader(Protocol):
+    """A model that reads the score-diffusion state: a score network or a noise-aware predictor."""
+
+    sde: SDE
+    entries: Mapping[str, Tensor]
+
+
+def check_same_state(generator: NoisyStateReader, predictor: NoisyStateReader) -> None:
+    """A noise-aware predictor reads ``x_t`` rightly only when it was trained on the generator's
+    forward process (``.sde``) and the same diffused entries (``.entries``)."""
+    if generator.sde.config() != predictor.sde.config():
         raise ConfigError(
-            f"the predictor was trained on SDE {predictor_sde.config()} but the generator uses "
-            f"{generator_sde.config()}; train the predictor with the generator's model.init_args.sde and σ/β"
+            f"the predictor was trained on SDE {predictor.sde.config()} but the generator uses "
+            f"{generator.sde.config()}; train the predictor with the generator's model.init_args.sde and σ/β"
+        )
+    ours, theirs = generator.entries, predictor.entries
+    if set(ours) != set(theirs) or any(not torch.equal(ours[k].cpu(), theirs[k].cpu()) for k in ours):
+        raise ConfigError(
+            "the predictor reads other state entries than the generator diffuses (fitted on another "
+            "space, or by an older nag); fit the predictor again on the generator's space"
         )
 
 

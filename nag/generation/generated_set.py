@@ -18,7 +18,10 @@ class GeneratedSet:
     graph (``None`` with the reason in ``errors`` where even that failed, so failures are
     counted, never dropped); ``raw_valid`` says which graphs were valid as sampled, before any
     repair; ``changed`` how many node labels and edges projection changed in each (0 where
-    none was needed, -1 where it failed or was not measured); ``graphs`` are the raw ``{x, adj, mask}`` tensors.
+    none was needed, -1 where it failed or was not measured); ``unread`` how many positions each
+    sample drew after the end of a stop run, which were read as the stop op
+    (``SearchSpace.stop_runs``; 0 where the space has none); ``graphs`` are the raw
+    ``{x, adj, mask}`` tensors.
 
     A selection (the device path) holds its chosen architectures best first, with what it
     knows of each in ``rows`` (predicted latency, its spread, ...), its counts in ``summary``
@@ -28,6 +31,7 @@ class GeneratedSet:
     errors: list[str | None]
     raw_valid: list[bool] = field(default_factory=list)
     changed: list[int] = field(default_factory=list)
+    unread: list[int] = field(default_factory=list)
     graphs: dict[str, torch.Tensor] | None = None
     summary: dict[str, float] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -38,6 +42,8 @@ class GeneratedSet:
             self.raw_valid = [a is not None for a in self.archs]
         if not self.changed:
             self.changed = [0 if raw else -1 for raw in self.raw_valid]
+        if not self.unread:
+            self.unread = [0] * len(self.archs)
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -53,6 +59,11 @@ class GeneratedSet:
     @property
     def raw_validity(self) -> float:
         return sum(self.raw_valid) / max(len(self.raw_valid), 1)
+
+    @property
+    def after_stop(self) -> float:
+        """Share of samples that drew an op after the end of a stop run (read as the stop op)."""
+        return sum(u > 0 for u in self.unread) / max(len(self.unread), 1)
 
     @property
     def repaired(self) -> list[int]:
@@ -89,4 +100,5 @@ def decode_samples(space: SearchSpace, graphs: dict[str, torch.Tensor], project:
         archs.append(arch)
         errors.append(None if arch is not None else error)
         changed.append(change)
-    return GeneratedSet(archs, errors, raw_valid, changed, graphs)
+    unread = graphs["unread"].tolist() if "unread" in graphs else []
+    return GeneratedSet(archs, errors, raw_valid, changed, unread, graphs)

@@ -27,7 +27,8 @@ def score_samples(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Validity (after the space's projection) and raw validity (before it), the share
-    projection repaired and how many node labels and edges it changed in each, uniqueness by
+    projection repaired and how many node labels and edges it changed in each, the share that
+    drew ops after the end of a stop run (``after_stop``), uniqueness by
     isomorphism class (canonical key) and by string, novelty against the training split, and
     true benchmark metrics.
 
@@ -56,6 +57,8 @@ def score_samples(
         "uniqueness_string": float(by_string.compute()),
         "novelty": float(novelty.compute()),
     }
+    if space.stop_runs():
+        summary["after_stop"] = result.after_stop
     for metric in metrics:
         truth = BenchmarkTruth(benchmark, metric).to(device)
         truth.update(valid)

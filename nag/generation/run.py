@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from nag.benchmarks.base import Benchmark
-from nag.diffusion.guidance import GuidanceTerm, check_same_sde, predictor_term
+from nag.diffusion.guidance import GuidanceTerm, check_same_state, predictor_term
 from nag.errors import ConfigError
 from nag.generation.device import generate_for_device
 from nag.generation.generated_set import GeneratedSet
@@ -145,9 +145,9 @@ def _guidance_terms(
                 "--predictor_ckpt: guidance reads noisy graphs; train the predictor with "
                 "model.init_args.noise_aware: true"
             )
-        sde = getattr(getattr(generator, "model", None), "sde", None)
-        if sde is not None:
-            check_same_sde(sde, predictor.sde)
+        model = getattr(generator, "model", None)
+        if getattr(model, "sde", None) is not None:
+            check_same_state(model, predictor)
         terms = [
             predictor_term(
                 predictor, target, direction, limit, scale=guidance.guide_scale, schedule=guidance.guide_schedule

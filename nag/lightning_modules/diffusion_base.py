@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from nag.diffusion.graph_state import end_runs_at_stop
 from nag.errors import ConfigError
 from nag.lightning_modules.finite_loss import ensure_finite
 from nag.lightning_modules.generators import GeneratorName
@@ -146,9 +147,11 @@ class DiffusionModule(GeneratorName, pl.LightningModule, ABC):
         **options: Any,
     ) -> Graphs:
         """Raw samples in the {0, 1} scale, ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``,
-        drawn in batches of ``batch_size`` from one seeded generator (same seed, same samples).
-        ``options`` are the subclass's (sampler, conditions, guidance, ...). On a CPU the first
-        call tunes the C allocator for this workload (:func:`tune_cpu_allocator`).
+        and ``unread [S]``: positions after the end of a stop run (``SearchSpace.stop_runs``) whose
+        drawn op was not read (0 where the space has none), drawn in batches of ``batch_size``
+        from one seeded generator (same seed, same samples). ``options`` are the subclass's
+        (sampler, conditions, guidance, ...). On a CPU the first call tunes the C allocator for
+        this workload (:func:`tune_cpu_allocator`).
 
         ``compile`` runs the network through ``torch.compile`` (dynamic shapes: the discrete
         sampler's batch shrinks as samples agree); the first call compiles for seconds (on a CPU
@@ -172,4 +175,7 @@ class DiffusionModule(GeneratorName, pl.LightningModule, ABC):
             ]
         finally:
             self._compiled_call = False
-        return {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}
+        graphs = {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}
+        spec = self.hparams.data_spec
+        x, unread = end_runs_at_stop(graphs["x"], spec.get("stop_runs", ()), spec.get("stop_op"))
+        return {**graphs, "x": x, "unread": unread}

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nag.diffusion.discrete import CategoricalDiffusion, Spacing, State
+from nag.diffusion.graph_state import edges_from_sources, reading_nodes
 from nag.errors import ConfigError, UnknownMetric
 from nag.lightning_modules.diffusion_base import DiffusionModule, Graphs
 from nag.nn.conditions import ConditionEncoder, RawValue, normalize_conditions
@@ -170,7 +171,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.long) if fixed is not None else None)
         self.register_buffer("upper", torch.ones(n, n, dtype=torch.bool).triu(1), persistent=False)
         #: ``[N]`` True at the nodes whose source a single_input space draws: all but the first and last.
-        self.register_buffer("reading", (torch.arange(n) > 0) & (torch.arange(n) < n - 1), persistent=False)
+        self.register_buffer("reading", reading_nodes(n), persistent=False)
 
     # --- data <-> states --------------------------------------------------------------
     def clean_state(self, batch: Mapping[str, torch.Tensor]) -> State:
@@ -185,22 +186,13 @@ class DiscreteDiffusionModule(DiffusionModule):
             state["edges"] = (batch["adj"] > 0.5).long() * self.upper
         return state
 
-    def edges_from_sources(self, sources: torch.Tensor) -> torch.Tensor:
-        """``[B, N, N]`` edges of ``sources [B, N]``: node ``j`` reads ``sources[j]``, the last node
-        reads every node between that no other reads (what ``single_input`` means)."""
-        n = sources.shape[1]
-        reads = F.one_hot(sources, n).transpose(1, 2) * self.reading  # reads[b, i, j]: j reads i
-        unread = (reads.sum(2) == 0) & self.reading
-        reads[:, :, -1] = unread.long()
-        return reads
-
     def _with_edges(self, state: State) -> State:
         """The network always sees edges: the space's fixed graph where it is not diffused, as
         ``[1, N, N]`` (the network broadcasts it over the batch), or the sources' edges."""
         if "edges" in state:
             return state
         if "sources" in state:
-            return {**state, "edges": self.edges_from_sources(state["sources"])}
+            return {**state, "edges": edges_from_sources(state["sources"])}
         return {**state, "edges": self.fixed_adj.unsqueeze(0)}
 
     def condition_values(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -275,7 +267,7 @@ class DiscreteDiffusionModule(DiffusionModule):
         for batch in DataLoader(dm.train_dataloader().dataset, batch_size=1024):  # the whole split, unsharded
             state = self.clean_state({k: v.to(self.device) for k, v in batch.items()})
             if self.single_input and not torch.equal(
-                self.edges_from_sources(state["sources"]), (batch["adj"].to(self.device) > 0.5).long() * self.upper
+                edges_from_sources(state["sources"]), (batch["adj"].to(self.device) > 0.5).long() * self.upper
             ):
                 raise ConfigError(
                     f"{dm.space!r} declares single_input, but its training graphs are not one source per node "

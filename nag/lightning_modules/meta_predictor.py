@@ -37,6 +37,7 @@ from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
 from nag.diffusion.graph_state import (
     State,
     clean_state,
+    diffused_entries,
     encoder_inputs,
     perturb_state,
     sample_times,
@@ -121,7 +122,8 @@ class MetaPredictorModule(pl.LightningModule):
         self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
         self.save_hyperparameters()
         self.held_out_id = list(tasks).index(held_out)
-        self.fixed_topology = bool(data_spec.get("fixed_topology", False))
+        #: The state entries score diffusion generates: a noise-aware predictor reads the same state.
+        self.entries = diffused_entries(data_spec)
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
         self.encoder = BiDirectionalDenseGNN(data_spec["num_ops"], hidden, num_layers, dropout)
@@ -230,7 +232,7 @@ class MetaPredictorModule(pl.LightningModule):
     def _embed_clean(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Context archs through the same representation path as clean queries."""
         if self.hparams.noise_aware:
-            state, _ = clean_state({"x": x, "adj": adj}, self.fixed_topology)
+            state, _ = clean_state({"x": x, "adj": adj}, self.entries)
             x, adj, mask = encoder_inputs(state, self.fixed_adj)
         return self.encoder(x, adj, mask)
 
@@ -252,7 +254,7 @@ class MetaPredictorModule(pl.LightningModule):
         x, adj, mask = (batch[k].flatten(0, 1) for k in ("x", "adj", "mask"))
         task_vec = task_vec.repeat_interleave(q, dim=0)
         if training and self.hparams.noise_aware:
-            state, masks = clean_state({"x": x, "adj": adj}, self.fixed_topology)
+            state, masks = clean_state({"x": x, "adj": adj}, self.entries)
             t = sample_times(b * q, self.sde, self.hparams.eps, self.device)
             clean = torch.rand(b * q, device=self.device) < self.hparams.clean_fraction
             t = torch.where(clean, torch.full_like(t, self.hparams.eps), t)

@@ -16,6 +16,7 @@ from torchmetrics import (
 
 from nag.diffusion.graph_state import (
     clean_state,
+    diffused_entries,
     encoder_inputs,
     perturb_state,
     sample_times,
@@ -70,7 +71,8 @@ class PredictorModule(pl.LightningModule):
         self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
         self.save_hyperparameters()
         self.targets = list(targets)
-        self.fixed_topology = bool(data_spec.get("fixed_topology", False))
+        #: The state entries score diffusion generates: a noise-aware predictor reads the same state.
+        self.entries = diffused_entries(data_spec)
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
         self.encoder = BiDirectionalDenseGNN(data_spec["num_ops"], hidden, num_layers, dropout)
@@ -121,7 +123,7 @@ class PredictorModule(pl.LightningModule):
         and guidance read one representation; ``noised`` draws ``t`` and ``x_t`` first."""
         if not self.hparams.noise_aware:
             return self(batch["x"], batch["adj"], batch["mask"])
-        state, masks = clean_state(batch, self.fixed_topology)
+        state, masks = clean_state(batch, self.entries)
         b = batch["x"].shape[0]
         if noised:
             t = sample_times(b, self.sde, self.hparams.eps, self.device)

@@ -7,7 +7,13 @@ from typing import Any, Literal
 
 import torch
 
-from nag.diffusion.graph_state import clean_state, perturb_state, sample_times
+from nag.diffusion.graph_state import (
+    clean_state,
+    diffused_entries,
+    edges_from_sources,
+    perturb_state,
+    sample_times,
+)
 from nag.diffusion.guidance import GuidanceTerm, guided_score
 from nag.diffusion.samplers import dpm_solver_sample, edm_sample, ode_sample, pc_sample
 from nag.diffusion.sde import SDE, make_sde
@@ -26,7 +32,10 @@ class ScoreDiffusionModule(DiffusionModule):
 
     Node ops ``X`` are always diffused; the adjacency ``A`` too when the search space's
     topology varies (NB101, NB-Graph), else it is the space's fixed graph and only
-    conditions attention. The network predicts the unit noise ``z`` of
+    conditions attention. Only the entries the space leaves open are diffused
+    (:func:`~nag.diffusion.graph_state.diffused_entries`): the ops allowed at each position
+    and, in a ``single_input`` space, one source per layer, so a sample is read as one
+    categorical per position and per layer. The network predicts the unit noise ``z`` of
     ``x_t = mean(t) + std(t) z``, so ``score = -z_hat / std(t)``. Validation and sampling use
     the EMA weights. The SDE is built from the hyper-parameters alone (``sde``, σ/β), which
     the checkpoint stores and ``nag generate`` rebuilds from: one place, never two configs.
@@ -73,6 +82,19 @@ class ScoreDiffusionModule(DiffusionModule):
         self.init_ema()
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
+        self.single_input = bool(data_spec.get("single_input", False)) and not self.fixed_topology
+        entries = diffused_entries(data_spec)
+        self.register_buffer("entries_x", entries["x"], persistent=False)
+        self.register_buffer("entries_adj", entries.get("adj"), persistent=False)
+        #: ``[N]`` True at the positions every graph has: read as real nodes whatever was drawn.
+        self.register_buffer(
+            "required", torch.arange(data_spec["max_nodes"]) < data_spec.get("min_nodes", 1), persistent=False
+        )
+
+    @property
+    def entries(self) -> dict[str, torch.Tensor]:
+        """The diffused entries of the state (no batch dimension)."""
+        return {"x": self.entries_x} if self.entries_adj is None else {"x": self.entries_x, "adj": self.entries_adj}
 
     # --- the score --------------------------------------------------------------------
     def predict_noise(
@@ -119,7 +141,7 @@ class ScoreDiffusionModule(DiffusionModule):
     def loss(
         self, batch: dict[str, torch.Tensor], net: torch.nn.Module, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        clean, masks = clean_state(batch, self.fixed_topology)
+        clean, masks = clean_state(batch, self.entries)
         t = sample_times(batch["x"].shape[0], self.sde, self.hparams.eps, self.device, generator)
         noisy, noise = perturb_state(clean, masks, self.sde, t, generator)
         pred = self.predict_noise(noisy, t, net)
@@ -139,13 +161,12 @@ class ScoreDiffusionModule(DiffusionModule):
         normalize_guidance: bool = False,
         prior: Mapping[str, torch.Tensor] | None = None,
     ) -> Graphs:
-        """``b`` samples: op scores and edge values in the {0, 1} scale. ``guidance`` terms
-        (predictor objectives, budgets) are added to the score at every step; with
-        ``normalize_guidance`` each term's scale is a ratio to the score's norm (DiffusionNAG's
-        option), calibrated so the ODE and PC samplers move samples equally
-        (:mod:`nag.diffusion.guidance`). The search space's ``project`` (in
-        :func:`nag.generation.decode_samples`) then restricts each position to its allowed ops
-        and repairs the topology.
+        """``b`` samples as :meth:`read_state` reads them. ``guidance`` terms (predictor
+        objectives, budgets) are added to the score at every step; with ``normalize_guidance``
+        each term's scale is a ratio to the score's norm (DiffusionNAG's option), calibrated so
+        the ODE and PC samplers move samples equally (:mod:`nag.diffusion.guidance`). The search
+        space's ``project`` (in :func:`nag.generation.decode_samples`) stays a safety net for
+        what the parametrisation leaves open (free edges: NB101's edge budget, connectivity).
 
         Samplers (``steps`` defaults in :data:`DEFAULT_STEPS`): ``ode`` (Heun in ``t``, two
         network evaluations per step), ``pc`` (predictor-corrector), ``dpm`` (DPM-Solver++(2M),
@@ -165,20 +186,33 @@ class ScoreDiffusionModule(DiffusionModule):
             sde=self.sde,
         )
         n, v = self.hparams.data_spec["max_nodes"], self.hparams.data_spec["num_ops"]
-        shapes, masks = {"x": (b, n, v)}, None
-        if not self.fixed_topology:
-            shapes["adj"] = (b, n, n)
-            masks = {"adj": torch.ones(1, n, n, device=self.device).triu(1)}  # broadcast over the batch
+        shapes = {"x": (b, n, v)} if self.fixed_topology else {"x": (b, n, v), "adj": (b, n, n)}
+        masks = {k: m.unsqueeze(0) for k, m in self.entries.items()}  # broadcast over the batch
         kwargs = {"generator": generator, "device": self.device, "mask": masks, "progress": progress}
         if prior is not None:
             kwargs["init"] = {k: prior[k][start : start + b] for k in shapes}
         with torch.inference_mode(not guidance):  # guidance differentiates through the predictor
             state = SAMPLERS[sampler](self.sde, score_fn, shapes, num_steps=steps or DEFAULT_STEPS[sampler], **kwargs)
-        x = state["x"]
-        real = torch.ones(b, n, dtype=torch.bool, device=x.device) if self.fixed_topology else x.max(-1).values > 0
-        scores = (x + 1.0) / 2.0 * real.unsqueeze(-1)
+        return self.read_state(state)
+
+    def read_state(self, state: Mapping[str, torch.Tensor]) -> Graphs:
+        """What a sampled state says, one categorical at a time: each position's op
+        probabilities over the ops allowed there (a softmax of its diffused entries, so the
+        argmax is the largest entry); a position is a real node where every graph has one or
+        where its largest entry is positive (padding is an all -1 row). Edges: in a
+        ``single_input`` space each layer reads the earlier node with the largest entry of its
+        column (the output what no layer reads); otherwise each edge's value in the {0, 1} scale."""
+        x = state["x"].float()
+        b = x.shape[0]
+        allowed = self.entries_x.unsqueeze(0)
+        largest = x.masked_fill(~allowed, -torch.inf).max(-1).values
+        real = self.required.unsqueeze(0) | (largest > 0)
+        probs = torch.softmax(x.masked_fill(~allowed, -torch.inf), -1).nan_to_num(0.0) * real.unsqueeze(-1)
         if self.fixed_topology:
             adj = self.fixed_adj.expand(b, -1, -1)
+        elif self.single_input:
+            sources = state["adj"].float().masked_fill(~self.entries_adj.unsqueeze(0), -torch.inf).argmax(1)
+            adj = edges_from_sources(sources).float()
         else:
-            adj = ((state["adj"] + 1.0) / 2.0).clamp(0.0, 1.0).triu(1)
-        return {"x": scores, "adj": adj * real.unsqueeze(-1) * real.unsqueeze(-2), "mask": real}
+            adj = ((state["adj"].float() + 1.0) / 2.0).clamp(0.0, 1.0).triu(1)
+        return {"x": probs, "adj": adj * real.unsqueeze(-1) * real.unsqueeze(-2), "mask": real}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nag.diffusion.guidance import GuidanceTerm, Schedule, check_same_sde
+from nag.diffusion.guidance import GuidanceTerm, Schedule, check_same_state
 from nag.errors import ConfigError
 from nag.generation import Generator, load_generator
 from nag.io.checkpoints import load_module
@@ -208,7 +208,7 @@ class TransferSearch(SearchStrategy):
                             "strategy.init_args.predictor_ckpt: guided generation needs a meta-predictor "
                             "trained with model.init_args.noise_aware: true"
                         )
-                    check_same_sde(generator.model.sde, meta.sde)
+                    check_same_state(generator.model, meta)
             self._models = (meta, generator)
         self._check_unseen(self._models[0], oracle)
         return self._models

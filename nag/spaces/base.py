@@ -43,6 +43,9 @@ class SearchSpace(ABC, Generic[Arch]):
     #: last reads every node no other reads (NB-Graph): a generator can then draw one source per
     #: node instead of free edges, and every wiring it draws is valid.
     single_input: bool = False
+    #: An op that ends a run of positions (:meth:`stop_runs`): every later position of the run
+    #: holds it too. None where the space has no such runs.
+    stop_op: str | None = None
     #: One input of :meth:`to_module`'s networks without the batch dimension (what export traces
     #: and latency measurement feeds); None where the space builds no networks or needs it given.
     input_shape: tuple[int, ...] | None = None
@@ -67,6 +70,21 @@ class SearchSpace(ABC, Generic[Arch]):
     @property
     def num_ops(self) -> int:
         return len(self.ops)
+
+    def stop_runs(self) -> tuple[tuple[int, ...], ...]:
+        """Runs of node positions that end at their first :attr:`stop_op` (OFA-MobileNetV3: a
+        stage's slots end at its first ``skip``, which is the stage's depth). A generator reads
+        every position of a run after its first stop as the stop op, so it draws where each run
+        ends, slot by slot, instead of a free op per slot that could put a layer after a skip.
+        Default: none."""
+        return ()
+
+    @property
+    def min_nodes(self) -> int:
+        """Nodes every graph of the space has: the positions below it are never padding, so a
+        generator reads them as real nodes whatever it drew. Spaces whose graphs vary in size
+        (and pad to ``max_nodes``) give their smallest graph's count."""
+        return self.max_nodes
 
     @property
     def identity(self) -> dict:
@@ -97,6 +115,11 @@ class SearchSpace(ABC, Generic[Arch]):
         for i, arch in enumerate(archs):
             labels, adj = self.to_graph(arch)
             k = len(labels)
+            if k < self.min_nodes:
+                raise InvalidArchitecture(
+                    f"{self.name}: a graph of {k} nodes is below the space's min_nodes {self.min_nodes}; "
+                    "a space whose graphs vary in size sets min_nodes to its smallest graph's count"
+                )
             x[i, np.arange(k), [index[o] if o in index else self.op_index(o) for o in labels]] = 1.0
             a[i, :k, :k] = adj
             mask[i, :k] = True

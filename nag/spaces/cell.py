@@ -199,6 +199,8 @@ class CellSpace(SearchSpace[Cell]):
     input_shape = (16, 32, 32)  # the cell's input channels at its default c_in
     ops = (INPUT, *CELL_OPS, OUTPUT)
     max_nodes = MAX_OP_NODES + 2
+    #: input, one op node, output
+    min_nodes = 3
     fixed_topology = False
 
     def to_graph(self, arch: Cell) -> tuple[list[str], np.ndarray]:

@@ -135,6 +135,11 @@ class MacroSpace(SearchSpace[MacroArch]):
         self.ops = (*(f"stem_c{c}" for c in self.stem_channels), *headers, *CELL_OPS, CELL_OUTPUT, OUTPUT)
         self.max_nodes = 2 + max_stages * (MAX_OP_NODES + 2)
 
+    @property
+    def min_nodes(self) -> int:
+        """Stem and output, and per stage its header, one op node and the cell's output."""
+        return 2 + 3 * self.min_stages
+
     def _sample_vocabulary(self, num_cells: int, seed: int) -> list[Cell]:
         """``num_cells`` cells with distinct keys, drawn in order with ``seed``."""
         if num_cells < 1:

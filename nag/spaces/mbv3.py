@@ -74,6 +74,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
     input_shape = INPUT_SHAPE
     max_nodes = NUM_SLOTS + 3
     fixed_topology = True
+    stop_op = "skip"
 
     def __init__(self, resolutions: Sequence[int] = RESOLUTIONS) -> None:
         sides = sorted({int(r) for r in resolutions}) if resolutions else []
@@ -237,6 +238,11 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         (depth 2 to 4), output."""
         stage = [set(_LAYER_OPS)] * DEPTHS[0] + [{*_LAYER_OPS, "skip"}] * (MAX_DEPTH - DEPTHS[0])
         return self.allowed_table([{"input"}, set(self._res_ops), *stage * NUM_STAGES, {"output"}])
+
+    def stop_runs(self) -> tuple[tuple[int, ...], ...]:
+        """Each stage's four slots: the first ``skip`` is where the stage ends (its depth)."""
+        first = [FIRST_SLOT + s * MAX_DEPTH for s in range(NUM_STAGES)]
+        return tuple(tuple(range(f, f + MAX_DEPTH)) for f in first)
 
     def project(self, x: torch.Tensor, a: torch.Tensor, node_mask: torch.Tensor | None = None) -> MBV3Arch:
         """The nearest subnet on the fixed chain: the best-scoring resolution; per stage the depth

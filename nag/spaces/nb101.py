@@ -213,6 +213,8 @@ class NB101Space(SearchSpace[NB101Cell]):
     name = "nb101"
     ops = (INPUT, *CELL_OPS, OUTPUT)
     max_nodes = MAX_NODES
+    #: input -> output
+    min_nodes = 2
     fixed_topology = False
 
     def to_graph(self, arch: NB101Cell) -> tuple[list[str], np.ndarray]:

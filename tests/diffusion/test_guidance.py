@@ -1,6 +1,8 @@
 """Predictor guidance: exact on an analytic case, calibrated (norm ratio, same strength in PC and
 ODE), and it moves real samples where asked."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -11,7 +13,7 @@ from nag.datamodules import ArchitectureDataModule
 from nag.diffusion import ode_sample, pc_sample
 from nag.diffusion.guidance import (
     GuidanceTerm,
-    check_same_sde,
+    check_same_state,
     guided_score,
     parse_objective,
     predictor_term,
@@ -228,10 +230,15 @@ def test_bad_objective_is_named_on_one_line(text):
     assert repr(text) in message and "METRIC<=LIMIT" in message and "\n" not in message
 
 
-def test_predictor_and_generator_must_share_the_sde():
-    check_same_sde(VPSDE(0.1, 20.0), VPSDE(0.1, 20.0))
+def test_predictor_and_generator_must_share_the_sde_and_the_diffused_entries():
+    entries = {"x": torch.ones(3, 2, dtype=torch.bool)}
+    generator = SimpleNamespace(sde=VPSDE(0.1, 20.0), entries=entries)
+    check_same_state(generator, SimpleNamespace(sde=VPSDE(0.1, 20.0), entries=entries))
     with pytest.raises(ConfigError, match="sde"):
-        check_same_sde(VPSDE(0.1, 20.0), VESDE(0.01, 5.0))
+        check_same_state(generator, SimpleNamespace(sde=VESDE(0.01, 5.0), entries=entries))
+    other = {"x": entries["x"], "adj": torch.ones(3, 3, dtype=torch.bool)}
+    with pytest.raises(ConfigError, match="entries"):
+        check_same_state(generator, SimpleNamespace(sde=VPSDE(0.1, 20.0), entries=other))
 
 
 @pytest.fixture(scope="module")

@@ -311,7 +311,7 @@ def test_noise_aware_predict_state_has_finite_gradients(dm: TaskDataModule) -> N
     b = next(iter(dm.test_dataloader()))
     with torch.no_grad():
         task_vec = model.encode_context(b["ctx_x"][:1], b["ctx_adj"][:1], b["ctx_mask"][:1], b["ctx_y"][:1])
-    state, masks = clean_state({"x": b["x"][0], "adj": b["adj"][0]}, fixed_topology=False)
+    state, masks = clean_state({"x": b["x"][0], "adj": b["adj"][0]}, model.entries)
     t = torch.full((Q,), 0.5)
     state, _ = perturb_state(state, masks, model.sde, t, torch.Generator().manual_seed(0))
     state = {k: v.requires_grad_() for k, v in state.items()}

@@ -1,14 +1,17 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 
 import nag.lightning_modules.score_diffusion as score_diffusion
 from nag.datamodules import ArchitectureDataModule
+from nag.diffusion.graph_state import clean_state
+from nag.errors import InvalidArchitecture
 from nag.generation import decode_samples
 from nag.lightning_modules.score_diffusion import ScoreDiffusionModule
-from nag.spaces import NB201Space, NBGraphSpace
+from nag.spaces import CellSpace, MBV3Space, NB101Space, NB201Space, NBGraphSpace
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
@@ -92,6 +95,49 @@ def test_variable_topology_samples_are_dags():
     model.eval()
     graphs = model.sample_graphs(5, steps=3)
     assert torch.equal(graphs["adj"], graphs["adj"].triu(1))
+
+
+@pytest.mark.parametrize(
+    "space", [NBGraphSpace(), NB201Space(), NB101Space(), CellSpace(), MBV3Space()], ids=lambda s: s.name
+)
+def test_a_clean_state_reads_back_as_its_architecture(space):
+    """Only the open entries are diffused, and reading them alone recovers every architecture."""
+    archs = space.sample(64, np.random.default_rng(0))
+    x, adj, _ = space.encode_batch(archs)
+    model = ScoreDiffusionModule(ArchitectureDataModule(space=space, num_archs=64).spec(), dim=16, layers=1, heads=2)
+    state, _ = clean_state({"x": x, "adj": adj}, model.entries)
+    graphs = model.read_state(state)
+    assert decode_samples(space, graphs, project=False).archs == archs
+
+
+def test_single_input_samples_are_valid_as_drawn_even_untrained():
+    """NB-Graph's score state is one op per layer and one source per layer: whatever the network
+    says, every sample is a member before any projection."""
+    pl.seed_everything(0)
+    dm = ArchitectureDataModule(space=NBGraphSpace(), batch_size=64)
+    model = ScoreDiffusionModule(dm.spec(), dim=16, layers=1, heads=2, attention="full").eval()
+    samples = decode_samples(NBGraphSpace(), model.sample_graphs(64, steps=3, seed=0), project=False)
+    assert samples.raw_validity == 1.0
+    assert len(set(samples.valid)) > 32
+
+
+def test_padding_spaces_keep_their_smallest_graph_and_allowed_ops():
+    pl.seed_everything(0)
+    space = NB101Space()
+    model = ScoreDiffusionModule(ArchitectureDataModule(space=space, num_archs=64).spec(), dim=16, layers=1, heads=2)
+    graphs = model.eval().sample_graphs(32, steps=3, seed=0)
+    assert graphs["mask"][:, : space.min_nodes].all()
+    chosen = torch.nn.functional.one_hot(graphs["x"].argmax(-1), space.num_ops).bool() & graphs["mask"].unsqueeze(-1)
+    assert not (chosen & ~space.allowed_ops()).any(), "no real node holds an op its position never has"
+
+
+def test_a_graph_below_the_spaces_min_nodes_is_refused_in_one_line():
+    space = NB101Space()
+    tiny = space.sample(1, np.random.default_rng(0))[0]
+    space.min_nodes = len(space.to_graph(tiny)[0]) + 1
+    with pytest.raises(InvalidArchitecture, match="min_nodes") as err:
+        space.encode_batch([tiny])
+    assert "\n" not in str(err.value)
 
 
 def test_checkpoint_round_trip_keeps_sde_and_space(tmp_path):

@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nag.diffusion.graph_state import end_runs_at_stop
 from nag.errors import ConfigError, InvalidArchitecture
 from nag.spaces.mbv3 import RESOLUTIONS, MBV3Arch, MBV3Space, MBV3Subnet
 
@@ -251,6 +252,20 @@ def test_from_graph_rejects_skip_inside_a_stage() -> None:
     labels[3], labels[4] = "skip", "k3_e3"
     with pytest.raises(InvalidArchitecture, match="stage 1 has an active layer after 'skip'"):
         SPACE.from_graph(labels, adj)
+
+
+def test_a_stage_read_with_its_stop_run_ends_at_its_first_skip() -> None:
+    """Generators read each stage as ending at its first ``skip``: a drawn layer after it is not
+    read (and counted), so a stage's depth is drawn slot by slot and never invalid."""
+    labels, adj = SPACE.to_graph(DEEP)
+    labels[4], labels[5] = "skip", "k3_e3"  # stage 1: slots 2, 3 (positions 4, 5) drawn skip, layer
+    x = torch.nn.functional.one_hot(torch.tensor([SPACE.op_index(op) for op in labels]), SPACE.num_ops).float()
+    read, unread = end_runs_at_stop(x.unsqueeze(0), SPACE.stop_runs(), SPACE.op_index("skip"))
+    assert unread.tolist() == [1]
+    arch = SPACE.decode(read[0], torch.as_tensor(adj))
+    assert len(arch.stages[0]) == 2 and arch.stages[1:] == DEEP.stages[1:]
+    untouched, none = end_runs_at_stop(x[None, :, :], (), None)
+    assert torch.equal(untouched[0], x) and none.tolist() == [0]
 
 
 def test_from_graph_rejects_a_stage_with_one_layer() -> None:
