@@ -113,6 +113,10 @@ class TableCosts:
         return f"TableCosts({self.columns})"
 
 
+#: Architectures whose feature rows :meth:`ArchFeatures.raw` keeps (NB-Graph has 26,206).
+CACHED_ROWS = 50_000
+
+
 class ArchFeatures:
     """Standardised feature rows of architectures of ``space`` (see the module docstring).
 
@@ -178,13 +182,17 @@ class ArchFeatures:
         return layout
 
     def raw(self, archs: Sequence[Arch]) -> np.ndarray:
-        """Unstandardised features ``[n, raw_dim]`` (graph part cached per architecture)."""
+        """Unstandardised features ``[n, raw_dim]`` (graph part cached per architecture, for the
+        first :data:`CACHED_ROWS` seen: every table nag ships fits, while a search of a space too
+        large to enumerate would otherwise grow the cache by ~16 KB a subnet without end)."""
         rows = []
         for arch in archs:
             key = arch if isinstance(arch, Hashable) else self.space.to_string(arch)
             row = self._cache.get(key)
             if row is None:
-                row = self._cache[key] = self._graph_row(arch)
+                row = self._graph_row(arch)
+                if len(self._cache) < CACHED_ROWS:
+                    self._cache[key] = row
             rows.append(row)
         graph = np.stack(rows) if rows else np.zeros((0, sum(self._graph_layout().values())))
         if self.costs is None:

@@ -133,3 +133,20 @@ def test_bayesian_regression_recovers_a_line_with_honest_intervals():
     coverage = np.mean(np.abs(mean - y[30:]) <= q * scale)
     assert np.corrcoef(mean, y[30:])[0, 1] > 0.99
     assert 0.8 <= coverage <= 1.0
+
+
+def test_feature_rows_are_cached_up_to_a_bound(monkeypatch):
+    """A search of a space too large to enumerate asks for features of ever new subnets: the
+    cache stops growing at its bound, and rows past it are computed the same way."""
+    import nag.hardware.features as features
+    from nag.spaces import MBV3Space
+
+    monkeypatch.setattr(features, "CACHED_ROWS", 3)
+    space = MBV3Space()
+    archs = space.sample(8, np.random.default_rng(0))
+    bounded = ArchFeatures(space)
+    first = bounded.raw(archs)
+    assert len(bounded._cache) == 3
+    np.testing.assert_array_equal(first, bounded.raw(archs))
+    monkeypatch.setattr(features, "CACHED_ROWS", 100)
+    np.testing.assert_array_equal(first, ArchFeatures(space).raw(archs))
