@@ -76,6 +76,8 @@ class StateLatency(nn.Module):
                 computing[space.op_index(op)] = False
         self.register_buffer("computing", computing)
         self.register_buffer("endpoint", torch.tensor([op in ENDPOINTS for op in space.ops]))
+        #: ``[N, V]`` the ops each position allows: the others are not diffused (they hold 0) and get no probability.
+        self.register_buffer("allowed", space.allowed_ops())
         self.source, self.sink = 0, n - 1  # the graph form's input and output nodes
         self.cost_r2 = math.nan
         if features.costs is not None:
@@ -180,8 +182,9 @@ class StateLatency(nn.Module):
 
     # --- prediction ------------------------------------------------------------------
     def probabilities(self, state: dict[str, Tensor]) -> Tensor:
-        """Op probabilities ``[B, N, V]`` of a signed state (softmax at :data:`TEMPERATURE`)."""
-        return torch.softmax(state["x"].float() / TEMPERATURE, dim=-1)
+        """Op probabilities ``[B, N, V]`` of a signed state (softmax at :data:`TEMPERATURE` over the
+        ops each position allows: score diffusion generates only those entries)."""
+        return torch.softmax((state["x"].float() / TEMPERATURE).masked_fill(~self.allowed, -torch.inf), dim=-1)
 
     def forward(self, p: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, scale)`` of the predictive Student-t of log latency, ``[B]`` each."""
