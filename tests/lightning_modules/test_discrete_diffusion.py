@@ -416,7 +416,7 @@ def test_distinct_inputs_share_exactly_the_samples_whose_inputs_agree():
     assert torch.equal(first, torch.arange(300)) and torch.equal(inverse, torch.arange(300))
 
 
-TRAINED = sorted(Path(ROOT, "runs", "benchmarks", "generation").glob("*/discrete/checkpoints/last.ckpt"))
+TRAINED = sorted(Path(ROOT, "runs", "benchmarks", "generation").glob("*/discrete/fit-*/checkpoints/last.ckpt"))
 
 
 def _original_path(model: DiscreteDiffusionModule) -> None:
@@ -449,7 +449,7 @@ def test_lean_sampling_draws_what_the_original_path_drew(space, nbgraph_dm, requ
 
 
 @pytest.mark.skipif(not TRAINED, reason="no cached fit under runs/benchmarks/generation (benchmarks/generation.py)")
-@pytest.mark.parametrize("path", TRAINED, ids=[p.parts[-4] for p in TRAINED])
+@pytest.mark.parametrize("path", TRAINED, ids=[p.parts[-5] for p in TRAINED])
 def test_trained_checkpoints_predict_as_before(path):
     """Checkpoints written before the lean forward load into it and predict the same x_0 (and so
     sample the same architectures)."""

@@ -215,12 +215,12 @@ def test_variable_topology_few_step_samples_are_dags_and_a_given_prior_replaces_
 
 
 TRAINED = sorted(
-    (Path(__file__).resolve().parents[2] / "runs/benchmarks/generation").glob("*/score/checkpoints/last.ckpt")
+    (Path(__file__).resolve().parents[2] / "runs/benchmarks/generation").glob("*/score/fit-*/checkpoints/last.ckpt")
 )
 
 
 @pytest.mark.skipif(not TRAINED, reason="no cached fit under runs/benchmarks/generation (benchmarks/generation.py)")
-@pytest.mark.parametrize("path", TRAINED, ids=[p.parts[-4] for p in TRAINED])
+@pytest.mark.parametrize("path", TRAINED, ids=[p.parts[-5] for p in TRAINED])
 def test_trained_checkpoints_score_as_before(path):
     """Checkpoints written before the lean forward load into it and give the same scores."""
     from nag.generation import load_generator
