@@ -43,16 +43,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, ROOT, command, figure, fit, markdown_table, write_report
+from common import RESULTS, ROOT, command, figure, markdown_table, write_report
+from mbv3_search import fit_generator, random_lists, strategy
 from scipy.stats import spearmanr
 
 from nag.benchmarks import OFALatencyBenchmark, OFAMBV3Benchmark
 from nag.benchmarks.base import Benchmark
 from nag.hardware import ArchFeatures, LatencyMetaPredictor
 from nag.hardware.sources import cost_columns, device_family, source_values
-from nag.search import QueryOracle, RandomSearch, RegularizedEvolution
-from nag.search.bo import BayesianOptimization
-from nag.spaces.mbv3 import DEPTHS, EXPANDS, KERNELS, MAX_DEPTH, NUM_SLOTS, NUM_STAGES, MBV3Arch
+from nag.search import QueryOracle
+from nag.spaces.mbv3 import EXPANDS, KERNELS, MAX_DEPTH, NUM_SLOTS, MBV3Arch
 
 MODELS = ("few_shot_median", "few_shot_90", "flops_fit", "device_table")
 METHODS = ("random", "rea", "bo_evolution", "bo_generator_evolution")
@@ -163,27 +163,12 @@ def feasible_pool(bench: DeviceBenchmark, model: str, budget: float, size: int, 
     """``size`` uniform random subnets the model judges within ``budget``, drawn as OFA's arrays."""
     rng, kept, space = np.random.default_rng([seed, 7]), [], bench.space
     for _ in range(20):
-        n = 50_000
-        ks, e = rng.choice(KERNELS, (n, NUM_SLOTS)), rng.choice(EXPANDS, (n, NUM_SLOTS))
-        d, r = rng.choice(DEPTHS, (n, NUM_STAGES)), rng.choice(space.resolutions, n)
+        ks, e, d, r = random_lists(rng, 50_000, space.resolutions)
         fits = np.flatnonzero(bench.latency[model](ks, e, d, r) <= budget)[: size - len(kept)]
         kept.extend(space.from_ofa(ks[i].tolist(), e[i].tolist(), d[i].tolist(), int(r[i])) for i in fits)
         if len(kept) >= size:
             break
     return kept
-
-
-def strategy(method: str, generator: str | None, asked: dict, pool: list):
-    if method == "random":
-        return RandomSearch()
-    if method == "rea":
-        return RegularizedEvolution(population_size=20, sample_size=5)
-    bo = {"surrogate": "ridge", "num_init": 10, "batch_size": 10, "ensemble_size": 5, "acquisition": "ucb"}
-    if method == "bo_generator_evolution":
-        bo |= {"generator_ckpt": generator, "conditions": asked, "num_samples": 200, "steps": 20}
-    else:
-        bo |= {"candidates": pool}
-    return BayesianOptimization(**bo, optimizer="evolution")
 
 
 def run_seed(args: argparse.Namespace, budget: float, seed: int, generator: str | None) -> dict:
@@ -236,29 +221,9 @@ def main() -> None:
         csv.archs(), source_values(csv, sources)
     )
     base = OFAMBV3Benchmark(args.data / "ofa_acc_predictor.pth", args.data / "note10_lut")
-    rng = np.random.default_rng(0)
-    n = 100_000
-    sample = (
-        rng.choice(KERNELS, (n, NUM_SLOTS)),
-        rng.choice(EXPANDS, (n, NUM_SLOTS)),
-        rng.choice(DEPTHS, (n, NUM_STAGES)),
-        rng.choice(base.space.resolutions, n),
-    )
-    truth = SHARED["truth"](*sample)
+    truth = SHARED["truth"](*random_lists(np.random.default_rng(0), 100_000, base.space.resolutions))
     budgets = args.budgets or [float(np.round(np.percentile(truth, p), 1)) for p in (10, 30)]
-    generator = None
-    if "bo_generator_evolution" in args.methods:
-        checkpoint, _ = fit(
-            ROOT / "configs" / "mbv3" / "cost_conditioned.yaml",
-            ROOT / "runs" / "benchmarks" / "mbv3_search" / "generator",
-            [
-                "--trainer.enable_progress_bar=false",
-                "--trainer.logger=false",
-                f"--data.init_args.benchmark.init_args.predictor_path={args.data / 'ofa_acc_predictor.pth'}",
-                f"--data.init_args.benchmark.init_args.lut_dir={args.data / 'note10_lut'}",
-            ],
-        )
-        generator = str(checkpoint)
+    generator = fit_generator(args.data)[0] if "bo_generator_evolution" in args.methods else None
     results = {
         "device": args.device,
         "sources": sources,

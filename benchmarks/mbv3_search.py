@@ -66,15 +66,34 @@ METHODS = (
 SMALL_PEER = {"population_size": 20, "max_time_budget": 100}
 
 
+def random_lists(rng: np.random.Generator, n: int, resolutions) -> tuple[np.ndarray, ...]:
+    """``n`` uniform random subnets as OFA's arrays ``(ks, e, d, r)``: free to score by table."""
+    ks, e = rng.choice(KERNELS, (n, NUM_SLOTS)), rng.choice(EXPANDS, (n, NUM_SLOTS))
+    return ks, e, rng.choice(DEPTHS, (n, NUM_STAGES)), rng.choice(resolutions, n)
+
+
+def fit_generator(data: Path) -> tuple[str, float]:
+    """The cost-conditioned generator (``configs/mbv3/cost_conditioned.yaml``), fitted once and cached."""
+    checkpoint, seconds = fit(
+        ROOT / "configs" / "mbv3" / "cost_conditioned.yaml",
+        ROOT / "runs" / "benchmarks" / "mbv3_search" / "generator",
+        [
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            f"--data.init_args.benchmark.init_args.predictor_path={data / 'ofa_acc_predictor.pth'}",
+            f"--data.init_args.benchmark.init_args.lut_dir={data / 'note10_lut'}",
+        ],
+    )
+    return str(checkpoint), seconds
+
+
 def feasible_pool(bench: OFAMBV3Benchmark, budget: float, size: int, seed: int) -> list:
     """``size`` uniform random subnets within ``budget`` ms: drawn as OFA's arrays and filtered
     by the vectorised Note10 table, so only the kept ones are built (1 in 700 fits 15 ms)."""
     rng, kept = np.random.default_rng([seed, 7]), []
     space = bench.space
     while len(kept) < size:
-        n = 500_000
-        ks, e = rng.choice(KERNELS, (n, NUM_SLOTS)), rng.choice(EXPANDS, (n, NUM_SLOTS))
-        d, r = rng.choice(DEPTHS, (n, NUM_STAGES)), rng.choice(space.resolutions, n)
+        ks, e, d, r = random_lists(rng, 500_000, space.resolutions)
         fits = np.flatnonzero(bench.latency_of_lists(ks, e, d, r) <= budget)[: size - len(kept)]
         kept.extend(space.from_ofa(ks[i].tolist(), e[i].tolist(), d[i].tolist(), int(r[i])) for i in fits)
     return kept
@@ -86,9 +105,7 @@ def asked_conditions(generator: str, bench: OFAMBV3Benchmark, budget: float) -> 
     it saw in training) and FLOPs 1.2x the 90th percentile of random subnets within 15% under
     the budget: big for their latency, which is where the accurate subnets are."""
     lowest = load_generator(generator).model.hparams["data_spec"]["target_stats"][LATENCY]["min"]
-    rng, n = np.random.default_rng(0), 200_000
-    ks, e = rng.choice(KERNELS, (n, NUM_SLOTS)), rng.choice(EXPANDS, (n, NUM_SLOTS))
-    d, r = rng.choice(DEPTHS, (n, NUM_STAGES)), rng.choice(bench.space.resolutions, n)
+    ks, e, d, r = random_lists(np.random.default_rng(0), 200_000, bench.space.resolutions)
     latency = bench.latency_of_lists(ks, e, d, r)
     near = (latency <= budget) & (latency > 0.85 * budget)
     return {
@@ -184,18 +201,8 @@ def main() -> None:
     args = parser.parse_args()
     generator = None
     if any(m.startswith("bo_generator") for m in args.methods):
-        checkpoint, seconds = fit(
-            ROOT / "configs" / "mbv3" / "cost_conditioned.yaml",
-            ROOT / "runs" / "benchmarks" / "mbv3_search" / "generator",
-            [
-                "--trainer.enable_progress_bar=false",
-                "--trainer.logger=false",
-                f"--data.init_args.benchmark.init_args.predictor_path={args.data / 'ofa_acc_predictor.pth'}",
-                f"--data.init_args.benchmark.init_args.lut_dir={args.data / 'note10_lut'}",
-            ],
-        )
-        generator = str(checkpoint)
-        print(f"generator: {checkpoint} (fit {seconds:.0f} s)", flush=True)
+        generator, seconds = fit_generator(args.data)
+        print(f"generator: {generator} (fit {seconds:.0f} s)", flush=True)
     results: dict = {"budgets": {}}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("fork")) as workers:
         jobs = {budget: workers.submit(run_budget, args, budget, generator) for budget in args.budgets}
