@@ -50,6 +50,7 @@ def space_spec(space: SearchSpace) -> dict:
         "min_nodes": space.min_nodes,
         "stop_op": None if space.stop_op is None else space.op_index(space.stop_op),
         "stop_runs": [list(run) for run in space.stop_runs()],
+        "max_edges": space.max_edges,
     }
 
 

@@ -75,6 +75,32 @@ def categorical_sample(probs: torch.Tensor, generator: torch.Generator | None = 
     return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
 
 
+def budgeted_presence(p: torch.Tensor, budget: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws ``x [B, M]`` from independent Bernoullis ``p [B, M]`` conditioned on at most
+    ``budget`` ones: exactly the model's distribution restricted to graphs a space's edge cap
+    allows, not a repair of a drawn graph. Entries are drawn in order, each from its
+    probability times the chance that the rest still fit (``fits[:, i, c]``: entries ``i..``
+    hold at most ``c`` ones)."""
+    p = p.double().clamp(1e-9, 1 - 1e-9)
+    b, m = p.shape
+    fits = p.new_ones(b, m + 1, budget + 1)
+    for i in reversed(range(m)):
+        rest = fits[:, i + 1]
+        used = torch.cat([rest.new_zeros(b, 1), rest[:, :-1]], 1)
+        fits[:, i] = (1 - p[:, i, None]) * rest + p[:, i, None] * used
+    left = torch.full((b,), budget, dtype=torch.long, device=p.device)
+    rows = torch.arange(b, device=p.device)
+    drawn = torch.zeros(b, m, dtype=torch.bool, device=p.device)
+    u = torch.rand(b, m, generator=generator, device=p.device, dtype=torch.float64)
+    for i in range(m):
+        rest = fits[rows, i + 1]
+        one = p[:, i] * torch.where(left > 0, rest[rows, (left - 1).clamp(min=0)], 0.0)
+        zero = (1 - p[:, i]) * rest[rows, left]
+        drawn[:, i] = u[:, i] * (one + zero) < one
+        left = left - drawn[:, i].long()
+    return drawn
+
+
 class CategoricalDiffusion(nn.Module):
     """Forward noising, posteriors and ancestral steps for graph states.
 
@@ -228,12 +254,14 @@ class CategoricalDiffusion(nn.Module):
         s: int,
         generator: torch.Generator | None = None,
         tilt: dict[str, torch.Tensor] | None = None,
+        max_edges: int | None = None,
     ) -> State:
         """One ancestral step ``z_t -> z_s`` (any ``s < t``: skipping steps is exact).
 
         ``tilt``: log-weights per kind, position and class (shaped like ``x0_probs``) that
         multiply ``p(z_s | z_t)`` before drawing, as guidance does; classes it cannot reach
-        stay unreachable."""
+        stay unreachable. ``max_edges``: the space's edge cap; the last step (``s = 0``, the
+        clean graph) draws its binary edges conditioned on it (:func:`budgeted_presence`)."""
         out = dict(state)
         for kind in self.kinds:
             probs = self.reverse_probs(kind, state[kind], x0_probs[kind], t, s)
@@ -241,7 +269,11 @@ class CategoricalDiffusion(nn.Module):
                 log_w = tilt[kind].float()
                 probs = probs * (log_w - log_w.amax(-1, keepdim=True)).exp()
                 probs = probs / probs.sum(-1, keepdim=True)
-            out[kind] = categorical_sample(probs, generator)
+            if kind == "edges" and s == 0 and max_edges is not None and probs.shape[-1] == 2:
+                present = budgeted_presence(probs[..., 1].flatten(1), max_edges, generator)
+                out[kind] = present.view(probs.shape[:-1]).long()
+            else:
+                out[kind] = categorical_sample(probs, generator)
         return out
 
     def timesteps(self, steps: int | None = None, spacing: Spacing = "time") -> list[int]:

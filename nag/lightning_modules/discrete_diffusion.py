@@ -471,13 +471,14 @@ class DiscreteDiffusionModule(DiffusionModule):
         chunk = values[start : start + b].to(self.device)
         times = self.diffusion.timesteps(steps or min(DEFAULT_STEPS, self.diffusion.T), spacing)
         net = self.sampling_network()
+        max_edges = self.hparams.data_spec.get("max_edges")
         with torch.inference_mode():
             cond, groups = self.condition_embeddings(net, chunk, keep)
             state = self.diffusion.prior(b, generator)
             for t, s in tqdm(list(itertools.pairwise(times)), desc="ancestral sampling", disable=not progress):
                 probs = self.guided_x0(net, state, t, cond, groups, weights)
                 tilt = None if regressor is None else self.regressor_tilt(net, state, t, chunk, *regressor)
-                state = self.diffusion.step(state, probs, t, s, generator, tilt)
+                state = self.diffusion.step(state, probs, t, s, generator, tilt, max_edges)
         return self.to_graphs(state)
 
     def regressor_tilt(

@@ -46,6 +46,10 @@ class SearchSpace(ABC, Generic[Arch]):
     #: An op that ends a run of positions (:meth:`stop_runs`): every later position of the run
     #: holds it too. None where the space has no such runs.
     stop_op: str | None = None
+    #: At most this many edges in a graph (NB101: 9), a rule no single position can keep, so
+    #: generators draw their edges within it (:func:`nag.diffusion.discrete.budgeted_presence`).
+    #: None where the space has no such cap.
+    max_edges: int | None = None
     #: One input of :meth:`to_module`'s networks without the batch dimension (what export traces
     #: and latency measurement feeds); None where the space builds no networks or needs it given.
     input_shape: tuple[int, ...] | None = None

@@ -215,6 +215,7 @@ class NB101Space(SearchSpace[NB101Cell]):
     max_nodes = MAX_NODES
     #: input -> output
     min_nodes = 2
+    max_edges = MAX_EDGES
     fixed_topology = False
 
     def to_graph(self, arch: NB101Cell) -> tuple[list[str], np.ndarray]:

@@ -8,6 +8,7 @@ import torch
 
 from nag.diffusion.discrete import (
     CategoricalDiffusion,
+    budgeted_presence,
     cosine_alpha_bar,
     marginal_transition,
     posterior,
@@ -244,3 +245,37 @@ def test_a_tilt_reweights_the_reverse_step_but_never_reaches_impossible_classes(
     out = diffusion.step(state, x0, 10, 0, torch.Generator().manual_seed(1), tilt)["nodes"]
     assert (out[:, 1:] == 2).all(), "an overwhelming tilt picks its class wherever it is possible"
     assert not (out[:, 0] == 2).any(), "a class the step gives no mass stays unreachable"
+
+
+def test_budgeted_presence_draws_the_bernoullis_conditioned_on_the_cap():
+    p = torch.tensor([0.9, 0.6, 0.3, 0.8])
+    patterns = torch.tensor(list(itertools.product([0, 1], repeat=4)), dtype=torch.bool)
+    weight = torch.where(patterns, p, 1 - p).prod(1) * (patterns.sum(1) <= 2)
+    expected = weight / weight.sum()
+    drawn = budgeted_presence(p.expand(40_000, 4), 2, torch.Generator().manual_seed(0))
+    assert drawn.sum(1).max() <= 2
+    index = (drawn.long() * torch.tensor([8, 4, 2, 1])).sum(1)
+    seen = torch.bincount(index, minlength=16).double() / len(index)
+    order = (patterns.long() * torch.tensor([8, 4, 2, 1])).sum(1)
+    assert_close(seen[order], expected.double(), atol=0.01)
+
+
+def test_budgeted_presence_without_a_binding_cap_keeps_each_probability():
+    p = torch.tensor([[0.2, 0.7, 0.5]]).expand(20_000, 3)
+    drawn = budgeted_presence(p, 3, torch.Generator().manual_seed(0))
+    assert_close(drawn.double().mean(0), p[0].double(), atol=0.015)
+
+
+def test_the_last_step_keeps_a_capped_space_within_its_edge_budget():
+    diffusion = CategoricalDiffusion(7, 4, 2, T=10)
+    state = diffusion.prior(300, torch.Generator().manual_seed(0))
+    x0 = {"nodes": torch.full((300, 7, 4), 0.25), "edges": torch.zeros(300, 7, 7, 2)}
+    x0["edges"][..., 0] = 0.1  # every pair an edge with probability 0.9
+    x0["edges"][..., 1] = 0.9
+    x0["edges"][:, ~torch.ones(7, 7, dtype=torch.bool).triu(1)] = torch.tensor([1.0, 0.0])  # as the denoiser masks it
+    g = torch.Generator().manual_seed(1)
+    free = diffusion.step(state, x0, 1, 0, g)["edges"]
+    capped = diffusion.step(state, x0, 1, 0, g, max_edges=9)["edges"]
+    assert free.sum((1, 2)).min() > 9
+    assert capped.sum((1, 2)).max() <= 9 and capped.sum((1, 2)).float().mean() > 8.5, "full up to the cap"
+    assert (capped.tril() == 0).all(), "the lower triangle stays empty"

@@ -16,6 +16,7 @@ from nag.diffusion.graph_state import edges_from_sources
 from nag.errors import ConfigError, UnknownMetric
 from nag.generation import decode_samples
 from nag.lightning_modules.discrete_diffusion import DiscreteDiffusionModule
+from nag.spaces.nb101 import NB101Space
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -468,3 +469,17 @@ def test_trained_checkpoints_predict_as_before(path):
         old = model.guided_x0(net, state, model.diffusion.T // 2, cond, groups, [-1.0, 2.0])
     for kind in new:
         torch.testing.assert_close(new[kind], old[kind], atol=1e-5, rtol=1e-4)
+
+
+def test_nb101_samples_stay_within_the_edge_cap_even_untrained(tmp_path):
+    """NB101 allows 9 edges; an untrained denoiser's edges are near coin flips over 21 pairs,
+    so most free draws would exceed it."""
+    dm = ArchitectureDataModule(space=NB101Space(), num_archs=64, split=(0.5, 0.25, 0.25), batch_size=32)
+    model = tiny(dm, conditions=[])
+    quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(model, dm)
+    model.eval()
+    graphs = model.sample_graphs(200, steps=5, seed=0)
+    assert dm.spec()["max_edges"] == 9
+    assert int(graphs["adj"].sum((1, 2)).max()) <= 9
+    model.hparams.data_spec["max_edges"] = None
+    assert int(model.sample_graphs(200, steps=5, seed=0)["adj"].sum((1, 2)).max()) > 9, "the cap is what holds"
