@@ -13,8 +13,10 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from nag.callbacks.rng_state import RNGStateCheckpoint
+from nag.datamodules.architecture import ArchitectureDataModule
 from nag.errors import ConfigError
 from nag.generation import GenerationRequest, ModelGenerator, generate, load_generator
+from nag.generation.accuracy_ranker import default_ranker
 from nag.generation.report import report
 from nag.io.checkpoints import load_module
 from nag.io.writers import check_output
@@ -88,12 +90,20 @@ class NagTrainer(pl.Trainer):
             benchmark.column(m)  # an unknown metric is refused before sampling
         if request.device is None:
             metrics += [m for m in [latency_metric(benchmark, metrics)] if m is not None]
+        accuracy, pool = None, []
+        if request.device is not None and isinstance(datamodule, ArchitectureDataModule):
+            # a device gets the most accurate feasible architectures: the training split's
+            # cells compete with the draws, ranked by the config's accuracy target
+            pool = datamodule.archs("train")
+            accuracy = default_ranker(datamodule) if predictor is None else None
         with self.precision_plugin.forward_context():  # --trainer.precision bf16-mixed samples in bf16 too
             result = generate(
                 generator,
                 request,
                 predictor=predictor,
                 benchmark=benchmark,
+                accuracy=accuracy,
+                pool=pool,
                 progress=not quiet and self.progress_bar_callback is not None,
             )
         return report(

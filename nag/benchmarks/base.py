@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Generic
 
@@ -73,6 +74,14 @@ class Benchmark(ABC, Generic[Arch]):
     @property
     def metrics(self) -> tuple[str, ...]:
         return tuple(self._columns)
+
+    def without(self, metrics: Iterable[str]) -> Benchmark[Arch]:
+        """This table without ``metrics``: a device's columns held out of meta-training, as for
+        a user whose device no table has measured."""
+        dropped = set(metrics)
+        held = copy.copy(self)
+        held._columns = {k: v for k, v in self._columns.items() if k not in dropped}
+        return held
 
     def __len__(self) -> int:
         return len(self._archs)

@@ -177,6 +177,13 @@ class ArchitectureDataModule(SplitDataModule):
         archs, _ = self._rows
         return [archs[i] for i in self.split_indices[split]]
 
+    def labels(self, split: str, target: str) -> np.ndarray:
+        """Raw values of ``target`` for :meth:`archs` of ``split``, in the same order."""
+        if target not in self.targets:
+            raise ConfigError(f"{target!r} is not one of data.targets {list(self.targets)}")
+        _, y = self._rows
+        return y[self.split_indices[split], list(self.targets).index(target)]
+
     def train_keys(self) -> set[str]:
         """Canonical keys of the training split: the reference for novelty."""
         return self._train_keys

@@ -54,8 +54,10 @@ def generate_for_device(
     progress: bool = False,
 ) -> DeviceSelection:
     """Draw from ``generator`` (``batch`` samples a round) until ``oversample * select``
-    distinct candidates are predicted feasible or ``max_draws`` (default ``20 * select``) were
-    drawn; then the best ``select`` of them and ``pool``. ``predictor`` is a meta-predictor
+    distinct drawn candidates are predicted feasible or ``max_draws`` (default ``20 * select``)
+    were drawn; then the best ``select`` of them and of ``pool`` (known architectures, e.g. the
+    generator's training split, that compete beside the draws without stopping them: each
+    returned row says whether the generator drew it). ``predictor`` is a meta-predictor
     (adapted here to ``device``) or an adapted model.
 
     A generator that takes predictor guidance is steered by ``guidance`` (e.g. an accuracy
@@ -95,7 +97,6 @@ def generate_for_device(
         conditions=conditions,
         guidance=terms or None,
         progress=progress,
-        start=pool,
     )
     return select_for_device(
         draws.archs,
@@ -107,4 +108,5 @@ def generate_for_device(
         accuracy=accuracy,
         device=device,
         drawn=draws.drawn,
+        pool=pool,
     )

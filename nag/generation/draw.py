@@ -33,11 +33,10 @@ def draw_until(
     conditions: Mapping[str, Any] | None = None,
     guidance: Sequence[GuidanceTerm] | None = None,
     progress: bool = False,
-    start: Sequence[Arch | None] = (),
 ) -> Draws:
     """Draw ``batch`` samples a round (the last round fewer) until ``enough(archs so far)`` or
-    ``max_draws`` were drawn; ``start`` (e.g. a benchmark pool) counts toward ``enough``."""
-    archs: list[Arch | None] = list(start)
+    ``max_draws`` were drawn."""
+    archs: list[Arch | None] = []
     drawn = rounds = 0
     while drawn < max_draws:
         n = min(batch, max_draws - drawn)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,10 +17,11 @@ from nag.generation.generator import Generator
 from nag.generation.request import GenerationRequest
 from nag.hardware.guidance import LATENCY_GUIDANCE
 from nag.hardware.meta_training import CACHE_DIR, meta_trained
-from nag.hardware.selection import predictor_scores
+from nag.hardware.selection import Scores, predictor_scores
 from nag.hardware.tables import read_device_table
 from nag.io.checkpoints import load_module
 from nag.lightning_modules.predictor import PredictorModule
+from nag.spaces.base import Arch
 
 
 def generate(
@@ -28,6 +30,8 @@ def generate(
     *,
     predictor: PredictorModule | None = None,
     benchmark: Benchmark | None = None,
+    accuracy: Scores | None = None,
+    pool: Sequence[Arch] = (),
     progress: bool = False,
     cache_dir: str = str(CACHE_DIR),
 ) -> GeneratedSet:
@@ -35,7 +39,12 @@ def generate(
     and guidance steer it, and a device budget keeps the best predicted-feasible architectures
     (meta-training a latency predictor on ``benchmark``'s device tables once, cached under
     ``cache_dir``). ``predictor`` is the request's ``predictor_ckpt`` already loaded; it is read
-    from the file when not given."""
+    from the file when not given. A device's feasible architectures are ranked by the
+    predictor's first target, else by ``accuracy`` (``nag generate`` passes
+    :func:`~nag.generation.accuracy_ranker.default_ranker` of the config's data), else by how
+    often the generator drew them. ``pool``: known architectures (``nag generate`` passes the
+    config's training split) that compete with the draws for a device's budget; each returned
+    row's ``times_sampled`` says whether the generator drew it."""
     sampling, conditioning = request.sampling, request.conditioning
     generator = _configured(generator, request)
     if predictor is None and request.predictor_ckpt is not None:
@@ -67,7 +76,7 @@ def generate(
         budget.limit,
         budget.select,
         predictor=meta,
-        accuracy=predictor_scores(predictor, generator.space) if predictor is not None else None,
+        accuracy=predictor_scores(predictor, generator.space) if predictor is not None else accuracy,
         threshold=budget.feasible_prob,
         conditions=conditions,
         seed=sampling.seed,
@@ -75,14 +84,24 @@ def generate(
         max_draws=request.num_samples,
         guidance=terms,
         latency_guidance=strength,
+        pool=pool,
         progress=progress,
     )
     limit = budget.limit
+    if predictor is not None:
+        ranking = f"ranked by --predictor_ckpt's predicted {predictor.targets[0]}"
+    elif accuracy is not None:
+        ranking = getattr(accuracy, "description", "ranked by the given accuracy scores")
+    else:
+        ranking = "ordered by how often the generator drew them (no accuracy target to rank by)"
     description = (
         f"device table {device.path} ({len(device)} measured); meta-trained on "
         f"{len(meta.sources)} {type(benchmark).__name__} device tables; budget {limit}; "
         f"feasible = P(latency <= {limit.value:g}) >= {budget.feasible_prob:g}"
         + (f"; the budget guides sampling (strength {strength:g})" if strength > 0 else "")
+        + f"; candidates: {selection.drawn} drawn"
+        + (f" and {len(pool)} known (the config's training split)" if pool else "")
+        + f"; {ranking}"
     )
     return GeneratedSet(
         list(selection.archs),

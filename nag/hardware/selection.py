@@ -48,6 +48,7 @@ class DeviceSelection:
             "distinct_candidates": float(self.distinct),
             "predicted_feasible": float(self.feasible),
             "measured_selected": float(sum(r["measured"] for r in self.rows)),
+            "generated_selected": float(sum(r["times_sampled"] > 0 for r in self.rows)),
             "budget": self.budget,
             "threshold": self.threshold,
         }
@@ -82,10 +83,13 @@ def select_for_device(
     drawn: int | None = None,
     key: Callable[[Arch], str] | None = None,
     expected_share: float | None = None,
+    pool: Sequence[Arch] = (),
 ) -> DeviceSelection:
     """The best ``num_samples`` distinct predicted-feasible candidates (see the module
     docstring); ``device``'s measurements override predictions for the architectures it has.
     ``key`` (default ``space.key``) says which candidates are the same architecture.
+    ``pool``: known architectures that compete beside the drawn ``candidates`` (their rows'
+    ``times_sampled`` counts draws only, so 0 says an architecture came from the pool alone).
 
     With ``expected_share`` the guarantee is about the set, not each member: candidates with
     ``P(latency <= budget) >= threshold`` (then a floor, e.g. 0.5) are taken in ranking order
@@ -97,7 +101,10 @@ def select_for_device(
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold={threshold}: the feasibility probability must be in (0, 1), e.g. 0.9")
     limit = budget.value if isinstance(budget, Budget) else float(budget)
-    archs, counts = distinct_archs(space, candidates, key)
+    key_of = key or space.key
+    archs, _ = distinct_archs(space, [*candidates, *pool], key_of)
+    drawn_counts = Counter(key_of(a) for a in candidates if a is not None)
+    counts = [drawn_counts[key_of(a)] for a in archs]
     prediction = model.predict(archs)
     p = prediction.prob_within(limit)
     low, high = prediction.interval(0.9)

@@ -144,3 +144,13 @@ def test_values_reads_many_archs_at_once_with_nan_where_the_table_has_no_row(
     assert bench.values([], "valid_acc").shape == (0,)
     with pytest.raises(UnknownMetric):
         bench.values(archs, "flops")
+
+
+def test_without_holds_columns_out_and_leaves_the_table_whole():
+    bench = NBGraphBenchmark("cora")
+    held = bench.without(["latency"])
+    assert "latency" not in held.metrics and "latency" in bench.metrics
+    assert held.archs() == bench.archs()
+    np.testing.assert_array_equal(held.column("valid_acc"), bench.column("valid_acc"))
+    with pytest.raises(UnknownMetric):
+        held.column("latency")

@@ -84,6 +84,9 @@ def test_generate_for_a_device_writes_predicted_feasible_rows(checkpoint, device
     assert columns <= set(rows[0])
     assert all(float(r["p_within_budget"]) >= 0.9 for r in rows)
     assert len(rows) <= 10 and len({r["arch"] for r in rows}) == len(rows)
+    assert "ranked by a ridge model of valid_acc" in printed, "the config's accuracy target ranks by default"
+    predicted = [float(r["predicted_accuracy"]) for r in rows]
+    assert predicted == sorted(predicted, reverse=True)
 
 
 def run_expecting_error(args, capsys) -> str:
