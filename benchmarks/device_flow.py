@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -142,7 +141,6 @@ def main() -> None:
                     request = GenerationRequest.from_flags(
                         device_table=str(path), budget=f"latency<={budget:.6g}", select=args.select
                     )
-                    request = dataclasses.replace(request, device=dataclasses.replace(request.device, min_rows=k))
                     out = run_dir / f"{table}-k{k}-d{draw}-out.csv"
                     began = time.time()
                     summary = trainer.generate(None, dm, ckpt, out, request=request, quiet=True)

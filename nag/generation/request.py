@@ -179,13 +179,15 @@ class DeviceBudget:
     device tables, adapted to ``device_table``, keeps what it predicts within ``budget``.
 
     Args:
-        device_table: a CSV of ``arch,latency`` rows measured on the device (10 or more).
+        device_table: a CSV of ``arch,latency`` rows measured on the device (5 or more; 10 or
+            more for tight intervals).
         budget: ``latency<=B`` in the table's unit.
         select: distinct predicted-feasible architectures returned, best first.
         feasible_prob: the least ``P(latency <= B)`` under the adapted predictor.
         latency_guidance: strength of the budget's own guidance term inside a score-diffusion
             sampler (default 2 on fixed-topology spaces, else 0: the budget only filters).
-        min_rows: the fewest measured rows the table may have.
+        min_rows: the fewest measured rows the table may have (default
+            ``nag.hardware.tables.MIN_ROWS``).
     """
 
     device_table: str | Path
@@ -193,7 +195,7 @@ class DeviceBudget:
     select: int = 100
     feasible_prob: float = 0.9
     latency_guidance: float | None = None
-    min_rows: int = 10
+    min_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.select < 1:

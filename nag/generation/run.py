@@ -18,7 +18,7 @@ from nag.generation.request import GenerationRequest
 from nag.hardware.guidance import LATENCY_GUIDANCE
 from nag.hardware.meta_training import CACHE_DIR, meta_trained
 from nag.hardware.selection import Scores, predictor_scores
-from nag.hardware.tables import read_device_table
+from nag.hardware.tables import FEW_ROWS, read_device_table
 from nag.io.checkpoints import load_module
 from nag.lightning_modules.predictor import PredictorModule
 from nag.spaces.base import Arch
@@ -65,7 +65,7 @@ def generate(
     budget = request.device
     if benchmark is None:
         raise ConfigError("--device_table: the config's data has no benchmark with device tables to meta-train on")
-    device = read_device_table(budget.device_table, generator.space, min_rows=budget.min_rows)
+    device = read_device_table(budget.device_table, generator.space, **_given(min_rows=budget.min_rows))
     meta, _ = meta_trained(benchmark, seed=sampling.seed, cache_dir=cache_dir)
     strength = budget.latency_guidance
     if strength is None:
@@ -102,6 +102,12 @@ def generate(
         + f"; candidates: {selection.drawn} drawn"
         + (f" and {len(pool)} known (the config's training split)" if pool else "")
         + f"; {ranking}"
+        + (
+            f"; only {len(device)} measured: below {FEW_ROWS} the latency intervals are wide and fewer "
+            "architectures pass; measure more for a tighter selection"
+            if len(device) < FEW_ROWS
+            else ""
+        )
     )
     return GeneratedSet(
         list(selection.archs),
@@ -110,6 +116,10 @@ def generate(
         rows=selection.rows,
         description=description,
     )
+
+
+def _given(**settings: Any) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _device_of(generator: Generator) -> torch.device | str:

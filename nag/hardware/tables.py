@@ -21,8 +21,10 @@ import numpy as np
 from nag.errors import ConfigError, DataFileError, InvalidArchitecture
 from nag.spaces.base import Arch, SearchSpace
 
-#: Rows a device table must have by default (the issue's "10+ measurements").
-MIN_ROWS = 10
+#: Rows a device table must have by default: the adapted predictor ranks from 5, loosely.
+MIN_ROWS = 5
+#: Below this many rows the device path says its intervals are wide (measure more).
+FEW_ROWS = 10
 ARCH_COLUMN = "arch"
 LATENCY_COLUMN = "latency"
 

@@ -208,3 +208,12 @@ def test_a_negative_latency_guidance_fails_in_one_line(nb201_devices, tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "latency_guidance=-1" in err and err.count("\n") == 1
+
+
+def test_five_measurements_are_enough_and_the_output_says_they_are_few(checkpoint, device_table, tmp_path, capsys):
+    table, budget = device_table
+    five = tmp_path / "five.csv"
+    five.write_text("\n".join(table.read_text().splitlines()[:6]) + "\n")
+    generate(checkpoint, tmp_path / "out.csv", f"--device_table={five}", f"--budget=latency<={budget:.4f}")
+    printed = capsys.readouterr().out
+    assert "only 5 measured" in printed and "measure more" in printed

@@ -63,9 +63,9 @@ def test_non_positive_or_missing_latencies_name_their_row(tmp_path, value):
 
 
 def test_too_few_rows_say_how_many_are_needed(tmp_path):
-    message = error_of(write(tmp_path, rows(6)))
-    assert "6 measured" in message and "line 7" in message and "at least 10" in message
-    assert len(read_device_table(write(tmp_path, rows(6)), SPACE, min_rows=5)) == 6
+    message = error_of(write(tmp_path, rows(4)))
+    assert "4 measured" in message and "line 5" in message and "at least 5" in message
+    assert len(read_device_table(write(tmp_path, rows(6)), SPACE)) == 6
 
 
 def test_missing_columns_and_files(tmp_path):
