@@ -19,11 +19,15 @@ from nag.errors import ConfigError
 from nag.generation.draw import draw_until
 from nag.generation.generator import Generator
 from nag.generation.request import DRAWS_PER_SELECTED
+from nag.hardware.active import propose_measurements
 from nag.hardware.guidance import StateLatency, latency_budget_term
 from nag.hardware.predictor import AdaptedLatency, LatencyMetaPredictor, LatencyModel
 from nag.hardware.selection import DeviceSelection, Scores, distinct_archs, select_for_device
 from nag.hardware.tables import Budget, DeviceTable, parse_budget
 from nag.spaces.base import Arch
+
+#: Architectures suggested for measuring when fewer than asked are predicted feasible.
+MEASURE_NEXT = 5
 
 
 def adapt_to(predictor: LatencyMetaPredictor | LatencyModel, device: DeviceTable) -> LatencyModel:
@@ -98,7 +102,7 @@ def generate_for_device(
         guidance=terms or None,
         progress=progress,
     )
-    return select_for_device(
+    selection = select_for_device(
         draws.archs,
         model,
         limit,
@@ -110,3 +114,9 @@ def generate_for_device(
         drawn=draws.drawn,
         pool=pool,
     )
+    if len(selection.rows) < select:
+        candidates = [*draws.archs, *pool]
+        selection.measure_next = propose_measurements(
+            model, candidates, limit.value, MEASURE_NEXT, generator.space, accuracy=accuracy, device=device
+        )
+    return selection

@@ -17,11 +17,11 @@ from nag.generation.generator import Generator
 from nag.generation.request import GenerationRequest
 from nag.hardware.guidance import LATENCY_GUIDANCE
 from nag.hardware.meta_training import CACHE_DIR, meta_trained
-from nag.hardware.selection import Scores, predictor_scores
+from nag.hardware.selection import DeviceSelection, Scores, predictor_scores
 from nag.hardware.tables import FEW_ROWS, read_device_table
 from nag.io.checkpoints import load_module
 from nag.lightning_modules.predictor import PredictorModule
-from nag.spaces.base import Arch
+from nag.spaces.base import Arch, SearchSpace
 
 
 def generate(
@@ -108,6 +108,7 @@ def generate(
             if len(device) < FEW_ROWS
             else ""
         )
+        + _shortfall(selection, budget.select, generator.space)
     )
     return GeneratedSet(
         list(selection.archs),
@@ -115,6 +116,17 @@ def generate(
         summary=selection.summary,
         rows=selection.rows,
         description=description,
+    )
+
+
+def _shortfall(selection: DeviceSelection, asked: int, space: SearchSpace) -> str:
+    """Why fewer than ``asked`` came back, and which architectures to measure next."""
+    if len(selection.rows) >= asked:
+        return ""
+    found = "none" if not selection.rows else f"only {len(selection.rows)} of {asked}"
+    advice = "; measure these next on the device and add them to the table, or loosen the budget or --feasible_prob: "
+    return f"; {found} of {selection.distinct} distinct candidates predicted within the budget" + (
+        advice + " ".join(repr(space.to_string(a)) for a in selection.measure_next) if selection.measure_next else ""
     )
 
 

@@ -39,6 +39,9 @@ class DeviceSelection:
     measured_feasible: int = 0
     model: str = ""
     archs: list[Arch] = field(default_factory=list)
+    #: Where fewer than asked came back: the unmeasured candidates whose measurement would most
+    #: change what is returned (:func:`~nag.hardware.active.propose_measurements`).
+    measure_next: list[Arch] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, float]:

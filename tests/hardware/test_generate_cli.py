@@ -217,3 +217,11 @@ def test_five_measurements_are_enough_and_the_output_says_they_are_few(checkpoin
     generate(checkpoint, tmp_path / "out.csv", f"--device_table={five}", f"--budget=latency<={budget:.4f}")
     printed = capsys.readouterr().out
     assert "only 5 measured" in printed and "measure more" in printed
+
+
+def test_a_budget_nothing_meets_says_why_and_what_to_measure_next(checkpoint, device_table, tmp_path, capsys):
+    table, budget = device_table
+    out = tmp_path / "out.csv"
+    generate(checkpoint, out, f"--device_table={table}", f"--budget=latency<={budget / 1000:.6f}")
+    printed = capsys.readouterr().out
+    assert "none of" in printed and "measure these next" in printed
