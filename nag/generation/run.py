@@ -18,7 +18,7 @@ from nag.generation.request import GenerationRequest
 from nag.hardware.guidance import LATENCY_GUIDANCE
 from nag.hardware.meta_training import CACHE_DIR, meta_trained
 from nag.hardware.selection import DeviceSelection, Scores, predictor_scores
-from nag.hardware.tables import FEW_ROWS, read_device_table
+from nag.hardware.tables import FEW_ROWS, MIN_ROWS, read_device_table
 from nag.io.checkpoints import load_module
 from nag.lightning_modules.predictor import PredictorModule
 from nag.spaces.base import Arch, SearchSpace
@@ -65,7 +65,8 @@ def generate(
     budget = request.device
     if benchmark is None:
         raise ConfigError("--device_table: the config's data has no benchmark with device tables to meta-train on")
-    device = read_device_table(budget.device_table, generator.space, **_given(min_rows=budget.min_rows))
+    rows = MIN_ROWS if budget.min_rows is None else budget.min_rows
+    device = read_device_table(budget.device_table, generator.space, min_rows=rows)
     meta, _ = meta_trained(benchmark, seed=sampling.seed, cache_dir=cache_dir)
     strength = budget.latency_guidance
     if strength is None:
@@ -128,10 +129,6 @@ def _shortfall(selection: DeviceSelection, asked: int, space: SearchSpace) -> st
     return f"; {found} of {selection.distinct} distinct candidates predicted within the budget" + (
         advice + " ".join(repr(space.to_string(a)) for a in selection.measure_next) if selection.measure_next else ""
     )
-
-
-def _given(**settings: Any) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _device_of(generator: Generator) -> torch.device | str:
