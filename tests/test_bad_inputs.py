@@ -198,6 +198,10 @@ CLI_CASES: dict[str, tuple[Case, str]] = {
         "\"trainer.max_epochs\": Expected a <class 'int'> (got abc)",
     ),
     "seed_wrong_type": (lambda f, w: [*FIT, "--seed_everything=abc"], '"seed_everything"'),
+    "list_element_by_index": (
+        lambda f, w: [*FIT, "--data.init_args.benchmarks.0.init_args.path=/x.csv"],
+        "a list element cannot be set by its index; give the whole list",
+    ),
     "unknown_precision": (lambda f, w: [*FIT, "--trainer.precision=fp8"], "(got fp8)"),
     "unknown_strategy": (
         lambda f, w: [*tiny_fit(f), "--trainer.strategy=nonsense", f"--trainer.default_root_dir={w}"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         if command not in COMMANDS:
             raise ConfigError(f"invalid choice: {command!r} (choose from {', '.join(COMMANDS)}; nag --help)")
         _check_config_files(rest)
+        _check_list_indices(rest)
         if "torch" not in sys.modules:  # torch reads them when it loads, below; a caller's torch is its own
             for variable, value in THREADS.items():
                 os.environ.setdefault(variable, value)
@@ -98,6 +100,19 @@ def _switches(args: list[str]) -> list[str]:
         f"{a}=true" if a in ("--quiet", "--verbose") and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
     ]
+
+
+def _check_list_indices(args: list[str]) -> None:
+    """jsonargparse cannot set one element of a list by index (``--data.init_args.benchmarks.0
+    .init_args.path``) and its own error does not say what to do instead."""
+    for a in args:
+        m = re.match(r"--((?:[\w-]+\.)*?[\w-]+)\.(\d+)(\.|=|$)", a)
+        if m:
+            raise ConfigError(
+                f"{a.split('=', 1)[0]}: a list element cannot be set by its index; give the whole list, e.g. "
+                f'--{m.group(1)} \'[{{"class_path": ..., "init_args": {{...}}}}]\', or put it in a YAML passed '
+                "as a second --config"
+            )
 
 
 def _check_config_files(args: list[str]) -> None:
