@@ -5,8 +5,7 @@ A meta-predictor transfers what the training tasks share; where the unseen task 
 because it was meta-trained on very few tasks. A Gaussian process on the meta-predictor's
 own architecture embeddings, fitted to what the prior got wrong on the measured archs,
 corrects the ranking from the first few queries on, and falls back to the prior (zero
-residual) far from anything measured -- and everywhere, while the measurements do not
-predict each other's residuals better than the prior does (leave-one-out).
+residual) far from anything measured.
 """
 
 from __future__ import annotations
@@ -55,20 +54,7 @@ class ResidualGP:
         residual = y - (a * m_seen + b)
         f_seen = self._features(seen_h)
         chol = torch.linalg.cholesky(self._kernel(f_seen, f_seen) + self.noise * torch.eye(len(y), dtype=y.dtype))
-        weights = torch.cholesky_solve(residual.unsqueeze(1), chol).squeeze(1)
         cross = self._kernel(self.features, f_seen, self.norms)
+        mean = a * m + b + cross @ torch.cholesky_solve(residual.unsqueeze(1), chol).squeeze(1)
         v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
-        std = (1.0 - v.square().sum(0)).clamp_min(1e-12).sqrt()
-        if not self.supported(chol, weights, residual):
-            return m, std
-        return a * m + b + cross @ weights, std
-
-    @staticmethod
-    def supported(chol: torch.Tensor, weights: torch.Tensor, residual: torch.Tensor) -> bool:
-        """Whether the measurements support a correction: the GP's leave-one-out errors on
-        the measured residuals (closed form, ``weights_i / [K^-1]_ii``) are smaller than
-        leaving the prior uncorrected (the residuals themselves). Where they are not, the
-        posterior is the prior's own ranking, so few or noisy measurements never rank worse
-        than the prior they started from."""
-        diagonal = torch.cholesky_inverse(chol).diagonal()
-        return bool((weights / diagonal).square().mean() < residual.square().mean())
+        return mean, (1.0 - v.square().sum(0)).clamp_min(1e-12).sqrt()
