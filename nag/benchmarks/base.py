@@ -10,7 +10,7 @@ from typing import Generic
 
 import numpy as np
 
-from nag.errors import ArchitectureNotInBenchmark, DataFileError, UnknownMetric
+from nag.errors import ArchitectureNotInBenchmark, ConfigError, DataFileError, UnknownMetric
 from nag.spaces.base import Arch, SearchSpace
 
 
@@ -138,3 +138,42 @@ class Benchmark(ABC, Generic[Arch]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} archs, metrics={list(self.metrics)})"
+
+
+class OnDemandBenchmark(Benchmark[Arch]):
+    """A benchmark that scores any member of its space when asked (a released predictor, a
+    training run) and has no table: what only a table can answer fails in one line."""
+
+    tabular = False
+
+    def _no_table(self, what: str) -> ConfigError:
+        return ConfigError(
+            f"{type(self).__name__} scores architectures on demand and has no table to {what}; "
+            "call values(archs, metric), or pick a tabular benchmark"
+        )
+
+    def query(self, arch: Arch, metric: str) -> float:
+        return float(self.values([arch], metric)[0])
+
+    def __contains__(self, arch: Arch) -> bool:
+        return self.space.is_valid(arch)
+
+    def column(self, metric: str) -> np.ndarray:
+        self.check_metric(metric)
+        raise self._no_table(f"read column {metric!r} from")
+
+    def archs(self) -> list[Arch]:
+        raise self._no_table("list")
+
+    def index(self, arch: Arch) -> int:
+        raise self._no_table("index")
+
+    def best(self, metric: str) -> tuple[Arch, float]:
+        raise self._no_table(f"take the best {metric!r} of")
+
+    def __len__(self) -> int:
+        raise self._no_table("count")
+
+    def __bool__(self) -> bool:
+        """Always true: ``if benchmark`` must not fall back to the table size, which does not exist."""
+        return True

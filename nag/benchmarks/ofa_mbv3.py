@@ -30,7 +30,7 @@ import torch
 import yaml
 from torch import nn
 
-from nag.benchmarks.base import Benchmark, require_file
+from nag.benchmarks.base import OnDemandBenchmark, require_file
 from nag.errors import ConfigError, DataFileError, UnknownMetric
 from nag.nn.flops import count_flops
 from nag.spaces.mbv3 import EXPANDS, KERNELS, NUM_SLOTS, RESOLUTIONS, MBV3Arch, MBV3Space, MBV3Subnet
@@ -166,12 +166,11 @@ def _load_predictor(path: Path) -> nn.Sequential:
     return model.eval()
 
 
-class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
+class OFAMBV3Benchmark(OnDemandBenchmark[MBV3Arch]):
     """OFA's predicted ImageNet ``top1`` (fraction, higher is better) and Note10 latency (ms) of any
     :class:`MBV3Space` subnet at its input resolution."""
 
     minimize = frozenset({"note10_latency", "flops_M"})
-    tabular = False
 
     def __init__(
         self,
@@ -243,9 +242,6 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
     def metrics(self) -> tuple[str, ...]:
         return METRICS
 
-    def query(self, arch: MBV3Arch, metric: str) -> float:
-        return float(self.values([arch], metric)[0])
-
     def values(self, archs: Sequence[MBV3Arch], metric: str) -> np.ndarray:
         """``metric`` of each of ``archs``: top-1 from one predictor call for all of them."""
         if metric == "top1":
@@ -303,36 +299,6 @@ class OFAMBV3Benchmark(Benchmark[MBV3Arch]):
             per_slot = blocks[stage, (slot > 0).astype(int), k[rows], x[rows]]
             total[rows] = fixed + (per_slot * active[rows]).sum(1)
         return total
-
-    def __contains__(self, arch: MBV3Arch) -> bool:
-        return self.space.is_valid(arch)
-
-    # --- no table ---------------------------------------------------------------------
-    def _no_table(self, what: str) -> ConfigError:
-        return ConfigError(
-            f"{type(self).__name__} scores any of the ~1.1e20 subnets on demand and has no table to {what}; "
-            "call values(archs, metric), or pick a tabular benchmark for data.init_args.benchmark"
-        )
-
-    def column(self, metric: str) -> np.ndarray:
-        self.check_metric(metric)
-        raise self._no_table(f"read column {metric!r} from")
-
-    def archs(self) -> list[MBV3Arch]:
-        raise self._no_table("list")
-
-    def index(self, arch: MBV3Arch) -> int:
-        raise self._no_table("index")
-
-    def best(self, metric: str) -> tuple[MBV3Arch, float]:
-        raise self._no_table(f"take the best {metric!r} of")
-
-    def __len__(self) -> int:
-        raise self._no_table("count")
-
-    def __bool__(self) -> bool:
-        """Always true: ``if benchmark`` must not fall back to the table size, which does not exist."""
-        return True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(resolutions={list(self.space.resolutions)}, metrics={list(METRICS)})"

@@ -13,7 +13,7 @@ each with a bound. Only architectures within every bound are candidates and coun
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Generic
 
@@ -144,21 +144,37 @@ class QueryOracle(Generic[Arch]):
         Raises :class:`ArchitectureNotInBenchmark` (not counted) for unbenchmarked archs and
         :class:`BudgetExhausted` for a new one past the budget.
         """
-        key = self._benchmark.row_key(arch)
-        if key in self._values:
-            return self._values[key]
-        if self.budget is not None and len(self._history) >= self.budget:
+        return self.query_batch([arch])[0]
+
+    def query_batch(self, archs: Sequence[Arch]) -> list[float]:
+        """The measured metric of each of ``archs``, the new ones measured together (a benchmark
+        that trains runs them in parallel where its evaluator can); each new distinct architecture
+        costs one query. Raises as :meth:`query` does, before measuring any: a batch with more
+        new architectures than the budget has left is refused whole."""
+        keys = [self._benchmark.row_key(a) for a in archs]
+        new: dict[Hashable, Arch] = {}
+        for key, arch in zip(keys, archs):
+            if key not in self._values and key not in new:
+                if self._benchmark.tabular:
+                    self._benchmark.index(arch)  # raises ArchitectureNotInBenchmark, uncounted
+                new[key] = arch
+        if self.budget is not None and len(self._history) + len(new) > self.budget:
+            names = ", ".join(repr(self.space.to_string(a)) for a in list(new.values())[:3])
             raise BudgetExhausted(
                 f"query budget of {self.budget} distinct architectures is spent; "
-                f"{self.space.to_string(arch)!r} was not queried"
+                f"{len(new)} new ({names}{', ...' if len(new) > 3 else ''}) were not queried"
             )
-        value = self._benchmark.query(arch, self.metric)
+        measured = self._benchmark.values(list(new.values()), self.metric) if new else []
+        for (key, arch), value in zip(new.items(), measured):
+            self._record(key, arch, float(value))
+        return [self._values[key] for key in keys]
+
+    def _record(self, key: Hashable, arch: Arch, value: float) -> None:
         self._values[key] = value
         self._history.append((arch, value))
         if self.feasible(arch) and (self._best is None or self.score(value) > self.score(self._best[1])):
             self._best = (arch, value)
         self._curve.append(math.nan if self._best is None else self._best[1])
-        return value
 
     # --- bookkeeping -------------------------------------------------------------------
     @property

@@ -15,9 +15,11 @@ from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
 from nag.io.writers import write_rows
 from nag.report import tables
+from nag.search.evaluators import Evaluator
 from nag.search.oracle import QueryOracle, SearchResult
 from nag.search.report import format_proposals, format_summary, summarize
 from nag.search.strategy import SearchStrategy
+from nag.search.training_benchmark import TrainingBenchmark
 
 
 class _ProgressOracle(QueryOracle):
@@ -27,13 +29,13 @@ class _ProgressOracle(QueryOracle):
         super().__init__(*args, **kwargs)
         self._bar = bar
 
-    def query(self, arch: Any) -> float:
+    def query_batch(self, archs: Sequence[Any]) -> list[float]:
         paid = self.num_queries
-        value = super().query(arch)
+        values = super().query_batch(archs)
         if self.num_queries > paid:
-            self._bar.update(1)
+            self._bar.update(self.num_queries - paid)
             self._bar.set_postfix(best=tables.cell(self.best[1]), refresh=False)
-        return value
+        return values
 
 
 def run_search(
@@ -47,6 +49,7 @@ def run_search(
     quiet: bool = False,
     verbose: bool = False,
     constraints: dict[str, float] | None = None,
+    evaluator: Evaluator | None = None,
 ) -> dict[str, Any]:
     """Run ``strategy`` once per seed, each with a fresh oracle holding ``budget`` queries,
     then score the runs against the table's optimum and write ``output``: ``.json`` the whole
@@ -60,6 +63,10 @@ def run_search(
     found (with the benchmark's latency where it has one), each seed's result and the summary;
     ``verbose`` shows every architecture found and every seed, ``quiet`` nothing.
 
+    ``evaluator`` runs the trainings of a :class:`~nag.search.training_benchmark.TrainingBenchmark`
+    (``InProcess`` by default, ``ProcessPool``, ``Ray``: :mod:`nag.search.evaluators`), each
+    finished one stored so that a rerun trains nothing twice; tables answer at once and take none.
+
     Every finished seed is saved at once to ``<output>.partial.json``; run the same command
     again after a crash or kill and the seeds it holds are not searched again.
     """
@@ -70,6 +77,13 @@ def run_search(
     if Path(output).suffix not in (".csv", ".json"):
         raise ConfigError(f"--output {output!r}: expected a .csv or .json file name")
     benchmark.check_metric(metric)
+    if evaluator is not None:
+        if not isinstance(benchmark, TrainingBenchmark):
+            raise ConfigError(
+                f"--evaluator: {type(benchmark).__name__} answers at once; an evaluator runs the trainings "
+                "of a TrainingBenchmark, so leave it out here"
+            )
+        benchmark = benchmark.evaluated_by(evaluator)
     partial = Path(f"{output}.partial.json")
     settings = {
         "benchmark": repr(benchmark),
@@ -83,16 +97,20 @@ def run_search(
     if done and not quiet:
         print(f"resuming: seeds {sorted(done)} were finished before, read from {partial}")
     results: list[SearchResult] = []
-    with tqdm(total=budget * len(seeds), desc=f"{strategy.name} queries", unit="q", disable=quiet) as bar:
-        for seed in seeds:
-            bar.set_description(f"{strategy.name} seed {seed}")
-            if seed in done:
-                results.append(done[seed])
-            else:
-                oracle = _ProgressOracle(benchmark, metric, budget=budget, constraints=constraints, bar=bar)
-                results.append(strategy.run(oracle, budget, seed))
-                write_rows({**settings, "runs": [r.to_dict() for r in results]}, partial)
-            bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
+    try:
+        with tqdm(total=budget * len(seeds), desc=f"{strategy.name} queries", unit="q", disable=quiet) as bar:
+            for seed in seeds:
+                bar.set_description(f"{strategy.name} seed {seed}")
+                if seed in done:
+                    results.append(done[seed])
+                else:
+                    oracle = _ProgressOracle(benchmark, metric, budget=budget, constraints=constraints, bar=bar)
+                    results.append(strategy.run(oracle, budget, seed))
+                    write_rows({**settings, "runs": [r.to_dict() for r in results]}, partial)
+                bar.update(budget * (len(results)) - bar.n)  # a run may stop short of its budget
+    finally:
+        if evaluator is not None:
+            evaluator.close()
     opt_arch, optimum = _optimum(benchmark, metric, constraints or {})
     summary = summarize(results, optimum)
     if strategy.stats is not None:  # the seeds searched in this call, not resumed ones

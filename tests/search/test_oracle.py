@@ -73,6 +73,19 @@ def test_budget(cora: NBGraphBenchmark) -> None:
         QueryOracle(cora, "valid_acc", budget=-1)
 
 
+def test_a_batch_counts_its_new_distinct_architectures_and_is_refused_whole(cora: NBGraphBenchmark) -> None:
+    oracle = QueryOracle(cora, "valid_acc", budget=3)
+    oracle.query(A)
+    values = oracle.query_batch([A_ISO, B, B, C])
+    assert values == [cora.query(a, "valid_acc") for a in (A, B, B, C)]
+    assert oracle.num_queries == 3 and [a for a, _ in oracle.history] == [A, B, C]
+    assert oracle.best_curve() == [max(v for _, v in oracle.history[: i + 1]) for i in range(3)]
+    extra = SPACE.from_string("gcn~0|gcn~0|gcn~0|gcn~0")
+    with pytest.raises(BudgetExhausted, match="1 new"):
+        oracle.query_batch([A, extra])
+    assert oracle.num_queries == 3 and not oracle.queried(extra)
+
+
 def test_target_caps_a_search_budget_by_the_oracle_budget(cora: NBGraphBenchmark) -> None:
     oracle = QueryOracle(cora, "valid_acc", budget=5)
     oracle.query(A)
