@@ -36,7 +36,7 @@ from nag.generation import Generator, load_generator
 from nag.lightning_modules.in_loop import in_loop_trainer
 from nag.lightning_modules.predictor import PredictorModule
 from nag.search.acquisition_evolution import evolve
-from nag.search.oracle import QueryOracle, SearchResult, candidate_stream
+from nag.search.oracle import QueryOracle, SearchResult, candidate_stream, distinct_new
 from nag.search.proposals import (
     CandidatePool,
     ProposalStats,
@@ -154,10 +154,7 @@ class BayesianOptimization(SearchStrategy):
         goal = oracle.target(budget)
         stream = candidate_stream(oracle, rng)
         first = self._generate(generator, oracle, [], seed * 1000 - 1) if generator is not None else []
-        for arch in itertools.chain(first, stream):  # a generator's own samples before random ones
-            if oracle.num_queries >= min(goal, self.num_init):
-                break
-            oracle.query(arch)
+        oracle.query_batch(distinct_new(oracle, itertools.chain(first, stream), min(goal, self.num_init)))
         rounds, pool = 0, None
         while oracle.num_queries < goal:
             surrogate = self._fit_surrogate(oracle, generator, seed * 1000 + rounds)
@@ -185,8 +182,7 @@ class BayesianOptimization(SearchStrategy):
             picks = [proposals[i] for i in top_k(scores, need)]
             if not picks:
                 break
-            for arch in picks:
-                oracle.query(arch)
+            oracle.query_batch(picks)
             rounds += 1
         return SearchResult.from_oracle(self.name, seed, oracle)
 

@@ -13,7 +13,7 @@ each with a bound. Only architectures within every bound are candidates and coun
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Generic
 
@@ -132,6 +132,10 @@ class QueryOracle(Generic[Arch]):
         and how many met them (a search's share of proposals within budget)."""
         return len(self._feasible), sum(self._feasible.values())
 
+    def row_key(self, arch: Arch) -> Hashable:
+        """What counts as one query: the benchmark row ``arch`` is answered from."""
+        return self._benchmark.row_key(arch)
+
     def queried(self, arch: Arch) -> bool:
         try:
             return self._benchmark.row_key(arch) in self._values
@@ -210,6 +214,18 @@ class QueryOracle(Generic[Arch]):
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f"/{self.budget}"
         return f"QueryOracle({self._benchmark!r}, metric={self.metric!r}, queries={self.num_queries}{budget})"
+
+
+def distinct_new(oracle: QueryOracle[Arch], archs: Iterable[Arch], n: int) -> list[Arch]:
+    """The first ``n`` of ``archs`` that are new to ``oracle`` and distinct from each other (one
+    per benchmark row): a batch that costs exactly its length in queries."""
+    batch: dict[Hashable, Arch] = {}
+    for arch in archs:
+        if len(batch) >= n:
+            break
+        if not oracle.queried(arch):
+            batch.setdefault(oracle.row_key(arch), arch)
+    return list(batch.values())
 
 
 def _drawn(space: SearchSpace[Arch], rng: np.random.Generator) -> Iterator[Arch]:

@@ -127,11 +127,35 @@ def test_local_search_climbs_a_chain_of_improving_neighbours(cora: NBGraphBenchm
         queried.add(keys[j])
 
 
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_batches_reach_the_oracle_whole_and_spend_the_exact_budget(cora: NBGraphBenchmark, name: str) -> None:
+    """With ``batch_size`` 4 a strategy hands the oracle batches (trained in parallel where the
+    evaluator can) of distinct new architectures and still spends exactly its budget."""
+
+    class Recording(QueryOracle):
+        def query_batch(self, archs):
+            new = len({self.row_key(a) for a in archs if not self.queried(a)})
+            self.sizes.append(new)
+            return super().query_batch(archs)
+
+    oracle = Recording(cora, "valid_acc")
+    oracle.sizes = []
+    result = STRATEGIES[name](batch_size=4).run(oracle, BUDGET, seed=0)
+    assert result.num_queries == BUDGET and len({SPACE.key(SPACE.from_string(a)) for a, _ in result.history}) == BUDGET
+    first = {"random_search": 4, "regularized_evolution": 20, "local_search": 10}[name]  # the random start
+    assert oracle.sizes[0] == first and sum(oracle.sizes) == BUDGET
+    assert oracle.sizes[1:3] == [4, 4] and max(oracle.sizes[1:]) == 4
+
+
 def test_hyper_parameters_are_checked() -> None:
     with pytest.raises(ConfigError, match="sample_size"):
         RegularizedEvolution(population_size=3, sample_size=5)
     with pytest.raises(ConfigError, match="num_init"):
         LocalSearch(num_init=0)
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        RandomSearch(batch_size=0)
+    with pytest.raises(ConfigError, match="batch_size=21"):
+        RegularizedEvolution(batch_size=21)
 
 
 @pytest.fixture(scope="module")

@@ -45,14 +45,20 @@ def test_queries_in_the_order_of_the_sources_mean_z_score(graphs):
 def test_the_target_labels_are_never_read(graphs, monkeypatch):
     """The only reads of cora's labels are the oracle's paid queries."""
     reads = []
-    original = NBGraphBenchmark.query
+    query, values = NBGraphBenchmark.query, NBGraphBenchmark.values
 
-    def spy(self, arch, metric):
+    def spy_query(self, arch, metric):
         if self is graphs["cora"]:
             reads.append(arch)
-        return original(self, arch, metric)
+        return query(self, arch, metric)
 
-    monkeypatch.setattr(NBGraphBenchmark, "query", spy)
+    def spy_values(self, archs, metric):
+        if self is graphs["cora"]:
+            reads.extend(archs)
+        return values(self, archs, metric)
+
+    monkeypatch.setattr(NBGraphBenchmark, "query", spy_query)
+    monkeypatch.setattr(NBGraphBenchmark, "values", spy_values)
     oracle = QueryOracle(graphs["cora"], "valid_acc")
     OtherTasksRanking([SourceTask(graphs["citeseer"], "valid_acc")]).run(oracle, 7, seed=0)
     assert len(reads) == oracle.num_queries == 7
