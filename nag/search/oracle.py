@@ -96,10 +96,11 @@ class QueryOracle(Generic[Arch]):
         return self._benchmark.tabular
 
     def candidates(self) -> list[Arch]:
-        """The benchmarked architectures (no labels): the pool to sample from where the space
-        is larger than the table, e.g. NB101's 1k subset."""
+        """The architectures a search may query (no labels): the table's where there is one (the
+        pool to sample from where the space is larger than the table, e.g. NB101's 1k subset),
+        else every member of a finite space (raises for a space too large to list)."""
         if self._candidates is None:
-            self._candidates = self._benchmark.archs()
+            self._candidates = self._benchmark.archs() if self.tabular else list(self.space.enumerate())
         return list(self._candidates)
 
     def contains(self, arch: Arch) -> bool:
@@ -220,11 +221,13 @@ def distinct_new(oracle: QueryOracle[Arch], archs: Iterable[Arch], n: int) -> li
     """The first ``n`` of ``archs`` that are new to ``oracle`` and distinct from each other (one
     per benchmark row): a batch that costs exactly its length in queries."""
     batch: dict[Hashable, Arch] = {}
-    for arch in archs:
-        if len(batch) >= n:
-            break
+    if n < 1:
+        return []
+    for arch in archs:  # stops right after the n-th, so an iterator keeps everything after it
         if not oracle.queried(arch):
             batch.setdefault(oracle.row_key(arch), arch)
+            if len(batch) >= n:
+                break
     return list(batch.values())
 
 
@@ -238,9 +241,9 @@ def candidate_stream(oracle: QueryOracle[Arch], rng: np.random.Generator) -> Ite
     """Candidates in a random order, one per space key, skipping those queried by the time they
     come up: the "random unqueried architecture" every strategy starts and restarts from. A
     benchmark without a table (:attr:`Benchmark.tabular` False) scores any architecture, so the
-    stream draws from the space itself, without end. Only architectures within the oracle's
-    constraints come up."""
-    if oracle.tabular:
+    stream runs through a finite space's members, or draws from a larger space without end.
+    Only architectures within the oracle's constraints come up."""
+    if oracle.tabular or oracle.space.is_finite:
         pool = oracle.candidates()
         order = (pool[i] for i in rng.permutation(len(pool)).tolist())
     else:

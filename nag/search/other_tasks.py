@@ -16,7 +16,7 @@ import numpy as np
 
 from nag.benchmarks.base import Benchmark
 from nag.errors import ConfigError
-from nag.search.oracle import QueryOracle, SearchResult
+from nag.search.oracle import QueryOracle, SearchResult, distinct_new
 from nag.search.strategy import SearchStrategy
 
 
@@ -71,10 +71,13 @@ class OtherTasksRanking(SearchStrategy):
 
     name = "other_tasks_ranking"
 
-    def __init__(self, sources: Sequence[SourceTask]) -> None:
+    def __init__(self, sources: Sequence[SourceTask], batch_size: int = 10) -> None:
         if not sources:
             raise ConfigError("strategy.init_args.sources: give at least one source task (benchmark and metric)")
+        if batch_size < 1:
+            raise ConfigError(f"strategy.init_args.batch_size={batch_size}: expected at least 1")
         self.sources = checked_sources(sources)
+        self.batch_size = batch_size
 
     def run(self, oracle: QueryOracle[Any], budget: int, seed: int) -> SearchResult:
         check_sources(self.sources, oracle)
@@ -83,10 +86,12 @@ class OtherTasksRanking(SearchStrategy):
         tiebreak = np.random.default_rng(seed).random(len(archs))
         order = np.lexsort((tiebreak, -score))  # best mean z-score first, random among ties
         goal = oracle.target(budget)
-        for i in order:
-            if oracle.num_queries >= goal:
+        ranked = (archs[i] for i in order.tolist())
+        while oracle.num_queries < goal:
+            batch = distinct_new(oracle, ranked, min(self.batch_size, goal - oracle.num_queries))
+            if not batch:
                 break
-            oracle.query(archs[i])
+            oracle.query_batch(batch)
         return SearchResult.from_oracle(self.name, seed, oracle)
 
     def __repr__(self) -> str:

@@ -27,7 +27,7 @@ from nag.benchmarks.base import OnDemandBenchmark
 from nag.errors import ConfigError, DataFileError
 from nag.search.evaluators import Evaluator, Failed, InProcess
 from nag.search.result_store import ResultStore, record_key
-from nag.search.short_training import ImageTask, train_briefly
+from nag.search.short_training import ImageTask, Schedule, train_briefly
 from nag.spaces import build_space
 from nag.spaces.base import Arch, SearchSpace
 from nag.zc import load_images
@@ -83,7 +83,8 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         size: side the images are resized to.
         val_size: held-out images the accuracy is measured on; ``train_size`` images train (default: the rest).
         split_seed: which images are held out.
-        epochs, batch_size, lr: the training recipe (Adam).
+        epochs, batch_size, lr, schedule: the training recipe (Adam; ``cosine`` anneals the
+            learning rate to 0, so the final accuracy depends less on the last batches).
         network: keyword arguments of ``space.to_module`` (e.g. ``{"C": 8, "N": 1}`` for NB201).
         seeds: training seeds averaged into one value; each is a separate, separately stored training.
         store: folder of finished trainings (None: nothing kept).
@@ -93,7 +94,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
 
     def __init__(
         self,
-        space: SearchSpace[Arch],
+        space: SearchSpace,
         images: str | Path,
         classes: Sequence[int] | None = None,
         size: int = 16,
@@ -103,6 +104,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         epochs: int = 4,
         batch_size: int = 64,
         lr: float = 3e-3,
+        schedule: Schedule = "cosine",
         network: Mapping[str, Any] | None = None,
         seeds: Sequence[int] = (0,),
         store: str | Path | None = "runs/trainings",
@@ -118,6 +120,8 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
             )
         if not seeds:
             raise ConfigError("benchmark.init_args.seeds is empty; give at least one training seed, e.g. [0]")
+        if schedule not in ("constant", "cosine"):
+            raise ConfigError(f"benchmark.init_args.schedule={schedule!r}; expected 'constant' or 'cosine'")
         if epochs < 1 or batch_size < 1 or lr <= 0 or threads < 1:
             raise ConfigError(
                 f"benchmark.init_args: epochs={epochs}, batch_size={batch_size}, lr={lr}, threads={threads}; "
@@ -127,7 +131,13 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         classes = list(range(int(labels.max()) + 1)) if classes is None else [int(c) for c in classes]
         self._task = (str(path), size, tuple(classes), val_size, train_size, split_seed)
         self.task = _image_task(self._task)  # bad sizes or classes fail here, in one line
-        self.recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "network": dict(network or {})}
+        self.recipe = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "schedule": schedule,
+            "network": dict(network or {}),
+        }
         self.seeds = [int(s) for s in seeds]
         self.threads, self.accelerator = threads, accelerator
         self.store = None if store is None else ResultStore(store)
@@ -184,6 +194,10 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
     def _key(self, arch: Arch, seed: int) -> str:
         return record_key({**self._identity, "arch": self.space.key(arch), "seed": seed})
 
+    def stored(self, arch: Arch, seed: int) -> dict[str, Any] | None:
+        """The stored record of ``arch``'s training from ``seed`` (value, seconds, the job), or None."""
+        return None if self.store is None else self.store.get(self._key(arch, seed))
+
     def values(self, archs: Sequence[Arch], metric: str) -> np.ndarray:
         """``val_accuracy`` of each of ``archs``: stored trainings are read, the rest run on the
         evaluator and stored as each finishes. A candidate whose training failed on every attempt
@@ -193,10 +207,9 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         missing: list[tuple[int, int, str]] = []
         for i, arch in enumerate(archs):
             for j, seed in enumerate(self.seeds):
-                key = self._key(arch, seed)
-                record = self.store.get(key) if self.store is not None else None
+                record = self.stored(arch, seed)
                 if record is None:
-                    missing.append((i, j, key))
+                    missing.append((i, j, self._key(arch, seed)))
                 else:
                     results[i, j] = record["value"]
         jobs = [self.job(archs[i], self.seeds[j]) for i, j, _ in missing]

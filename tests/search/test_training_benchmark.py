@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,19 @@ import numpy as np
 import pytest
 
 from nag.errors import ConfigError, DataFileError
-from nag.search import Evaluator, Failed, InProcess, QueryOracle, RandomSearch, TrainingBenchmark, run_search
+from nag.search import (
+    Evaluator,
+    Failed,
+    InProcess,
+    QueryOracle,
+    RandomSearch,
+    TrainingBenchmark,
+    candidate_stream,
+    run_search,
+)
 from nag.spaces import NB201Space
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SPACE = NB201Space()
 CELLS = SPACE.sample(3, np.random.default_rng(0))
 
@@ -134,3 +145,47 @@ def test_nag_search_runs_on_trainings_and_refuses_an_evaluator_for_a_table(image
             output=str(tmp_path / "t.json"),
             evaluator=InProcess(),
         )
+
+
+def test_the_shipped_config_searches_the_same_on_ray_as_in_process(images: Path, tmp_path: Path) -> None:
+    """``nag search --evaluator Ray`` on the shipped config (shrunk to the test images): each
+    training is seeded, so where it runs does not change what the search finds."""
+    pytest.importorskip("ray", reason="Ray is the optional extra nag-archgen[ray]")
+    from nag.cli import main
+
+    def search(name: str, *evaluator: str) -> dict:
+        output = tmp_path / f"{name}.json"
+        main(
+            [
+                "search",
+                "--config",
+                str(CONFIGS / "images" / "search_nb201_mnist.yaml"),
+                f"--benchmark.init_args.images={images}",
+                "--benchmark.init_args.size=8",
+                "--benchmark.init_args.train_size=40",
+                "--benchmark.init_args.val_size=20",
+                "--benchmark.init_args.epochs=1",
+                "--benchmark.init_args.network={C: 4, N: 1}",
+                f"--benchmark.init_args.store={tmp_path / name}",
+                "--strategy.init_args.population_size=4",
+                "--budget=6",
+                f"--output={output}",
+                "--quiet",
+                *evaluator,
+            ]
+        )
+        return json.loads(output.read_text())
+
+    here = search("in_process")
+    on_ray = search("ray", "--evaluator", "Ray", "--evaluator.workers", "2")
+    assert on_ray["runs"][0]["history"] == here["runs"][0]["history"]
+    assert len(here["runs"][0]["history"]) == 6
+
+
+def test_a_finite_space_without_a_table_is_searched_through_its_members(images: Path) -> None:
+    """Candidates of a training benchmark on NB201 are the space's members, one per key, and
+    run out instead of being drawn for ever (a pool larger than the space would never fill)."""
+    oracle = QueryOracle(training(images, None), "val_accuracy")
+    assert len(oracle.candidates()) == 15625
+    stream = list(candidate_stream(oracle, np.random.default_rng(0)))
+    assert len(stream) == len({SPACE.key(a) for a in SPACE.enumerate()})
