@@ -52,8 +52,8 @@ class TrainingJob:
 @functools.lru_cache(maxsize=4)
 def _image_task(task: tuple) -> ImageTask:
     """One worker loads a task's images once, not once per candidate."""
-    path, size, classes, val_size, train_size, split_seed = task
-    return ImageTask(path, size, 1, len(classes), val_size, train_size, split_seed, classes)
+    path, size, channels, classes, val_size, train_size, split_seed = task
+    return ImageTask(path, size, channels, len(classes), val_size, train_size, split_seed, classes)
 
 
 def train_job(job: TrainingJob) -> dict[str, float]:
@@ -67,7 +67,8 @@ def train_job(job: TrainingJob) -> dict[str, float]:
     network, epochs = recipe.pop("network"), recipe.pop("epochs")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(job.seed)
-        net = space.to_module(space.from_string(job.arch), num_classes=task.num_classes, in_channels=1, **network)
+        arch = space.from_string(job.arch)
+        net = space.to_module(arch, num_classes=task.num_classes, in_channels=task.channels, **network)
     value = train_briefly(net, task, epochs, seed=job.seed, accelerator=job.accelerator, **recipe)
     return {"value": value, "seconds": time.perf_counter() - start}
 
@@ -80,7 +81,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         space: the search space; its ``to_module`` builds the networks.
         images: an image file (``nag.zc.load_images`` layouts, e.g. ``mnist_5k.csv.gz``).
         classes: the labels kept, renumbered in this order (default: all ten digits).
-        size: side the images are resized to.
+        size: side the images are resized to; ``channels``: the grey channel repeated this many times.
         val_size: held-out images the accuracy is measured on; ``train_size`` images train (default: the rest).
         split_seed: which images are held out.
         epochs, batch_size, lr, schedule: the training recipe (Adam; ``cosine`` anneals the
@@ -98,6 +99,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         images: str | Path,
         classes: Sequence[int] | None = None,
         size: int = 16,
+        channels: int = 1,
         val_size: int = 1000,
         train_size: int | None = None,
         split_seed: int = 0,
@@ -129,7 +131,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
             )
         labels = load_images(str(path))[1]
         classes = list(range(int(labels.max()) + 1)) if classes is None else [int(c) for c in classes]
-        self._task = (str(path), size, tuple(classes), val_size, train_size, split_seed)
+        self._task = (str(path), size, channels, tuple(classes), val_size, train_size, split_seed)
         self.task = _image_task(self._task)  # bad sizes or classes fail here, in one line
         self.recipe = {
             "epochs": epochs,
@@ -149,7 +151,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         self._identity = {
             "space": space.identity,
             "images": digest,
-            "task": [size, classes, val_size, train_size, split_seed],
+            "task": [size, channels, classes, val_size, train_size, split_seed],
             "recipe": self.recipe,
         }
         self._dataset = f"{path.name.split('.')[0]}{classes}"
@@ -158,7 +160,9 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         """Build one network now, so wrong ``network`` arguments fail before any training."""
         arch = self.space.sample(1, np.random.default_rng(0))[0]
         try:
-            self.space.to_module(arch, num_classes=self.task.num_classes, in_channels=1, **self.recipe["network"])
+            self.space.to_module(
+                arch, num_classes=self.task.num_classes, in_channels=self.task.channels, **self.recipe["network"]
+            )
         except TypeError as e:
             raise ConfigError(f"benchmark.init_args.network={self.recipe['network']}: {e}") from None
 

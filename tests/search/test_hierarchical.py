@@ -62,6 +62,7 @@ TRAINING = Training(
     batch_size=32,
     test_size=64,
     train_size=64,
+    store=None,
     accelerator="cpu",
 )
 GENERATION = Generation(
@@ -364,6 +365,7 @@ def test_command_line_runs_the_pipeline_from_checkpoints(generator, table, image
             "--training.test_size=64",
             "--training.proxy_batch_size=8",
             "--training.accelerator=cpu",
+            f"--training.store={tmp_path / 'trainings'}",
             "--seeds=[0]",
             f"--output={output}",
             "--quiet=true",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nag.search.short_training import Schedule
 from nag.spaces.macro import MacroConstraints
 from nag.zc import PROXIES
 
@@ -87,7 +88,9 @@ class Training:
     generator already pushes synflow up (CCNF condition, the macro transformer's evolution
     fitness), and among its networks synflow no longer tracked 2-epoch accuracy in a one-off
     check on seeds 10 and 11, kept apart from the benchmark's (Spearman -0.04 vs 0.57 for
-    nwot, 12 networks).
+    nwot, 12 networks). Each network is trained through a
+    :class:`~nag.search.training_benchmark.TrainingBenchmark` (weights and batches from the
+    run's seed), kept in ``store`` so a rerun trains nothing twice.
     """
 
     top_k: int = 3
@@ -99,6 +102,8 @@ class Training:
     test_size: int = 1000
     train_size: int | None = None
     split_seed: int = 0
+    schedule: Schedule = "constant"
+    store: str | None = "runs/trainings"
     accelerator: str = "auto"
 
 

@@ -40,7 +40,7 @@ from nag.search.hierarchical.config import (
 )
 from nag.search.hierarchical.generator import HierarchicalGenerator, random_satisfiers
 from nag.search.hierarchical.report import format_report
-from nag.search.short_training import ImageTask, train_briefly
+from nag.search.training_benchmark import TrainingBenchmark
 from nag.spaces.macro import MacroArch, MacroSpace
 from nag.zc import compute_proxies, image_batch
 
@@ -161,36 +161,51 @@ def evaluate(
     space: MacroSpace,
     archs: Sequence[MacroArch],
     task: Task,
-    data: ImageTask,
+    bench: TrainingBenchmark,
     training: Training,
     images: str,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Each network's cost, ranking proxies and test accuracy after brief training."""
+    """Each network's cost, ranking proxies and test accuracy after brief training (through the
+    training oracle: stored trainings are read, not repeated)."""
     constraints, names = task.constraints, shown_proxies(training)
     zc = network_proxies(space, archs, task, names, images, training.proxy_batch_size, seed)
+    accuracies = bench.values(list(archs), "val_accuracy") if archs else []
     rows = []
-    for arch, values in zip(archs, zc):
+    for arch, values, accuracy in zip(archs, zc, accuracies):
         params, flops = space.cost(arch, constraints)
-        accuracy = train_briefly(
-            build(space, arch, task, seed),
-            data,
-            training.epochs,
-            training.batch_size,
-            training.lr,
-            seed,
-            training.accelerator,
-        )
         rows.append(
             {
                 "arch": space.to_string(arch),
                 "params": params,
                 "flops": flops,
                 **dict(zip(names, values.tolist())),
-                "accuracy": accuracy,
+                "accuracy": float(accuracy),
             }
         )
     return rows
+
+
+def training_benchmark(space: MacroSpace, task: Task, training: Training, images: str, seed: int) -> TrainingBenchmark:
+    """The oracle the networks of seed ``seed`` are trained through: the task's images and the
+    training recipe, weights and batches drawn from ``seed``."""
+    return TrainingBenchmark(
+        space,
+        images,
+        classes=list(range(task.num_classes)),
+        size=task.input_size,
+        channels=task.in_channels,
+        val_size=training.test_size,
+        train_size=training.train_size,
+        split_seed=training.split_seed,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        lr=training.lr,
+        schedule=training.schedule,
+        seeds=[seed],
+        store=training.store,
+        accelerator=training.accelerator,
+    )
 
 
 def search(
@@ -207,18 +222,10 @@ def search(
     generator's gain over screening alone), ``random`` trains ``top_k`` of those draws
     unscreened. Accuracies summarised over seeds (each seed's mean over its networks)."""
     constraints, space = task.constraints, generator.space
-    data = ImageTask(
-        images,
-        task.input_size,
-        task.in_channels,
-        task.num_classes,
-        training.test_size,
-        training.train_size,
-        training.split_seed,
-    )
     runs = []
     for seed in seeds:
         start = time.perf_counter()
+        bench = training_benchmark(space, task, training, images, seed)
         generated = generator.generate(constraints, seed)
         ranked = []
         if generated.satisfiers:
@@ -228,13 +235,13 @@ def search(
             order = np.argsort(-rank_score(zc), kind="stable")[: training.top_k]
             ranked = [generated.satisfiers[i] for i in order]
         generated_seconds = time.perf_counter() - start
-        top = evaluate(space, ranked, task, data, training, images, seed)
+        top = evaluate(space, ranked, task, bench, training, images, seed)
         candidates = max(len(generated.satisfiers), training.top_k)
         randoms, random_share = random_satisfiers(space, constraints, candidates, np.random.default_rng([seed, 1]))
         zc = network_proxies(space, randoms, task, training.rank_by, images, training.proxy_batch_size, seed)
         screened = [randoms[i] for i in np.argsort(-rank_score(zc), kind="stable")[: training.top_k]]
-        baseline = evaluate(space, randoms[: training.top_k], task, data, training, images, seed)
-        screened_rows = evaluate(space, screened, task, data, training, images, seed)
+        baseline = evaluate(space, randoms[: training.top_k], task, bench, training, images, seed)
+        screened_rows = evaluate(space, screened, task, bench, training, images, seed)
         runs.append(
             {
                 "seed": seed,
