@@ -89,8 +89,9 @@ class Training:
     fitness), and among its networks synflow no longer tracked 2-epoch accuracy in a one-off
     check on seeds 10 and 11, kept apart from the benchmark's (Spearman -0.04 vs 0.57 for
     nwot, 12 networks). Each network is trained through a
-    :class:`~nag.search.training_benchmark.TrainingBenchmark` (weights and batches from the
-    run's seed), kept in ``store`` so a rerun trains nothing twice.
+    :class:`~nag.search.training_benchmark.TrainingBenchmark`, ``repeats`` times from seeds
+    derived from the run's (each draws the weights and the batches) and averaged, each training
+    kept in ``store`` so a rerun trains nothing twice.
     """
 
     top_k: int = 3
@@ -103,6 +104,7 @@ class Training:
     train_size: int | None = None
     split_seed: int = 0
     schedule: Schedule = "constant"
+    repeats: int = 1
     store: str | None = "runs/trainings"
     accelerator: str = "auto"
 

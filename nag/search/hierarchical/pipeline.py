@@ -186,9 +186,17 @@ def evaluate(
     return rows
 
 
-def training_benchmark(space: MacroSpace, task: Task, training: Training, images: str, seed: int) -> TrainingBenchmark:
-    """The oracle the networks of seed ``seed`` are trained through: the task's images and the
-    training recipe, weights and batches drawn from ``seed``."""
+def training_seeds(training: Training, seed: int, skip: int = 0) -> list[int]:
+    """The training seeds averaged for the networks of run ``seed``: ``training.repeats`` of them,
+    after the first ``skip`` repeats (a retest takes seeds a run never used)."""
+    return [seed + 1000 * r for r in range(skip, skip + training.repeats)]
+
+
+def training_benchmark(
+    space: MacroSpace, task: Task, training: Training, images: str, seeds: Sequence[int]
+) -> TrainingBenchmark:
+    """The oracle networks are trained through: the task's images and the training recipe,
+    each network's accuracy the mean over ``seeds`` (each draws the weights and the batches)."""
     return TrainingBenchmark(
         space,
         images,
@@ -202,7 +210,7 @@ def training_benchmark(space: MacroSpace, task: Task, training: Training, images
         batch_size=training.batch_size,
         lr=training.lr,
         schedule=training.schedule,
-        seeds=[seed],
+        seeds=list(seeds),
         store=training.store,
         accelerator=training.accelerator,
     )
@@ -225,7 +233,7 @@ def search(
     runs = []
     for seed in seeds:
         start = time.perf_counter()
-        bench = training_benchmark(space, task, training, images, seed)
+        bench = training_benchmark(space, task, training, images, training_seeds(training, seed))
         generated = generator.generate(constraints, seed)
         ranked = []
         if generated.satisfiers:
@@ -311,8 +319,10 @@ def run_hierarchical_search(
         raise ConfigError("--seeds is empty; give at least one seed, e.g. --seeds [0,1,2]")
     if Path(output).suffix not in (".json", ".csv"):
         raise ConfigError(f"--output {output!r}: expected a .json or .csv file name")
-    if training.top_k < 1:
-        raise ConfigError(f"training.top_k={training.top_k}: expected at least 1")
+    if training.top_k < 1 or training.repeats < 1:
+        raise ConfigError(
+            f"training.top_k={training.top_k}, training.repeats={training.repeats}: expected at least 1 each"
+        )
     start = time.perf_counter()
     macro_model, flow = prepare_models(cell_table, macro, cell_encoder, cell_flow, cache_dir, quiet)
     prepared = time.perf_counter() - start
