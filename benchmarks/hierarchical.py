@@ -6,11 +6,14 @@ the macro transformer are computed/fitted when not cached yet (``runs/hierarchic
 per seed, 64 macro samples get CCNF cells (4 drawn per slot, conditioned on synflow/nwot at the
 0.9 quantile and on the planned cell's cost; the best predicted one that keeps the network
 within budget is kept), networks outside the exact budgets are dropped, the rest ranked by
-nwot, and the top 3 are trained for 2 epochs on the fixed 4000/1000 split -- next
+nwot, and the top 3 are trained (4 epochs, cosine learning rate, fixed 2000/3000 split, each
+network's accuracy the mean of 2 trainings; every training stored in runs/trainings) -- next
 to two random arms within the same budgets (random macro, random cells), trained the same
 way: 3 unscreened random networks, and the top 3 by the same proxy among as many random
 networks as the generator kept (so the gain over screening alone shows). Accuracy is each
-seed's mean over its 3 networks; mean ± std over seeds.
+seed's mean over its 3 networks; mean ± std over seeds. Every trained network is then trained
+again from seeds no run used: the Spearman of the two measurements says how far the arms'
+comparison stands above training noise.
 
     python benchmarks/hierarchical.py                      # the config's seeds [0, 1, 2, 3, 4]
     python benchmarks/hierarchical.py --seeds [0,1,2] --training.epochs 3   # any pipeline flag
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from common import RESULTS, command, markdown_table, write_report
 from jsonargparse import ActionConfigFile, ArgumentParser
+from torchmetrics.functional import spearman_corrcoef
 
 from nag.report import tables
 from nag.search.hierarchical import (
@@ -36,14 +40,14 @@ from nag.search.hierarchical import (
     prepare_models,
     run_hierarchical_search,
 )
+from nag.search.hierarchical.pipeline import ARMS, training_benchmark, training_seeds
 
 CONFIG = "configs/hierarchical/pipeline.yaml"
 
 
-def ablation(settings: dict) -> dict[str, dict[str, float]]:
-    """Share of generated networks within budget before the exact check (generation only, no
-    training) with one part of the cell generation switched off, same seeds and models."""
-    macro, flow = prepare_models(
+def models(settings: dict) -> tuple:
+    """The pipeline's macro transformer and cell flow (cached by the search that just ran)."""
+    return prepare_models(
         settings["cell_table"],
         settings["macro"],
         settings["cell_encoder"],
@@ -51,6 +55,12 @@ def ablation(settings: dict) -> dict[str, dict[str, float]]:
         settings["cache_dir"],
         quiet=True,
     )
+
+
+def ablation(settings: dict) -> dict[str, dict[str, float]]:
+    """Share of generated networks within budget before the exact check (generation only, no
+    training) with one part of the cell generation switched off, same seeds and models."""
+    macro, flow = models(settings)
     base, proxies = settings["generation"], CellProxies(settings["cell_table"])
     variants = {
         "as configured": base,
@@ -66,6 +76,23 @@ def ablation(settings: dict) -> dict[str, dict[str, float]]:
         ]
         out[name] = {"mean": float(np.mean(shares)), "std": float(np.std(shares))}
     return out
+
+
+def retest(settings: dict, report: dict) -> dict[str, float]:
+    """Every trained network of every seed trained again from seeds no run used: the Spearman of
+    the two measurements is the noise floor the arms' comparison stands on."""
+    macro, flow = models(settings)
+    space = HierarchicalGenerator(macro, flow, CellProxies(settings["cell_table"]), settings["generation"]).space
+    training = settings["training"]
+    first, again = [], []
+    for run in report["runs"]:
+        rows = [r for kind in ARMS for r in run[kind]]
+        seeds = training_seeds(training, run["seed"], skip=training.repeats)
+        bench = training_benchmark(space, settings["task"], training, settings["images"], seeds)
+        first += [r["accuracy"] for r in rows]
+        again += bench.values([space.from_string(r["arch"]) for r in rows], "val_accuracy").tolist()
+    pair = torch.tensor([first, again], dtype=torch.float64)
+    return {"networks": len(first), "spearman": float(spearman_corrcoef(pair[0], pair[1]))}
 
 
 def main(argv: list[str]) -> None:
@@ -85,6 +112,7 @@ def main(argv: list[str]) -> None:
         "threads": torch.get_num_threads(),
     }
     report["ablation_share_before_check"] = ablation(settings)
+    report["retest"] = retest(settings, report)
     s, b = report["summary"], report["benchmark"]
     per_seed = [
         {
@@ -120,6 +148,12 @@ def main(argv: list[str]) -> None:
             f"ahead on {s['seeds_won_vs_screened']} of {len(report['seeds'])} seeds. "
             f"Within budget before the exact check {s['share_before_check']['mean']:.3f} (after: "
             f"{s['share_after_check']:.0%})."
+        ),
+        "",
+        (
+            f"Test-retest: the {report['retest']['networks']} trained networks trained again from seeds no run used "
+            f"(each measurement the mean of {report['training']['repeats']} trainings): Spearman "
+            f"**{report['retest']['spearman']:.3f}**."
         ),
         "",
         "```",

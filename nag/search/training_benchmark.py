@@ -59,17 +59,20 @@ def _image_task(task: tuple) -> ImageTask:
 def train_job(job: TrainingJob) -> dict[str, float]:
     """Train one candidate; ``{"value": held-out accuracy, "seconds": wall time}``. The weights are
     drawn from ``job.seed`` (the caller's random stream is left as it was), and so are the batches."""
-    start = time.perf_counter()
-    torch.set_num_threads(job.threads)
+    start, threads = time.perf_counter(), torch.get_num_threads()
     space = build_space(job.space)
     task = _image_task(job.task)
     recipe = dict(job.recipe)
     network, epochs = recipe.pop("network"), recipe.pop("epochs")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(job.seed)
-        arch = space.from_string(job.arch)
-        net = space.to_module(arch, num_classes=task.num_classes, in_channels=task.channels, **network)
-    value = train_briefly(net, task, epochs, seed=job.seed, accelerator=job.accelerator, **recipe)
+    torch.set_num_threads(job.threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(job.seed)
+            arch = space.from_string(job.arch)
+            net = space.to_module(arch, num_classes=task.num_classes, in_channels=task.channels, **network)
+        value = train_briefly(net, task, epochs, seed=job.seed, accelerator=job.accelerator, **recipe)
+    finally:
+        torch.set_num_threads(threads)  # in this process (InProcess), the caller's setting stays
     return {"value": value, "seconds": time.perf_counter() - start}
 
 
@@ -131,6 +134,12 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
             )
         labels = load_images(str(path))[1]
         classes = list(range(int(labels.max()) + 1)) if classes is None else [int(c) for c in classes]
+        available = int(np.isin(labels, classes).sum())
+        if val_size < 1 or (train_size is not None and train_size < 1) or val_size + (train_size or 1) > available:
+            raise ConfigError(
+                f"benchmark.init_args.val_size={val_size}, train_size={train_size}: need both >= 1 and at most "
+                f"the {available} images of classes {classes} in {path.name} together"
+            )
         self._task = (str(path), size, channels, tuple(classes), val_size, train_size, split_seed)
         self.task = _image_task(self._task)  # bad sizes or classes fail here, in one line
         self.recipe = {

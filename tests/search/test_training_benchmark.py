@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from nag.errors import ConfigError, DataFileError
 from nag.search import (
@@ -88,8 +89,10 @@ def test_a_query_trains_and_a_finished_training_is_never_repeated(images: Path, 
     assert len(longer.jobs) == 3  # another recipe is another training
 
 
-def test_the_same_seed_gives_the_same_accuracy(images: Path) -> None:
-    first = training(images, None).values(CELLS[:1], "val_accuracy")
+def test_the_same_seed_gives_the_same_accuracy_and_leaves_the_callers_threads(images: Path) -> None:
+    threads = torch.get_num_threads()
+    first = training(images, None, threads=max(threads - 1, 1) if threads > 1 else 2).values(CELLS[:1], "val_accuracy")
+    assert torch.get_num_threads() == threads
     assert training(images, None).values(CELLS[:1], "val_accuracy") == pytest.approx(first)
 
 
@@ -122,6 +125,8 @@ def test_bad_settings_fail_in_one_line_before_training(images: Path, tmp_path: P
         training(images, None, network={"width": 4})
     with pytest.raises(ConfigError, match="seeds is empty"):
         training(images, None, seeds=[])
+    with pytest.raises(ConfigError, match="val_size=50, train_size=20: .* the 60 images"):
+        training(images, None, val_size=50, train_size=20)
 
 
 def test_nag_search_runs_on_trainings_and_refuses_an_evaluator_for_a_table(images: Path, tmp_path: Path) -> None:
