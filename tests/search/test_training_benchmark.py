@@ -194,3 +194,42 @@ def test_a_finite_space_without_a_table_is_searched_through_its_members(images: 
     assert len(oracle.candidates()) == 15625
     stream = list(candidate_stream(oracle, np.random.default_rng(0)))
     assert len(stream) == len({SPACE.key(a) for a in SPACE.enumerate()})
+
+
+def test_a_ray_worker_killed_mid_training_loses_no_finished_candidate(images: Path, tmp_path: Path) -> None:
+    """Ray runs the trainings; the first attempt of one is killed (SIGKILL) while it trains. Ray
+    runs it again, every value equals an in-process training's, and all of them are stored."""
+    pytest.importorskip("ray", reason="Ray is the optional extra nag-archgen[ray]")
+    from nag.search import Ray
+
+    marker = tmp_path / "killed"
+
+    class KillingOnce(Ray):
+        def map(self, fn: Callable, jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+            def train_or_die(job: Any) -> Any:  # local, so Ray ships it by value
+                import os
+                import signal
+                import threading
+
+                from nag.search.training_benchmark import _image_task
+
+                _image_task(job.task)  # loaded before the clock starts: the kill lands in training
+                if job.arch == victim and not marker.exists():
+                    marker.touch()
+                    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGKILL)).start()
+                return fn(job)
+
+            return super().map(train_or_die, jobs)
+
+    victim = SPACE.to_string(CELLS[1])
+    slow = {"epochs": 100}  # a training that lasts well past the kill
+    expected = training(images, None, **slow).values(CELLS, "val_accuracy")
+    evaluator = KillingOnce(workers=2)
+    try:
+        bench = training(images, tmp_path / "store", **slow).evaluated_by(evaluator)
+        assert bench.values(CELLS, "val_accuracy").tolist() == pytest.approx(expected.tolist())
+    finally:
+        evaluator.close()
+    assert marker.exists() and bench.failures == []
+    assert all(bench.stored(cell, 0) is not None for cell in CELLS)
+    assert bench.stored(CELLS[1], 0)["seconds"] > 0.4  # the killed attempt was still training at 0.2 s
