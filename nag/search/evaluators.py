@@ -120,9 +120,9 @@ class ProcessPool(Evaluator):
 class Ray(Evaluator):
     """Each job a Ray task with its own ``cpus`` and ``gpus``, on the Ray instance at ``address``
     (``"auto"``: the one ``ray start --head`` runs here or this machine joined; None: a local
-    instance started for this search with ``workers`` CPUs). Ray re-runs a task whose worker
-    died or that raised, once; then it is reported as failed. Needs ``pip install
-    'nag-archgen[ray]'``."""
+    instance started for this search with ``workers`` CPUs, default all of this machine's). Ray
+    re-runs a task whose worker died or that raised, once; then it is reported as failed. Needs
+    ``pip install 'nag-archgen[ray]'``."""
 
     def __init__(
         self, address: str | None = None, workers: int | None = None, cpus: float = 1, gpus: float = 0
@@ -140,19 +140,18 @@ class Ray(Evaluator):
             import ray  # noqa: F401
         except ImportError:
             raise ConfigError("evaluator Ray needs Ray: pip install 'nag-archgen[ray]'") from None
-        self.address, self.cpus, self.gpus = address, cpus, gpus
-        self.workers = workers if workers is not None else 1
+        self.address, self.cpus, self.gpus, self._local_cpus = address, cpus, gpus, workers
+        self.workers = workers or 1  # until connected: then what the instance can run at once
 
     def _connect(self) -> Any:
         import ray
 
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if self.address is None:
-                options["num_cpus"] = self.workers
+            if self._local_cpus is not None:
+                options["num_cpus"] = self._local_cpus
             ray.init(address=self.address, **options)
-        if self.address is not None:
-            self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
         return ray
 
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result | Failed]]:
