@@ -69,12 +69,8 @@ def _finite(value: float) -> float | None:
 def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECKPOINTS) -> str:
     """A Markdown table: one row per method, each median with its interquartile range."""
     cols = [q for q in checkpoints if any(f"best@{q}" in s for s in summaries)]
-    head = (
-        "| method | budget | runs (distinct) | "
-        + " | ".join(f"best@{q}" for q in cols)
-        + " | regret@10 | reached opt. | queries to opt. |"
-    )
-    lines = [head, "|" + "---|" * (len(cols) + 6)]
+    names = ["method", "budget", "runs (distinct)", *(f"best@{q}" for q in cols), "regret@10", "reached opt."]
+    lines = ["| " + " | ".join([*names, "queries to opt."]) + " |", "|" + "---|" * (len(names) + 1)]
     for s in summaries:
         cells = [_spread(s.get(f"best@{q}"), s.get(f"best@{q}_iqr")) for q in cols]
         runs = f"{s['seeds']} ({s['distinct_runs']})" if "distinct_runs" in s else f"{s['seeds']}"
@@ -85,11 +81,9 @@ def format_summary(summaries: Sequence[dict[str, Any]], checkpoints: Sequence[in
         reached = "unknown" if s["reached_optimum"] is None else f"{s['reached_optimum']:.0%}"
         if s["reached_optimum"] is None:
             q_opt = "unknown"
-        lines.append(
-            f"| {s['method']} | {s.get('budget', '')} | {runs} | "
-            + " | ".join(cells)
-            + f" | {_spread(s.get('regret@10'), s.get('regret@10_iqr'))} | {reached} | {q_opt} |"
-        )
+        regret = _spread(s.get("regret@10"), s.get("regret@10_iqr"))
+        row = [s["method"], str(s.get("budget", "")), runs, *cells, regret, reached, q_opt]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

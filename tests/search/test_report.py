@@ -29,6 +29,14 @@ def test_summary_counts_identical_runs_once_and_never_reaching_as_beyond_budget(
     assert "| 5 (3) |" in row and "2 [2, >budget]" in row
 
 
+def test_summary_table_keeps_its_columns_when_no_checkpoint_fits_the_budget():
+    """A search of 4 queries without a table's optimum (a training benchmark) has no best@k
+    column: header, rule and row still have the same number of cells."""
+    summary = summarize([result(0, [0.1, 0.4, 0.2, 0.3])], optimum=float("nan"))
+    lines = format_summary([summary]).splitlines()
+    assert len({line.count("|") for line in lines}) == 1 and "|  |" not in lines[0]
+
+
 def test_proposal_table_gives_each_yield_as_a_share_of_what_was_sampled():
     plain = {"method": "transfer"}
     generative = {"method": "bo+generator", "proposals": asdict(ProposalStats(200, 190, 150, 120))}
