@@ -20,7 +20,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from matplotlib.figure import Figure
+from torchmetrics.functional import spearman_corrcoef
 
 from nag.io.atomic import atomic_write, write_text_atomically
 from nag.io.fit_cache import fit_cached, fit_record
@@ -108,3 +111,20 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list
     """A Markdown table's lines: ``header``, the rule, one line per row (cells as ``str``)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def distinct_samples(space: Any, n: int, seed: int) -> list:
+    """``n`` seeded samples of ``space``, one per canonical key, so no two measure the same function."""
+    rng, archs, keys = np.random.default_rng(seed), [], set()
+    while len(archs) < n:
+        for arch in space.sample(n, rng):
+            if len(archs) < n and space.key(arch) not in keys:
+                keys.add(space.key(arch))
+                archs.append(arch)
+    return archs
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two measurements of the same items."""
+    pair = torch.tensor(np.array([a, b], dtype=np.float64))
+    return float(spearman_corrcoef(pair[0], pair[1]))

@@ -28,9 +28,8 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from common import RESULTS, command, markdown_table, write_report
+from common import RESULTS, command, markdown_table, spearman, write_report
 from jsonargparse import ActionConfigFile, ArgumentParser
-from torchmetrics.functional import spearman_corrcoef
 
 from nag.report import tables
 from nag.search.hierarchical import (
@@ -91,8 +90,7 @@ def retest(settings: dict, report: dict) -> dict[str, float]:
         bench = training_benchmark(space, settings["task"], training, settings["images"], seeds)
         first += [r["accuracy"] for r in rows]
         again += bench.values([space.from_string(r["arch"]) for r in rows], "val_accuracy").tolist()
-    pair = torch.tensor([first, again], dtype=torch.float64)
-    return {"networks": len(first), "spearman": float(spearman_corrcoef(pair[0], pair[1]))}
+    return {"networks": len(first), "spearman": spearman(first, again)}
 
 
 def main(argv: list[str]) -> None:

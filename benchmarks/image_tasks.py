@@ -34,8 +34,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import yaml
-from common import RESULTS, ROOT, command, markdown_table, write_json, write_markdown
-from torchmetrics.functional import spearman_corrcoef
+from common import RESULTS, ROOT, command, distinct_samples, markdown_table, spearman, write_json, write_markdown
 
 from nag.datamodules.image_task import ImageTaskDataModule
 from nag.io.atomic import atomic_write
@@ -64,21 +63,7 @@ FILES = {"mnist": "mnist_5k.csv.gz", "digits": "digits.csv.gz"}
 
 def spearman_matrix(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     names = list(table)
-    return {
-        a: {b: float(spearman_corrcoef(torch.from_numpy(table[a]), torch.from_numpy(table[b]))) for b in names}
-        for a in names
-    }
-
-
-def sample_cells(space: NB201Space, n: int, seed: int) -> list[tuple[str, ...]]:
-    """``n`` cells of distinct isomorphism classes, so no two rows measure the same function."""
-    rng, cells, keys = np.random.default_rng(seed), [], set()
-    while len(cells) < n:
-        for cell in space.sample(n, rng):
-            if len(cells) < n and space.key(cell) not in keys:
-                keys.add(space.key(cell))
-                cells.append(cell)
-    return cells
+    return {a: {b: spearman(table[a], table[b]) for b in names} for a in names}
 
 
 PROTOCOL = ("width", "size", "images_seen", "batch_size", "lr", "max_train", "test_share")
@@ -120,7 +105,7 @@ def measure_task(
 def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     space = NB201Space()
-    cells = sample_cells(space, args.cells, args.seed)
+    cells = distinct_samples(space, args.cells, args.seed)
     start, columns, task_cpu, task_epochs = time.process_time(), {}, {}, {}
     for name in TASKS:
         t0 = time.process_time()
@@ -175,7 +160,7 @@ def retest(args: argparse.Namespace) -> dict:
         again, _ = measure_task(space, cells, name, args, args.train_seed)
         first = np.array([float(r[name]) for r in rows])
         result[name] = {
-            "spearman": float(spearman_corrcoef(torch.from_numpy(first), torch.from_numpy(again))),
+            "spearman": spearman(first, again),
             "mean_abs_diff": float(np.abs(first - again).mean()),
         }
     return {

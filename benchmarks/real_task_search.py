@@ -34,9 +34,18 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from common import RESULTS, ROOT, command, figure, generation_checkpoint, markdown_table, write_report
+from common import (
+    RESULTS,
+    ROOT,
+    command,
+    distinct_samples,
+    figure,
+    generation_checkpoint,
+    markdown_table,
+    spearman,
+    write_report,
+)
 from matplotlib.figure import Figure
-from torchmetrics.functional import spearman_corrcoef
 
 from nag.benchmarks import NB201Benchmark
 from nag.search import (
@@ -76,20 +85,6 @@ def retest_seeds(seeds: list[int]) -> list[int]:
     return [max(seeds) + 1 + i for i in range(len(seeds))]
 
 
-def sample_cells(space: NB201Space, n: int, seed: int) -> list:
-    rng, cells, keys = np.random.default_rng(seed), [], set()
-    while len(cells) < n:
-        for cell in space.sample(n, rng):
-            if len(cells) < n and space.key(cell) not in keys:
-                keys.add(space.key(cell))
-                cells.append(cell)
-    return cells
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(spearman_corrcoef(torch.from_numpy(a).double(), torch.from_numpy(b).double()))
-
-
 def training_seconds(bench: TrainingBenchmark, archs: list) -> float:
     """Mean seconds of one stored training of ``archs`` (each ran with the config's threads)."""
     seconds = [
@@ -100,7 +95,7 @@ def training_seconds(bench: TrainingBenchmark, archs: list) -> float:
 
 def retest(args: argparse.Namespace, pool: ProcessPool) -> dict[str, Any]:
     space = NB201Space()
-    cells = sample_cells(space, args.cells, args.cell_seed)
+    cells = distinct_samples(space, args.cells, args.cell_seed)
     seeds = task_settings(args)["seeds"]
     first, second = benchmark(args, seeds), benchmark(args, retest_seeds(seeds))
     start = time.perf_counter()
@@ -197,7 +192,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """Fresh cells (no store) trained by Ray with 1 worker, then ``--workers``; each instance is
     warmed by one training per worker first, so worker start-up is not counted."""
     space = NB201Space()
-    cells = sample_cells(space, args.throughput_cells + 2 * args.workers, args.cell_seed + 1)
+    cells = distinct_samples(space, args.throughput_cells + 2 * args.workers, args.cell_seed + 1)
     rates = {}
     for workers in (1, args.workers):
         ray = Ray(workers=workers)

@@ -34,9 +34,7 @@ class Evaluator(ABC):
     """Runs ``fn`` on each job; yields ``(index of the job, result or Failed)`` as each finishes.
 
     ``fn`` and the jobs must pickle (a module-level function, plain values) for the parallel
-    evaluators. ``workers`` is how many jobs run at once."""
-
-    workers: int = 1
+    evaluators."""
 
     @abstractmethod
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result | Failed]]: ...
@@ -140,18 +138,16 @@ class Ray(Evaluator):
             import ray  # noqa: F401
         except ImportError:
             raise ConfigError("evaluator Ray needs Ray: pip install 'nag-archgen[ray]'") from None
-        self.address, self.cpus, self.gpus, self._local_cpus = address, cpus, gpus, workers
-        self.workers = workers or 1  # until connected: then what the instance can run at once
+        self.address, self.workers, self.cpus, self.gpus = address, workers, cpus, gpus
 
     def _connect(self) -> Any:
         import ray
 
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if self._local_cpus is not None:
-                options["num_cpus"] = self._local_cpus
+            if self.workers is not None:
+                options["num_cpus"] = self.workers
             ray.init(address=self.address, **options)
-        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
         return ray
 
     def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job]) -> Iterator[tuple[int, Result | Failed]]:

@@ -220,9 +220,10 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
         missing: list[tuple[int, int, str]] = []
         for i, arch in enumerate(archs):
             for j, seed in enumerate(self.seeds):
-                record = self.stored(arch, seed)
+                key = self._key(arch, seed)
+                record = None if self.store is None else self.store.get(key)
                 if record is None:
-                    missing.append((i, j, self._key(arch, seed)))
+                    missing.append((i, j, key))
                 else:
                     results[i, j] = record["value"]
         jobs = [self.job(archs[i], self.seeds[j]) for i, j, _ in missing]
