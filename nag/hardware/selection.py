@@ -105,9 +105,13 @@ def select_for_device(
         raise ConfigError(f"threshold={threshold}: the feasibility probability must be in (0, 1), e.g. 0.9")
     limit = budget.value if isinstance(budget, Budget) else float(budget)
     key_of = key or space.key
-    archs, _ = distinct_archs(space, [*candidates, *pool], key_of)
-    drawn_counts = Counter(key_of(a) for a in candidates if a is not None)
-    counts = [drawn_counts[key_of(a)] for a in archs]
+    sampled = [a for a in candidates if a is not None]
+    drawn_keys = [key_of(a) for a in sampled]  # canonical keys are costly: one per architecture
+    first: dict[str, Arch] = {}
+    for k, arch in zip([*drawn_keys, *map(key_of, pool)], [*sampled, *pool]):
+        first.setdefault(k, arch)
+    drawn_counts = Counter(drawn_keys)
+    archs, counts = list(first.values()), [drawn_counts[k] for k in first]
     prediction = model.predict(archs)
     p = prediction.prob_within(limit)
     low, high = prediction.interval(0.9)
@@ -158,7 +162,7 @@ def select_for_device(
         rows,
         limit,
         threshold,
-        drawn=len([a for a in candidates if a is not None]) if drawn is None else drawn,
+        drawn=len(drawn_keys) if drawn is None else drawn,
         distinct=len(archs),
         feasible=len(feasible),
         measured_feasible=int((known & (p >= threshold)).sum()),
