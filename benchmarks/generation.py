@@ -17,8 +17,9 @@ uniqueness by isomorphism class and by string, novelty against the training spli
 marginals to the training split, true accuracy (mean, best, share in the table's top 5 %),
 distinct architectures and samples per second. Speed is a ratio to uniform random in the
 same run. Beside them, two references for the conditioned rows: the mean true accuracy of
-the 100 held-out table architectures that a ridge ranker (one-hot ops and edges with their
-pairwise products) fitted on the training split's labels puts first (what a model of these
+the 100 held-out table architectures that the device flow's ranker (``RidgeRanker``: a ridge
+model of the encoded graph's entries and their pairwise products) fitted on the training
+split's labels puts first (what a model of these
 labels reaches on *novel* architectures), and the training split's own top 100 (what
 memorising reaches).
 
@@ -43,6 +44,7 @@ import nag
 from nag.datamodules import ArchitectureDataModule
 from nag.datamodules.from_config import datamodule_from_config
 from nag.generation import GeneratedSet, Generator, score_samples
+from nag.generation.accuracy_ranker import RidgeRanker
 from nag.generation.baseline import UniformRandom
 from nag.metrics.generation import op_kl_divergence
 
@@ -143,7 +145,7 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
             fits[kind]["train_mean"] = float(np.mean(column[[bench.index(a) for a in dm.archs("train")]]))
         report.update(table_mean=float(column.mean()), table_p95=top)
         if metric in discrete.condition_names:
-            report["references"] = references(space, bench, metric, dms["discrete"])
+            report["references"] = references(bench, metric, dms["discrete"])
             regressor = discrete.model.hparams.get("regressor_scale", 0.0)
             settings = [(w, r) for w in args.guidance for r in dict.fromkeys([0.0, regressor])]
             report["conditioned"] = [
@@ -180,25 +182,19 @@ def conditioned(
     }
 
 
-def references(space: Any, bench: Any, metric: str, dm: Any, k: int = 100) -> dict[str, float]:
-    """Mean true ``metric`` of the ``k`` held-out table architectures a ridge ranker fitted on
-    the training split puts first, and of the training split's own top ``k``."""
-    archs = list(bench.archs())
-    y = np.asarray([bench.query(a, metric) for a in archs], dtype=np.float64)
-    flat = np.stack([torch.cat([t.flatten() for t in space.encode(a)]).numpy() for a in archs]).astype(np.float64)
-    flat = flat[:, flat.std(0) > 0]
-    pairs = np.einsum("ni,nj->nij", flat, flat).reshape(len(flat), -1)
-    features = np.concatenate([pairs[:, pairs.std(0) > 0], np.ones((len(flat), 1))], axis=1)
+def references(bench: Any, metric: str, dm: Any, k: int = 100) -> dict[str, float]:
+    """Mean true ``metric`` of the ``k`` held-out table architectures that the device flow's
+    ranker (:class:`~nag.generation.accuracy_ranker.RidgeRanker`, fitted on the training split's
+    labels) puts first, and of the training split's own top ``k``."""
+    trained, labels = dm.archs("train"), dm.labels("train", metric)
+    ranker = RidgeRanker(dm.space, trained, labels, metric)
     keys = dm.train_keys()
-    trained = np.asarray([space.key(a) in keys for a in archs])
-    f, t = features[trained], y[trained]
-    weights = np.linalg.solve(f.T @ f + np.eye(f.shape[1]), f.T @ t)
-    held_out = np.flatnonzero(~trained)
-    ranked = held_out[np.argsort(-(features[held_out] @ weights))[:k]]
+    held_out = [a for a in bench.archs() if dm.space.key(a) not in keys]
+    ranked = np.argsort(-ranker.predict(held_out))[:k]
     return {
-        "ranker_top_mean": float(y[ranked].mean()),
-        "memorised_top_mean": float(np.sort(t)[-k:].mean()),
-        "training_labels": int(trained.sum()),
+        "ranker_top_mean": float(np.mean([bench.query(held_out[i], metric) for i in ranked])),
+        "memorised_top_mean": float(np.sort(labels)[-k:].mean()),
+        "training_labels": ranker.labels,
     }
 
 
