@@ -18,7 +18,7 @@ from nag.diffusion.guidance import GuidanceTerm
 from nag.errors import ConfigError
 from nag.generation.draw import draw_until
 from nag.generation.generator import Generator
-from nag.generation.request import DRAWS_PER_SELECTED
+from nag.generation.request import DRAWS_PER_SELECTED, FEASIBLE_PROB
 from nag.hardware.active import propose_measurements
 from nag.hardware.guidance import StateLatency, latency_budget_term
 from nag.hardware.predictor import AdaptedLatency, LatencyMetaPredictor, LatencyModel
@@ -45,7 +45,7 @@ def generate_for_device(
     *,
     predictor: LatencyMetaPredictor | LatencyModel,
     accuracy: Scores | None = None,
-    threshold: float = 0.9,
+    threshold: float = FEASIBLE_PROB,
     conditions: Mapping[str, Any] | None = None,
     seed: int = 0,
     steps: int | None = None,

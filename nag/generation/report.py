@@ -12,6 +12,7 @@ from nag.benchmarks.base import Benchmark
 from nag.generation.baseline import UniformRandom, format_comparison
 from nag.generation.generated_set import GeneratedSet
 from nag.generation.output import add_predictions, format_table, invalid_reasons, rows_for, score_samples
+from nag.hardware.selection import SELECTION_COLUMNS
 from nag.io.writers import write_rows
 from nag.report import tables
 from nag.spaces.base import SearchSpace
@@ -85,7 +86,7 @@ def _report_selection(
         for m in metrics:
             row[m] = benchmark.query(arch, m) if benchmark is not None and arch in benchmark else math.nan
     if write:
-        write_rows(rows or [{"rank": math.nan}], output)
+        write_rows(rows, output, empty_columns=[*SELECTION_COLUMNS, *metrics])
     if quiet or not write:
         return result.summary
     columns = list(DEVICE_COLUMNS)

@@ -201,7 +201,7 @@ class StateLatency(nn.Module):
 def latency_budget_term(
     state_latency: StateLatency,
     budget: float,
-    threshold: float = 0.9,
+    threshold: float,
     scale: float = 1.0,
     schedule: Schedule = "late",
 ) -> GuidanceTerm:

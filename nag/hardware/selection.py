@@ -24,6 +24,20 @@ from nag.hardware.tables import Budget, DeviceTable
 from nag.spaces.base import Arch, SearchSpace
 
 Scores = Callable[[Sequence[Arch]], np.ndarray]
+#: The columns of a selected row, in order (``predicted_accuracy`` after ``p_within_budget``
+#: when an accuracy ranked them): what an empty selection's file still names.
+SELECTION_COLUMNS = (
+    "rank",
+    "arch",
+    "times_sampled",
+    "predicted_latency",
+    "latency_std",
+    "latency_low90",
+    "latency_high90",
+    "p_within_budget",
+    "measured_latency",
+    "measured",
+)
 
 
 @dataclass
@@ -80,7 +94,7 @@ def select_for_device(
     num_samples: int,
     space: SearchSpace,
     *,
-    threshold: float = 0.9,
+    threshold: float,
     accuracy: Scores | None = None,
     device: DeviceTable | None = None,
     drawn: int | None = None,

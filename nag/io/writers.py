@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,18 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
-def write_rows(rows: list[dict[str, Any]] | dict[str, Any], path: str | Path) -> Path:
+def write_rows(
+    rows: list[dict[str, Any]] | dict[str, Any], path: str | Path, empty_columns: Sequence[str] = ("sample",)
+) -> Path:
     """CSV (a list of rows) or JSON (any JSON value) by suffix, written to a temporary file and
-    renamed, so a killed run never leaves a half-written output behind."""
+    renamed, so a killed run never leaves a half-written output behind. A CSV of no rows is
+    the header ``empty_columns``, so a reader finds the columns it expects and no row."""
     path = check_output(path)
     with atomic_write(path, newline="") as f:
         if path.suffix == ".json":
             json.dump(rows, f, indent=1, default=float)
         else:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["sample"])
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else list(empty_columns))
             writer.writeheader()
             writer.writerows(rows)
     return path

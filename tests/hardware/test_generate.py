@@ -12,6 +12,7 @@ from nag.errors import ConfigError
 from nag.generation import generate_for_device
 from nag.generation.baseline import UniformRandom
 from nag.hardware import DeviceTable, propose_measurements, select_for_device
+from nag.hardware.selection import SELECTION_COLUMNS
 
 from .conftest import op_matrix, synthetic_device
 
@@ -50,7 +51,10 @@ def test_measured_architectures_are_marked_and_judged_by_their_measurement(meta,
     space = synthetic["space"]
     budget = float(np.median(device.latencies))
     model = meta.adapt(device.archs, device.latencies)
-    selection = select_for_device(device.archs + synthetic["archs"][20:200], model, budget, 200, space, device=device)
+    selection = select_for_device(
+        device.archs + synthetic["archs"][20:200], model, budget, 200, space, threshold=0.9, device=device
+    )
+    assert list(selection.rows[0]) == list(SELECTION_COLUMNS), "what an empty selection's file names"
     measured = [r for r in selection.rows if r["measured"]]
     assert measured, "the table's fast cells are feasible for sure and must be among the rows"
     assert all(r["measured_latency"] <= budget and r["p_within_budget"] == 1.0 for r in measured)

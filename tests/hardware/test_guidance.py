@@ -123,7 +123,7 @@ def test_bad_budget_threshold_and_space_are_named(meta, synthetic):
     model = meta.adapt(synthetic["archs"][:20], synthetic["target"][:20])
     state_latency = StateLatency(model)
     with pytest.raises(ConfigError, match="budget"):
-        latency_budget_term(state_latency, 0.0)
+        latency_budget_term(state_latency, 0.0, 0.9)
     with pytest.raises(ConfigError, match="threshold"):
         latency_budget_term(state_latency, 1.0, threshold=1.0)
 
