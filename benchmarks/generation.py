@@ -222,8 +222,10 @@ def markdown(report: dict[str, Any]) -> str:
         "split, uniform random against each; validity after the space's projection, raw validity before it; "
         "speed as a "
         "ratio to uniform random in the same run; in_table: share of valid samples the table measured "
-        "(NB101 holds 1k cells, so most samples there have no accuracy); after_stop (OFA-MobileNetV3): share "
-        "of samples that drew a layer after a stage's first skip, which generators read as the stage's end.",
+        "(NB101 holds 1k cells, so most samples there have no accuracy); read_by_layout: share of samples "
+        "with a position the space's layout read otherwise than drawn (OFA-MobileNetV3: a layer drawn after a "
+        "stage's first skip, read as the stage's end; NB101 and CellSpace, score diffusion: the graph ends at its "
+        "first output, so nodes drawn after it are padding and padding drawn before it is a node).",
         "",
     ]
     for space in report["spaces"]:
@@ -246,7 +248,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"split's own top 100: mean {ref['memorised_top_mean']:.4g} (memorisation).",
                 "",
             ]
-        stops = ["after_stop"] if any("after_stop" in r for r in space["rows"]) else []
+        stops = ["read_by_layout"] if any("read_by_layout" in r for r in space["rows"]) else []
         cols = COLUMNS[:2] + stops + COLUMNS[2:] + ([c.format(m=m) for c in METRIC_COLUMNS] if m else [])
         cols.append("speed_vs_random")
         lines += markdown_table(

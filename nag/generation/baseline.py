@@ -67,20 +67,20 @@ def compare_with_random(
 
 def format_comparison(summaries: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> str:
     """One row per sample set: validity (raw, before projection; the share projection repaired
-    and the node labels and edges it changed in each; where any sample has one, the share that
-    drew an op after the end of a stop run), distinct and novel shares, and the true
+    and the node labels and edges it changed in each; where any sample has one, the share whose
+    layout was read otherwise than drawn), distinct and novel shares, and the true
     mean, best and top-5 % share of each metric."""
     columns = {
         "validity": "valid",
         "raw_validity": "raw valid",
         "repaired": "repaired",
         "repair_changes": "entries changed",
-        "after_stop": "drawn after a stop",
+        "read_by_layout": "read by layout",
         "uniqueness": "distinct",
         "novelty": "novel",
     }
-    if not any(s.get("after_stop", 0) > 0 for s in summaries.values()):
-        del columns["after_stop"]  # only spaces with stop runs (OFA-MobileNetV3) have it
+    if not any(s.get("read_by_layout", 0) > 0 for s in summaries.values()):
+        del columns["read_by_layout"]  # only where the layout decided something
     for m in metrics:
         columns.update({f"{m}/mean": f"mean {m}", f"{m}/best": f"best {m}", f"{m}/top_share": f"top-5% {m}"})
     rows = [

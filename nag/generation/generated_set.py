@@ -18,9 +18,10 @@ class GeneratedSet:
     graph (``None`` with the reason in ``errors`` where even that failed, so failures are
     counted, never dropped); ``raw_valid`` says which graphs were valid as sampled, before any
     repair; ``changed`` how many node labels and edges projection changed in each (0 where
-    none was needed, -1 where it failed or was not measured); ``unread`` how many positions each
-    sample drew after the end of a stop run, which were read as the stop op
-    (``SearchSpace.stop_runs``; 0 where the space has none); ``graphs`` are the raw
+    none was needed, -1 where it failed or was not measured); ``unread`` how many positions of each
+    sample the space's layout read otherwise than drawn (after the end of a stop run, read as
+    the stop op: ``SearchSpace.stop_runs``; around a variable-size graph's output: see
+    ``ScoreDiffusionModule.read_state``; 0 where none); ``graphs`` are the raw
     ``{x, adj, mask}`` tensors.
 
     A selection (the device path) holds its chosen architectures best first, with what it
@@ -61,8 +62,8 @@ class GeneratedSet:
         return sum(self.raw_valid) / max(len(self.raw_valid), 1)
 
     @property
-    def after_stop(self) -> float:
-        """Share of samples that drew an op after the end of a stop run (read as the stop op)."""
+    def read_by_layout(self) -> float:
+        """Share of samples with a position the layout read otherwise than drawn."""
         return sum(u > 0 for u in self.unread) / max(len(self.unread), 1)
 
     @property

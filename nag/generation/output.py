@@ -28,7 +28,8 @@ def score_samples(
 ) -> dict[str, float]:
     """Validity (after the space's projection) and raw validity (before it), the share
     projection repaired and how many node labels and edges it changed in each, the share that
-    drew ops after the end of a stop run (``after_stop``), uniqueness by
+    the space's layout read otherwise than drawn (``read_by_layout``: ops after the end of a stop
+    run, or the positions around a variable-size graph's output), uniqueness by
     isomorphism class (canonical key) and by string, novelty against the training split, and
     true benchmark metrics.
 
@@ -57,8 +58,8 @@ def score_samples(
         "uniqueness_string": float(by_string.compute()),
         "novelty": float(novelty.compute()),
     }
-    if space.stop_runs():
-        summary["after_stop"] = result.after_stop
+    if any(result.unread):
+        summary["read_by_layout"] = result.read_by_layout
     for metric in metrics:
         truth = BenchmarkTruth(benchmark, metric).to(device)
         truth.update(valid)

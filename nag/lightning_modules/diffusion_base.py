@@ -147,8 +147,9 @@ class DiffusionModule(GeneratorName, pl.LightningModule, ABC):
         **options: Any,
     ) -> Graphs:
         """Raw samples in the {0, 1} scale, ``x [S, N, V]``, ``adj [S, N, N]``, ``mask [S, N]``,
-        and ``unread [S]``: positions after the end of a stop run (``SearchSpace.stop_runs``) whose
-        drawn op was not read (0 where the space has none), drawn in batches of ``batch_size``
+        and ``unread [S]``: positions the space's layout read otherwise than drawn: after the end
+        of a stop run (``SearchSpace.stop_runs``), read as the stop op, and those a subclass's
+        ``sample_batch`` reports (0 where there are none), drawn in batches of ``batch_size``
         from one seeded generator (same seed, same samples). ``options`` are the subclass's
         (sampler, conditions, guidance, ...). On a CPU the first call tunes the C allocator for
         this workload (:func:`tune_cpu_allocator`).
@@ -178,4 +179,6 @@ class DiffusionModule(GeneratorName, pl.LightningModule, ABC):
         graphs = {k: torch.cat([o[k] for o in outs]).cpu() for k in ("x", "adj", "mask")}
         spec = self.hparams.data_spec
         x, unread = end_runs_at_stop(graphs["x"], spec.get("stop_runs", ()), spec.get("stop_op"))
+        if all("unread" in o for o in outs):  # the subclass's own reading of the layout
+            unread = unread + torch.cat([o["unread"] for o in outs]).cpu()
         return {**graphs, "x": x, "unread": unread}

@@ -90,6 +90,11 @@ class ScoreDiffusionModule(DiffusionModule):
         self.register_buffer(
             "required", torch.arange(data_spec["max_nodes"]) < data_spec.get("min_nodes", 1), persistent=False
         )
+        #: Where graphs vary in size, the op that closes each (the node labelled ``output``: the
+        #: graph form lists nodes in topological order, padding after them), else None.
+        ops = data_spec.get("space", {}).get("ops", [])
+        varies = data_spec.get("min_nodes", data_spec["max_nodes"]) < data_spec["max_nodes"]
+        self.end_op: int | None = ops.index("output") if varies and "output" in ops else None
 
     @property
     def entries(self) -> dict[str, torch.Tensor]:
@@ -201,13 +206,28 @@ class ScoreDiffusionModule(DiffusionModule):
         argmax is the largest entry); a position is a real node where every graph has one or
         where its largest entry is positive (padding is an all -1 row). Edges: in a
         ``single_input`` space each layer reads the earlier node with the largest entry of its
-        column (the output what no layer reads); otherwise each edge's value in the {0, 1} scale."""
+        column (the output what no layer reads); otherwise each edge's value in the {0, 1} scale.
+
+        Where graphs vary in size (``end_op``, their output), the size is read as one more
+        categorical: the first position whose op is the output ends the graph, every position
+        before it is a node, every later one padding. Per-position real/padding signs would let
+        a sample end twice or leave a hole (most of CellSpace's invalid samples); ``unread [S]``
+        counts the positions this reading decided otherwise than their sign."""
         x = state["x"].float()
         b = x.shape[0]
         allowed = self.entries_x.unsqueeze(0)
-        largest = x.masked_fill(~allowed, -torch.inf).max(-1).values
-        real = self.required.unsqueeze(0) | (largest > 0)
-        probs = torch.softmax(x.masked_fill(~allowed, -torch.inf), -1).nan_to_num(0.0) * real.unsqueeze(-1)
+        scores = x.masked_fill(~allowed, -torch.inf)
+        real = self.required.unsqueeze(0) | (scores.max(-1).values > 0)
+        unread = torch.zeros(b, dtype=torch.long, device=x.device)
+        if self.end_op is not None:
+            position = torch.arange(x.shape[1], device=x.device)
+            # the smallest graph ends at position min_nodes - 1
+            ends = (scores.argmax(-1) == self.end_op) & (position >= int(self.required.sum()) - 1)
+            first = torch.where(ends, position, x.shape[1]).min(1).values
+            layout = torch.where((first < x.shape[1]).unsqueeze(1), position <= first.unsqueeze(1), real)
+            unread = (layout != real).sum(1)
+            real = layout
+        probs = torch.softmax(scores, -1).nan_to_num(0.0) * real.unsqueeze(-1)
         if self.fixed_topology:
             adj = self.fixed_adj.expand(b, -1, -1)
         elif self.single_input:
@@ -215,4 +235,4 @@ class ScoreDiffusionModule(DiffusionModule):
             adj = edges_from_sources(sources).float()
         else:
             adj = ((state["adj"].float() + 1.0) / 2.0).clamp(0.0, 1.0).triu(1)
-        return {"x": probs, "adj": adj * real.unsqueeze(-1) * real.unsqueeze(-2), "mask": real}
+        return {"x": probs, "adj": adj * real.unsqueeze(-1) * real.unsqueeze(-2), "mask": real, "unread": unread}

@@ -110,6 +110,25 @@ def test_a_clean_state_reads_back_as_its_architecture(space):
     assert decode_samples(space, graphs, project=False).archs == archs
 
 
+def test_a_graph_of_varying_size_ends_at_its_first_output():
+    """A state that draws the output at position 4 and again at 6, with a padding sign at 3 and
+    a node sign at 5: the graph is the five positions up to the first output (no hole, no second
+    end), and the three positions read against their sign are counted."""
+    space = CellSpace()
+    arch = space.from_string("input,conv3x3,conv1x1,maxpool3x3,output|01000,00100,00010,00001,00000")
+    x, adj, _ = space.encode_batch([arch])
+    model = ScoreDiffusionModule(ArchitectureDataModule(space=space, num_archs=64).spec(), dim=16, layers=1, heads=2)
+    state, _ = clean_state({"x": x, "adj": adj}, model.entries)
+    assert not model.required[3]  # position 3 may be padding in other cells
+    state["x"][0, 3, space.op_index("maxpool3x3")] = -0.1  # drawn just under the padding line: a hole
+    state["x"][0, 5, space.op_index("conv1x1")] = 0.9  # a node drawn after the output
+    state["x"][0, 6, space.op_index("output")] = 1.0  # and a second output
+    graphs = model.read_state(state)
+    assert graphs["mask"][0].tolist() == [True] * 5 + [False] * (space.max_nodes - 5)
+    assert graphs["unread"].tolist() == [3]
+    assert decode_samples(space, graphs, project=False).archs == [arch]
+
+
 def test_single_input_samples_are_valid_as_drawn_even_untrained():
     """NB-Graph's score state is one op per layer and one source per layer: whatever the network
     says, every sample is a member before any projection."""
