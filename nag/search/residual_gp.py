@@ -20,6 +20,7 @@ class ResidualGP:
     candidates and the measurements over themselves, so the affine part ``a >= 0, b``
     (least squares) only rescales the prior, never inverts it. The RBF length scale is the
     median distance between candidates (no hyper-parameter fit on a handful of points).
+    :meth:`corrects` says whether the measurements support the residual at all.
     """
 
     def __init__(self, candidates: torch.Tensor, noise: float = 0.1, max_reference: int = 1000) -> None:
@@ -44,17 +45,53 @@ class ResidualGP:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation ``[N]`` of the ``N`` candidates the GP was built on,
         whose meta-predictor scores are ``prior``, given measured archs (``seen_*``, at least 3)."""
-        mu, sd = prior.double().mean(), prior.double().std().clamp_min(1e-9)
-        m, m_seen = (prior.double() - mu) / sd, (seen_prior.double() - mu) / sd
-        y = seen_y.double()
-        y = (y - y.mean()) / y.std().clamp_min(1e-9)
-        design = torch.stack([m_seen, torch.ones_like(m_seen)], 1)
-        a, b = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1).tolist()
-        a = max(a, 0.0)
-        residual = y - (a * m_seen + b)
+        m, m_seen, y = self._standardise(prior, seen_prior, seen_y)
         f_seen = self._features(seen_h)
-        chol = torch.linalg.cholesky(self._kernel(f_seen, f_seen) + self.noise * torch.eye(len(y), dtype=y.dtype))
+        a, b, chol, weights = self._fit(m_seen, f_seen, y)
         cross = self._kernel(self.features, f_seen, self.norms)
-        mean = a * m + b + cross @ torch.cholesky_solve(residual.unsqueeze(1), chol).squeeze(1)
+        mean = a * m + b + cross @ weights
         v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
         return mean, (1.0 - v.square().sum(0)).clamp_min(1e-12).sqrt()
+
+    def corrects(
+        self, prior: torch.Tensor, seen_prior: torch.Tensor, seen_h: torch.Tensor, seen_y: torch.Tensor
+    ) -> bool:
+        """Whether the residual predicts each measurement, left out, better than the
+        rescaled prior alone (summed squared leave-one-out error). A handful of
+        measurements that a better prior already explains would otherwise bend its
+        ranking towards noise: the search then keeps the prior's order."""
+        _, m_seen, y = self._standardise(prior, seen_prior, seen_y)
+        f_seen = self._features(seen_h)
+        with_gp = alone = 0.0
+        for i in range(len(y)):
+            keep = torch.arange(len(y)) != i
+            a, b, _, weights = self._fit(m_seen[keep], f_seen[keep], y[keep])
+            base = a * float(m_seen[i]) + b
+            with_gp += (float(y[i]) - base - float(self._kernel(f_seen[i : i + 1], f_seen[keep]) @ weights)) ** 2
+            alone += (float(y[i]) - base) ** 2
+        return with_gp < alone
+
+    @staticmethod
+    def _standardise(
+        prior: torch.Tensor, seen_prior: torch.Tensor, seen_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, sd = prior.double().mean(), prior.double().std().clamp_min(1e-9)
+        y = seen_y.double()
+        return (prior.double() - mu) / sd, (seen_prior.double() - mu) / sd, (y - y.mean()) / y.std().clamp_min(1e-9)
+
+    @staticmethod
+    def _affine(m_seen: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Least-squares ``y ~ a * m + b`` with ``a >= 0``, so the prior is never inverted
+        (where the measurements order themselves against it, ``b`` is their mean)."""
+        design = torch.stack([m_seen, torch.ones_like(m_seen)], 1)
+        a, b = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1).tolist()
+        return (a, b) if a >= 0 else (0.0, float(y.mean()))
+
+    def _fit(
+        self, m_seen: torch.Tensor, f_seen: torch.Tensor, y: torch.Tensor
+    ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        """Affine part, Cholesky factor of the noisy kernel and GP weights of the residual."""
+        a, b = self._affine(m_seen, y)
+        residual = y - (a * m_seen + b)
+        chol = torch.linalg.cholesky(self._kernel(f_seen, f_seen) + self.noise * torch.eye(len(y), dtype=y.dtype))
+        return a, b, chol, torch.cholesky_solve(residual.unsqueeze(1), chol).squeeze(1)

@@ -147,7 +147,8 @@ class TransferSearch(SearchStrategy):
     ) -> np.ndarray:
         """Scores (higher is better) of the candidates ``gp`` was built on, with embeddings
         ``h``: the meta-predictor's (or ``source``, a prior per candidate), corrected by ``gp``
-        once three measured archs can fit it. ``position`` (space key -> row) finds measured
+        once three measured archs can fit it and the correction predicts each of them, left
+        out, better than the prior does (else the prior's order stands). ``position`` (space key -> row) finds measured
         archs among the candidates; without it they are embedded again."""
         prior = source if source is not None else meta.score_embeddings(h.to(self.device), task_vec).cpu()
         history = [(a, oracle.score(v)) for a, v in oracle.history if np.isfinite(oracle.score(v))]
@@ -159,7 +160,10 @@ class TransferSearch(SearchStrategy):
         else:
             seen_h = meta.embed_graphs(*(t.to(self.device) for t in oracle.space.encode_batch([a for a, _ in history])))
             seen_prior = meta.score_embeddings(seen_h, task_vec).cpu()
-        mean, std = gp.posterior(prior, seen_prior, seen_h.cpu(), torch.tensor([v for _, v in history]))
+        seen_y = torch.tensor([v for _, v in history])
+        if not gp.corrects(prior, seen_prior, seen_h.cpu(), seen_y):
+            return prior.numpy()
+        mean, std = gp.posterior(prior, seen_prior, seen_h.cpu(), seen_y)
         return (mean + self.adapt_beta * std).numpy()
 
     def _source_prior(self, oracle: QueryOracle[Any], pool: CandidatePool) -> torch.Tensor | None:

@@ -35,3 +35,32 @@ def test_agrees_with_the_prior_when_it_is_right() -> None:
     seen = torch.arange(5)
     mean, _ = ResidualGP(h).posterior(prior, prior[seen], h[seen], 3.0 * prior[seen] + 7.0)
     assert torch.equal(mean.argsort(descending=True)[:10], prior.argsort(descending=True)[:10])
+
+
+def test_corrects_only_where_the_residual_predicts() -> None:
+    """Measurements the rescaled prior explains up to noise seldom earn a correction (a
+    leave-one-out check passes noise by chance only); ones that depend on a feature the
+    prior ignores always do."""
+    noise_only = structure = 0
+    for s in range(20):
+        h = _pool(s)
+        prior, seen = h[:, 0], torch.arange(0, 400, 20)
+        noise = 0.01 * torch.randn(len(seen), generator=torch.Generator().manual_seed(100 + s))
+        gp = ResidualGP(h)
+        noise_only += gp.corrects(prior, prior[seen], h[seen], 2.0 * prior[seen] + noise)
+        structure += gp.corrects(prior, prior[seen], h[seen], prior[seen] + 2.0 * h[seen, 1])
+    assert noise_only <= 6
+    assert structure == 20
+
+
+def test_measurements_against_the_prior_do_not_lift_the_unmeasured() -> None:
+    """Three top-of-prior measurements that order themselves against it clip its slope to
+    zero; candidates far from them then sit at the measurements' mean, not above the best."""
+    h = _pool(4)
+    prior = h[:, 0]
+    seen = prior.argsort(descending=True)[:3]
+    y = torch.tensor([1.0, 2.0, 3.0])  # the prior's best measured worst
+    mean, _ = ResidualGP(h).posterior(prior, prior[seen], h[seen], y)
+    measured_best = mean[seen[2]]
+    far = torch.cdist(h, h[seen]).min(1).values > torch.cdist(h, h[seen]).min(1).values.quantile(0.9)
+    assert bool((mean[far] < measured_best).all())
