@@ -6,6 +6,7 @@ import copy
 from abc import ABC
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Generic
 
 import numpy as np
@@ -48,6 +49,9 @@ class Benchmark(ABC, Generic[Arch]):
     #: False where metrics are computed for any architecture of the space (a released predictor,
     #: a device model) and there is no table to list: searches then draw candidates from the space.
     tabular: bool = True
+    #: The data each metric was measured on, where the table's config declares it
+    #: (:meth:`declare_datasets`); other metrics fall back to :meth:`_dataset_by_name`.
+    datasets: Mapping[str, str] = MappingProxyType({})
 
     def _set_table(
         self, archs: Sequence[Arch], columns: Mapping[str, np.ndarray], keys: Sequence[Hashable] | None = None
@@ -68,8 +72,25 @@ class Benchmark(ABC, Generic[Arch]):
 
     def dataset_of(self, metric: str) -> str:
         """Which data ``metric`` was measured on: two tasks on one dataset share labels in
-        all but name (CIFAR-10 validation and test accuracy), so leakage checks compare this."""
+        all but name (CIFAR-10 validation and test accuracy), so leakage checks compare this.
+        A declaration wins over the table's naming rule: a column a user added (a 12-epoch
+        CIFAR-10 run named ``lowfid``) is what they say it is, whatever its name."""
+        return self.datasets.get(metric) or self._dataset_by_name(metric)
+
+    def _dataset_by_name(self, metric: str) -> str:
+        """The table's rule where nothing is declared: one dataset per table by default."""
         return self.name
+
+    def declare_datasets(self, datasets: Mapping[str, str] | None, key: str = "datasets") -> None:
+        """Record ``{metric: dataset}`` (the init argument ``key``), refusing metrics the table lacks."""
+        datasets = dict(datasets or {})
+        unknown = sorted(set(datasets) - set(self.metrics))
+        if unknown:
+            raise ConfigError(
+                f"benchmark.init_args.{key}: {unknown[0]!r} is not a column of this table; "
+                f"declare datasets for its metrics ({', '.join(self.metrics[:4])}, ...)"
+            )
+        self.datasets = MappingProxyType({m: str(d).lower() for m, d in datasets.items()})
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -180,7 +180,7 @@ class TrainingBenchmark(OnDemandBenchmark[Arch]):
     def name(self) -> str:
         return f"training:{self._dataset}"
 
-    def dataset_of(self, metric: str) -> str:
+    def _dataset_by_name(self, metric: str) -> str:
         return self._dataset
 
     @property

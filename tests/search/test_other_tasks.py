@@ -75,6 +75,22 @@ def test_a_source_on_the_targets_data_is_refused(shared_data: Path):
     assert bench.dataset_of("cifar100_test_200ep") == "cifar100"
 
 
+def test_a_declared_dataset_wins_over_the_column_name(nb201_table: Path):
+    """A column a user added is measured on what the table's config declares, so a CIFAR-10
+    run under another name is refused as a source for a CIFAR-10 target; undeclared, its
+    name would pass it."""
+    undeclared = NB201Benchmark(str(nb201_table))
+    assert undeclared.dataset_of("empty_metric") == "empty"
+    bench = NB201Benchmark(str(nb201_table), datasets={"empty_metric": "CIFAR10"})
+    assert bench.dataset_of("empty_metric") == "cifar10"
+    assert bench.dataset_of("cifar10_test_200ep") == "cifar10"  # undeclared: by its name
+    strategy = OtherTasksRanking([SourceTask(bench, "empty_metric")])
+    with pytest.raises(ConfigError, match="measured on 'cifar10', the target's data"):
+        strategy.run(QueryOracle(bench, "cifar10_test_200ep"), 5, seed=0)
+    with pytest.raises(ConfigError, match=r"benchmark.init_args.datasets: 'lowfid' is not a column"):
+        NB201Benchmark(str(nb201_table), datasets={"lowfid": "cifar10"})
+
+
 def test_needs_a_source():
     with pytest.raises(ConfigError, match="at least one source task"):
         OtherTasksRanking([])
