@@ -1,6 +1,7 @@
 """Closed-form Bayesian linear regression with calibrated predictive intervals.
 
-The model (in log-latency, standardised by the K measured points' mean and spread)::
+The model (in transformed latency, e.g. its log, standardised by the K measured points' mean
+and spread)::
 
     z = F w + e,   e ~ N(0, s2 I),   w | s2 ~ N(0, s2 V0),   s2 ~ InvGamma(a0, b0)
 
@@ -67,7 +68,7 @@ class BayesLinear:
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, scale)`` of the predictive Student-t (``dof`` degrees of freedom) in the
-        units of ``y`` (log latency)."""
+        units of ``y`` (the transformed latency)."""
         f = _with_intercept(features)
         mean = f @ (self.v0_ft @ self.s_inv_z)
         # f Vn f^T with Vn = V0 - V0 F^T S^-1 F V0 (Woodbury: V0 may be singular)

@@ -35,7 +35,7 @@ from nag.diffusion.guidance import GuidanceTerm, Schedule
 from nag.errors import ConfigError
 from nag.hardware.bayes import student_t_quantile
 from nag.hardware.features import ENDPOINTS, NONE_OPS, TableCosts
-from nag.hardware.predictor import AdaptedLatency
+from nag.hardware.predictor import AdaptedLatency, box_cox
 from nag.spaces.base import Arch
 
 #: Softmax temperature turning the state's signed op scores (+-1 at the data) into op
@@ -48,7 +48,8 @@ LATENCY_GUIDANCE = 2.0
 
 
 class StateLatency(nn.Module):
-    """Log-latency mean and scale of ``model`` for a batch of (noisy) signed states.
+    """Mean and scale of ``model``'s transformed latency (its Box-Cox ``power``; 0: log
+    latency) for a batch of (noisy) signed states.
 
     ``archs``: architectures the model's cost features know, to fit the cost line on (default:
     the benchmark's, when the costs are a :class:`~nag.hardware.features.TableCosts`); unused
@@ -92,7 +93,7 @@ class StateLatency(nn.Module):
         post = fit.v0 - fit.v0_ft @ fit.s_inv @ fit.v0_ft.T  # posterior covariance / noise variance
         self.register_buffer("post", torch.as_tensor((post + post.T) / 2, dtype=torch.float32))
         self.noise = fit.bn / fit.an
-        self.y_mean, self.y_scale, self.dof = fit.y_mean, fit.y_scale, fit.dof
+        self.y_mean, self.y_scale, self.dof, self.power = fit.y_mean, fit.y_scale, fit.dof, model.power
 
     # --- relaxed features ------------------------------------------------------------
     def _graph(self, p: Tensor) -> Tensor:
@@ -187,7 +188,7 @@ class StateLatency(nn.Module):
         return torch.softmax((state["x"].float() / TEMPERATURE).masked_fill(~self.allowed, -torch.inf), dim=-1)
 
     def forward(self, p: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mean, scale)`` of the predictive Student-t of log latency, ``[B]`` each."""
+        """``(mean, scale)`` of the predictive Student-t of the transformed latency, ``[B]`` each."""
         x = (self.raw(p)[:, self.keep] - self.mean) / self.std
         phi = self.body(x) - self.phi_mean
         design = torch.cat([phi, x], dim=1) if self.model.raw else phi
@@ -207,17 +208,18 @@ def latency_budget_term(
 ) -> GuidanceTerm:
     """A hinge that pulls only samples whose ``threshold`` predictive quantile of latency is
     over ``budget`` (the feasibility rule of :func:`~nag.hardware.selection.select_for_device`:
-    ``P(latency <= budget) >= threshold``), in units of the measured points' log-latency spread."""
+    ``P(latency <= budget) >= threshold``), in units of the measured points' spread of the
+    transformed latency."""
     if budget <= 0:
         raise ConfigError(f"latency guidance: budget={budget}; a latency budget is a positive number")
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"latency guidance: threshold={threshold}; a probability in (0, 1), e.g. 0.9")
     q = student_t_quantile(threshold, state_latency.dof)
-    log_budget = math.log(budget)
+    limit = float(box_cox(budget, state_latency.power))
 
     def value(state: dict[str, Tensor], t: Tensor) -> Tensor:
         state_latency.to(state["x"].device)  # a no-op once there
         mean, spread = state_latency(state_latency.probabilities(state))
-        return -torch.relu(mean + q * spread - log_budget) / state_latency.y_scale
+        return -torch.relu(mean + q * spread - limit) / state_latency.y_scale
 
     return GuidanceTerm(value, scale, schedule, f"latency <= {budget:g} (P >= {threshold:g})")

@@ -129,6 +129,7 @@ def select_for_device(
     prediction = model.predict(archs)
     p = prediction.prob_within(limit)
     low, high = prediction.interval(0.9)
+    std = prediction.std
     measured = np.array([device.measured(a) if device is not None else math.nan for a in archs])
     known = np.isfinite(measured)
     p = np.where(known, (measured <= limit).astype(float), p)
@@ -152,8 +153,6 @@ def select_for_device(
                 total += p[i]
                 if len(chosen) == num_samples:
                     break
-    dof = prediction.dof
-    spread = math.sqrt(dof / (dof - 2)) if dof > 2 else math.inf
     rows = []
     for rank, i in enumerate(chosen, start=1):
         median = float(prediction.median[i])
@@ -162,7 +161,7 @@ def select_for_device(
             "arch": space.to_string(archs[i]),
             "times_sampled": counts[i],
             "predicted_latency": median,
-            "latency_std": median * float(prediction.log_scale[i]) * spread,
+            "latency_std": float(std[i]),
             "latency_low90": float(low[i]),
             "latency_high90": float(high[i]),
             "p_within_budget": float(p[i]),

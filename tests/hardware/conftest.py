@@ -41,7 +41,7 @@ def synthetic():
     archs = list(dict.fromkeys(SPACE.sample(2600, np.random.default_rng(0))))[:2000]
     ops = op_matrix(archs)
     sources = {f"dev{d}_latency": synthetic_device(d, ops) for d in range(8)}
-    return {"space": SPACE, "archs": archs, "sources": sources, "target": synthetic_device(100, ops)}
+    return {"space": SPACE, "archs": archs, "ops": ops, "sources": sources, "target": synthetic_device(100, ops)}
 
 
 @pytest.fixture(scope="session")

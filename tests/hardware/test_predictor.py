@@ -9,6 +9,7 @@ import pytest
 from nag.errors import ConfigError
 from nag.hardware import ArchFeatures, CostFit, LatencyMetaPredictor, NearestDevice, live_labels, spearman
 from nag.hardware.bayes import Block, fit_bayes_linear, student_t_cdf, student_t_quantile
+from nag.hardware.predictor import POWERS, LatencyPrediction, box_cox, inverse_box_cox
 
 
 def held_out_scores(meta, synthetic, k: int, draws: int = 4) -> tuple[float, float]:
@@ -21,7 +22,7 @@ def held_out_scores(meta, synthetic, k: int, draws: int = 4) -> tuple[float, flo
         test = np.setdiff1d(np.arange(len(archs)), rows)
         prediction = model.predict([archs[i] for i in test])
         low, high = prediction.interval(0.9)
-        rhos.append(spearman(prediction.log_mean, np.log(y[test])))
+        rhos.append(spearman(prediction.mean, y[test]))
         covers.append(np.mean((y[test] >= low) & (y[test] <= high)))
     return float(np.mean(rhos)), float(np.mean(covers))
 
@@ -48,6 +49,31 @@ def test_it_beats_a_constant_and_predicts_in_the_tables_unit(meta, synthetic):
     assert ((p >= 0) & (p <= 1)).all()
 
 
+def test_the_transform_follows_how_latency_composes(meta, synthetic):
+    """Op times that add up (a kernel per op, a 170x range) are fitted in a power space, op
+    factors that multiply (exp of the same sum) in log space: the evidence picks the power."""
+    archs = synthetic["archs"]
+    times = 0.2 + synthetic["ops"].sum(1)[:50] @ np.array([0.0, 0.1, 2.0, 6.0, 1.0])
+    times *= 1.0 + 0.02 * np.random.default_rng(1).standard_normal(50)
+    assert meta.adapt(archs[:50], times).power > 0
+    assert meta.adapt(archs[:50], np.exp(3.0 * times / times.max())).power == 0
+
+
+@pytest.mark.parametrize("power", POWERS)
+def test_a_prediction_reads_the_same_at_every_power(power):
+    """Median, interval and P(within) agree with each other whatever the transform."""
+    latency = np.array([2.0, 5.0, 11.0])
+    prediction = LatencyPrediction(box_cox(latency, power), np.full(3, 0.2), 8.0, power)
+    np.testing.assert_allclose(prediction.median, latency)
+    np.testing.assert_allclose(inverse_box_cox(box_cox(latency, power), power), latency)
+    low, high = prediction.interval(0.9)
+    assert (low < latency).all() and (latency < high).all()
+    for i in range(3):
+        np.testing.assert_allclose(prediction.prob_within(float(high[i]))[i], 0.95, atol=1e-6)
+        np.testing.assert_allclose(prediction.prob_within(float(latency[i]))[i], 0.5, atol=1e-6)
+    assert (prediction.std > 0).all()
+
+
 def test_adapt_refuses_too_few_or_bad_measurements(meta, synthetic):
     archs = synthetic["archs"]
     with pytest.raises(ConfigError, match="at least 3"):
@@ -64,7 +90,7 @@ def test_save_and_load_give_the_same_predictions(meta, synthetic, tmp_path):
     loaded = LatencyMetaPredictor.load(path, ArchFeatures(synthetic["space"]))
     a = meta.adapt(archs[:10], y[:10]).predict(archs[10:50])
     b = loaded.adapt(archs[:10], y[:10]).predict(archs[10:50])
-    np.testing.assert_allclose(a.log_mean, b.log_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="not a latency meta-predictor"):
         torch = pytest.importorskip("torch")
         torch.save({"x": 1}, tmp_path / "other.pt")
@@ -77,10 +103,10 @@ def test_baselines_fit_and_the_nearest_device_picks_the_closest(synthetic):
     y = sources["dev3_latency"] * 2.0
     model = near.adapt(archs[:20], y[:20])
     assert model.device == "dev3_latency"
-    assert spearman(model.predict(archs[20:]).log_mean, np.log(y[20:])) > 0.99
+    assert spearman(model.predict(archs[20:]).mean, y[20:]) > 0.99
     flops = CostFit(lambda a: np.array([1.0 + sum(op != "none" for op in x) for x in a]))
     fit = flops.adapt(archs[:20], synthetic["target"][:20])
-    assert np.isfinite(fit.predict(archs[20:30]).log_mean).all()
+    assert np.isfinite(fit.predict(archs[20:30]).mean).all()
 
 
 def test_live_labels_drop_ops_that_compute_nothing(synthetic):
