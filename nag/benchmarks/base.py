@@ -81,13 +81,14 @@ class Benchmark(ABC, Generic[Arch]):
         """The table's rule where nothing is declared: one dataset per table by default."""
         return self.name
 
-    def declare_datasets(self, datasets: Mapping[str, str] | None, key: str = "datasets") -> None:
-        """Record ``{metric: dataset}`` (the init argument ``key``), refusing metrics the table lacks."""
+    def declare_datasets(self, datasets: Mapping[str, str] | None) -> None:
+        """Record ``{metric: dataset}`` (the init argument ``datasets``), refusing metrics the
+        table lacks."""
         datasets = dict(datasets or {})
         unknown = sorted(set(datasets) - set(self.metrics))
         if unknown:
             raise ConfigError(
-                f"benchmark.init_args.{key}: {unknown[0]!r} is not a column of this table; "
+                f"benchmark.init_args.datasets: {unknown[0]!r} is not a column of this table; "
                 f"declare datasets for its metrics ({', '.join(self.metrics[:4])}, ...)"
             )
         self.datasets = MappingProxyType({m: str(d).lower() for m, d in datasets.items()})

@@ -148,8 +148,9 @@ class TransferSearch(SearchStrategy):
         """Scores (higher is better) of the candidates ``gp`` was built on, with embeddings
         ``h``: the meta-predictor's (or ``source``, a prior per candidate), corrected by ``gp``
         once three measured archs can fit it and the correction predicts each of them, left
-        out, better than the prior does (else the prior's order stands). ``position`` (space key -> row) finds measured
-        archs among the candidates; without it they are embedded again."""
+        out, better than the prior does (else the prior's order stands). ``position`` (space
+        key -> row) finds measured archs among the candidates; without it they are embedded
+        again."""
         prior = source if source is not None else meta.score_embeddings(h.to(self.device), task_vec).cpu()
         history = [(a, oracle.score(v)) for a, v in oracle.history if np.isfinite(oracle.score(v))]
         if gp is None or len(history) < 3 or len(h) == 0:
