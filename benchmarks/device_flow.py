@@ -77,9 +77,33 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--select", type=int, default=100)
     p.add_argument("--families", default="", help="comma-separated device families (default: all six)")
+    p.add_argument(
+        "--extra-table",
+        default="",
+        help="a CSV of arch_str and latency columns measured elsewhere (benchmarks/dead_op_latency.py), "
+        "added to NB201 as one more device; cells it did not measure count as unmeasured",
+    )
+    p.add_argument("--name", default="device_flow", help="results file stem")
     p.add_argument("--run-dir", default="runs/benchmarks/device_flow")
     p.add_argument("--out", default=str(RESULTS))
     return p.parse_args()
+
+
+def with_extra_table(nb201: Path, extra: Path, run_dir: Path) -> Path:
+    """A copy of ``nb201.csv`` with ``extra``'s latency columns joined on ``arch_str`` (empty
+    where ``extra`` did not measure the cell), so the extra device is read like any other."""
+    with extra.open(newline="") as f:
+        reader = csv.DictReader(f)
+        added = [c for c in reader.fieldnames or [] if c != "arch_str"]
+        measured = {row["arch_str"]: row for row in reader}
+    merged = run_dir / f"nb201+{extra.stem}.csv"
+    with nb201.open(newline="") as f, merged.open("w", newline="") as out:
+        reader = csv.DictReader(f)
+        writer = csv.DictWriter(out, [*(reader.fieldnames or []), *added])
+        writer.writeheader()
+        for row in reader:
+            writer.writerow(row | {c: measured.get(row["arch_str"], {}).get(c, "") for c in added})
+    return merged
 
 
 def latency_tables(bench: NB201Benchmark, family: str) -> list[str]:
@@ -114,11 +138,14 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     data = Path(args.data)
-    bench = NB201Benchmark(str(data / "nb201" / "nb201.csv"))
-    ckpt, _ = fit_shipped(CONFIG, ROOT / "runs" / "benchmarks" / "generation" / "nb201" / "discrete", None)
-    generator = nag.load_generator(ckpt)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    table_path = data / "nb201" / "nb201.csv"
+    if args.extra_table:
+        table_path = with_extra_table(table_path, Path(args.extra_table), run_dir)
+    bench = NB201Benchmark(str(table_path))
+    ckpt, _ = fit_shipped(CONFIG, ROOT / "runs" / "benchmarks" / "generation" / "nb201" / "discrete", None)
+    generator = nag.load_generator(ckpt)
     archs, accuracy = bench.archs(), bench.column(ACCURACY)
     families = [f for f in args.families.split(",") if f] or list(
         dict.fromkeys(device_family(c) for c in cost_columns(bench) if c.endswith("_latency"))
@@ -201,6 +228,7 @@ def main() -> None:
         "config": str(CONFIG.relative_to(ROOT)),
         "checkpoint": str(ckpt),
         "families": families,
+        "extra_table": args.extra_table,
         "ks": args.ks,
         "draws": args.draws,
         "select": args.select,
@@ -208,7 +236,7 @@ def main() -> None:
         "runs": rows,
         "coverage": coverage,
     }
-    write_report(Path(args.out) / "device_flow", report["command"], report, markdown(report), plot(report))
+    write_report(Path(args.out) / args.name, report["command"], report, markdown(report), plot(report))
     print(markdown(report))
 
 
@@ -242,8 +270,14 @@ def markdown(report: dict) -> str:
         "",
         f"Command: `{report['command']}` ({report['seconds']:.0f} s; torch threads 1). Generator: "
         f"`{report['config']}` (the fit `benchmarks/generation.py` makes). Leave-one-device-family-out over "
-        f"HW-NAS-Bench's NB201 latency tables ({', '.join(report['families'])}; each with CIFAR-10, CIFAR-100 and "
-        f"ImageNet16-120 inputs): the latency predictor never saw the held-out device; K measured cells per table, "
+        + (
+            f"the tables of `{report['extra_table']}` ({', '.join(report['families'])}), added to NB201 as devices "
+            "(cells they did not measure count as unmeasured), meta-trained on NB201's HW-NAS-Bench tables"
+            if report.get("extra_table")
+            else f"HW-NAS-Bench's NB201 latency tables ({', '.join(report['families'])}; each with CIFAR-10, "
+            "CIFAR-100 and ImageNet16-120 inputs)"
+        )
+        + ": the latency predictor never saw the held-out device; K measured cells per table, "
         f"{report['draws']} random draws of them; budget = the table's 25th latency percentile; "
         f"{report['select']} architectures asked. Accuracy: CIFAR-10 test at 200 epochs (the config's target) for "
         "every table. Medians over tables and draws, [range of the per-table medians].",
