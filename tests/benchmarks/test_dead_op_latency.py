@@ -20,7 +20,24 @@ CELLS = (
 
 def test_smoke_table_and_report(tmp_path: Path, single_thread: None, benchmark_script) -> None:
     script = benchmark_script("dead_op_latency")
-    script.main(["--cells", "6", "--repeats", "2", "--warmup", "1", "--retest", "3", "--out", str(tmp_path)])
+    script.main(
+        [
+            "--cells",
+            "6",
+            "--repeats",
+            "2",
+            "--rounds",
+            "2",
+            "--chunk",
+            "4",
+            "--warmup",
+            "1",
+            "--retest",
+            "3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     with (tmp_path / "dead_op_latency.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len({r["arch_str"] for r in rows}) == 6
