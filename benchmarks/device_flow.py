@@ -27,10 +27,14 @@ every table. Rows, all in the same run and for the same K cells:
   before (``--feasible_prob`` 0.9 against the shipped 0.75), for what the cut costs and buys.
 
 Reported per row (median over tables and draws, with the range of the per-table medians):
-share of returned cells truly within budget, distinct returned, mean accuracy of the returned
-set against the feasible set's 75th percentile, best returned against the best feasible cell,
+share of returned cells truly within budget (of those the table measured: ``judged``), distinct
+returned, mean accuracy of the returned set against the feasible set's 75th percentile, the best
+returned cell truly within budget against the best feasible cell,
 and, per table, the 90 % interval's coverage over the table's cells. Writes
-``results/device_flow.{json,md,png}``.
+``results/<--name>.{json,md,png}``. ``--extra-table`` adds a table measured elsewhere
+(``benchmarks/dead_op_latency.py``'s) to NB201 as one more device, e.g.
+``--extra-table benchmarks/results/dead_op_latency.csv --families eager_cpu_cifar10_latency
+--name device_flow_dead_ops``.
 """
 
 from __future__ import annotations
