@@ -33,7 +33,7 @@ import torch
 from common import RESULTS, command, markdown_table, spearman, write_report
 
 from nag.hardware import measure_latency
-from nag.hardware.features import live_labels
+from nag.hardware.features import pruned
 from nag.io.atomic import atomic_write
 from nag.spaces.nb201 import NB201Space
 
@@ -67,10 +67,9 @@ def measure(space: NB201Space, cells: list, args: argparse.Namespace) -> list:
     return out
 
 
-def onehot(space: NB201Space, ops: list[list[str]]) -> np.ndarray:
-    """Edge-by-op one-hot of each cell's op list."""
-    names = [o for o in space.ops if o not in ("input", "output")]
-    return np.array([[float(op == name) for op in cell for name in names] for cell in ops])
+def onehot(space: NB201Space, cells: list) -> np.ndarray:
+    """Edge-by-op one-hot of each cell (the space's own encoding, flattened)."""
+    return space.encode_batch(cells)[0].flatten(1).numpy()
 
 
 def held_out_r2(x: np.ndarray, y: np.ndarray, seed: int, alpha: float = 1e-3) -> float:
@@ -98,18 +97,16 @@ def main(argv: list[str] | None = None) -> None:
     noise = np.array([m.cpu_noise[1] for m in timed])
     second = np.array([m.cpu_latency[1] for m in again])
 
-    graphs = [space.to_graph(a) for a in cells]
-    declared = [labels[1:-1] for labels, _ in graphs]
-    live = [live_labels(labels, adj)[1:-1] for labels, adj in graphs]
-    dead = np.array([d != lv for d, lv in zip(declared, live)])
+    running = [pruned(space, a) for a in cells]  # dead ops set to none: what a pruning runtime runs
+    dead = np.array([r != a for r, a in zip(running, cells)])
     y = np.log(latency)
     fits = {
-        "ops declared (dead ones included)": held_out_r2(onehot(space, declared), y, args.seed),
-        "ops that run (dead ones removed)": held_out_r2(onehot(space, live), y, args.seed),
+        "ops declared (dead ones included)": held_out_r2(onehot(space, cells), y, args.seed),
+        "ops that run (dead ones removed)": held_out_r2(onehot(space, running), y, args.seed),
     }
-    same_live = {}
-    for i, key in enumerate(tuple(lv) for lv in live):
-        same_live.setdefault(key, []).append(i)
+    same_live: dict[tuple, list[int]] = {}
+    for i, arch in enumerate(running):
+        same_live.setdefault(arch, []).append(i)
     spread = [
         float(latency[idx].max() / latency[idx].min()) for idx in same_live.values() if len(idx) > 1 and dead[idx].any()
     ]
