@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
 
     table = Path(args.out) / "dead_op_latency.csv"
-    with atomic_write(table, "w") as f:
+    with atomic_write(table, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["arch_str", COLUMN])
         writer.writerows([space.to_string(arch), f"{value:.6g}"] for arch, value in zip(cells, latency))

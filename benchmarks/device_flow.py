@@ -58,6 +58,7 @@ from nag.generation.accuracy_ranker import default_ranker
 from nag.hardware.meta_training import meta_trained
 from nag.hardware.selection import select_for_device
 from nag.hardware.sources import cost_columns, device_family
+from nag.io.atomic import atomic_write
 from nag.trainer import NagTrainer
 
 CONFIG = ROOT / "configs" / "nb201" / "discrete_diffusion.yaml"
@@ -101,7 +102,7 @@ def with_extra_table(nb201: Path, extra: Path, run_dir: Path) -> Path:
         added = [c for c in reader.fieldnames or [] if c != "arch_str"]
         measured = {row["arch_str"]: row for row in reader}
     merged = run_dir / f"nb201+{extra.stem}.csv"
-    with nb201.open(newline="") as f, merged.open("w", newline="") as out:
+    with nb201.open(newline="") as f, atomic_write(merged, "w", newline="") as out:
         reader = csv.DictReader(f)
         writer = csv.DictWriter(out, [*(reader.fieldnames or []), *added])
         writer.writeheader()
