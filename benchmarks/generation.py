@@ -6,7 +6,8 @@ CellSpace, the hierarchical pipeline's cells, and OFA-MobileNetV3, with no bench
 generators learn the space's own random members) it fits the shipped score-diffusion and discrete-diffusion configs
 with ``nag fit`` (their own epochs unless ``--max-epochs``; a finished fit of the same config
 and epochs is reused), loads each with ``nag.load_generator`` and samples ``--samples``
-architectures: score diffusion with the ODE and the PC sampler, discrete diffusion
+architectures: score diffusion with the config's own sampler (``shipped``: what ``nag generate``
+uses when told nothing), the ODE (50 Heun steps) and the PC sampler, discrete diffusion
 unconditioned and conditioned on the config's first target (accuracy) at the table's 95th
 percentile at each ``--guidance`` scale, with classifier-free guidance alone and, where the
 checkpoint has a regressor of its conditions, with regressor guidance added (its own scale);
@@ -46,6 +47,7 @@ from nag.datamodules.from_config import datamodule_from_config
 from nag.generation import GeneratedSet, Generator, score_samples
 from nag.generation.accuracy_ranker import RidgeRanker
 from nag.generation.baseline import UniformRandom
+from nag.lightning_modules.score_diffusion import DEFAULT_STEPS
 from nag.metrics.generation import op_kl_divergence
 
 #: Shipped configs per space: (score diffusion, discrete diffusion).
@@ -122,17 +124,22 @@ def evaluate_space(label: str, args: argparse.Namespace) -> dict[str, Any]:
     bench = dms["score"].benchmark
     metric = dms["score"].targets[0] if dms["score"].targets else None
     n, seed = args.samples, args.seed
+    hp = score.model.hparams
+    shipped = (hp.sampler, hp.steps or DEFAULT_STEPS[hp.sampler])
+    samplers = dict.fromkeys([shipped, ("ode", DEFAULT_STEPS["ode"]), ("pc", args.pc_steps)])
     rows = [
         row("uniform random (vs the score split)", UniformRandom(space), n, seed, train["score"], metric),
-        row("score, ode (50 Heun steps)", score, n, seed, train["score"], metric),
-        row(
-            f"score, pc ({args.pc_steps} steps)",
-            nag.load_generator(fits["score"]["checkpoint"], sampler="pc"),
-            n,
-            seed,
-            train["score"],
-            metric,
-            steps=args.pc_steps,
+        *(
+            row(
+                f"score, {sampler} ({steps} steps{', shipped' if (sampler, steps) == shipped else ''})",
+                nag.load_generator(fits["score"]["checkpoint"], sampler=sampler),
+                n,
+                seed,
+                train["score"],
+                metric,
+                steps=steps,
+            )
+            for sampler, steps in samplers
         ),
         row("uniform random (vs the discrete split)", UniformRandom(space), n, seed, train["discrete"], metric),
         row("discrete (50 steps)", discrete, n, seed, train["discrete"], metric),

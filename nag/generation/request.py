@@ -60,9 +60,10 @@ class Sampling:
         num_samples: architectures the generator draws (default 1000; with a device budget, at
             most 20 x ``select``, drawn in rounds until enough are predicted feasible).
         seed: the random seed; the same seed gives the same samples.
-        sampler: the generator's sampler (default its own: ``ode`` for score diffusion,
-            ``ancestral`` for discrete diffusion); ``dpm`` and ``edm`` are few-step score samplers.
-        steps: sampling steps (default the sampler's own).
+        sampler: the generator's sampler (default the checkpoint's own: its config's
+            ``sampler``, ``ode`` unless set, for score diffusion, ``ancestral`` for discrete
+            diffusion); ``dpm`` and ``edm`` are few-step score samplers.
+        steps: sampling steps (default the checkpoint's, else the sampler's own).
         spacing: discrete diffusion's steps evenly spaced in time (``time``) or in the signal
             level (``alpha``, faster at few steps); default ``time``.
         batch_size: samples per network call (memory, not results; default the generator's).

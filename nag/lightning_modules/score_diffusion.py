@@ -39,6 +39,11 @@ class ScoreDiffusionModule(DiffusionModule):
     ``x_t = mean(t) + std(t) z``, so ``score = -z_hat / std(t)``. Validation and sampling use
     the EMA weights. The SDE is built from the hyper-parameters alone (``sde``, σ/β), which
     the checkpoint stores and ``nag generate`` rebuilds from: one place, never two configs.
+
+    ``self_condition`` feeds the network its previous clean estimate (Analog Bits): in
+    training, for a random half of each batch, a first no-grad pass's estimate; in sampling,
+    the previous call's. ``sampler`` and ``steps`` are the sampling a checkpoint gets when a
+    request names none: a config ships the sampler its space needs (NB101: many PC steps).
     """
 
     generator_name = "score_diffusion"
@@ -65,6 +70,9 @@ class ScoreDiffusionModule(DiffusionModule):
         warmup_steps: int = 200,
         ema_decay: float = 0.999,
         eps: float = 1e-5,
+        self_condition: bool = False,
+        sampler: Sampler = "ode",
+        steps: int | None = None,
     ) -> None:
         super().__init__()
         self.sde: SDE = make_sde(sde, sigma_min, sigma_max, beta_min, beta_max)
@@ -78,7 +86,10 @@ class ScoreDiffusionModule(DiffusionModule):
             heads,
             dropout,
             predict_edges=not self.fixed_topology,
+            self_condition=self_condition,
         )
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler={sampler!r}; expected one of {', '.join(repr(s) for s in SAMPLERS)}")
         self.init_ema()
         fixed = data_spec.get("fixed_adjacency")
         self.register_buffer("fixed_adj", torch.tensor(fixed, dtype=torch.float32) if fixed is not None else None)
@@ -103,13 +114,18 @@ class ScoreDiffusionModule(DiffusionModule):
 
     # --- the score --------------------------------------------------------------------
     def predict_noise(
-        self, state: dict[str, torch.Tensor], t: torch.Tensor, net: torch.nn.Module | None = None
+        self,
+        state: dict[str, torch.Tensor],
+        t: torch.Tensor,
+        net: torch.nn.Module | None = None,
+        estimate: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The network reads the continuous noisy state: ops ``x_t`` and, where the topology is
         generated, edge values ``A_t`` (the space's fixed graph, signed, otherwise). The
         threshold ``A_t > 0`` is used only for the attention mask. Under the VE SDE the inputs
         are scaled by ``1 / sqrt(1 + sigma(t)^2)`` so the network sees unit-scale values at
-        every noise level. Padding is the all -1 "no node" row, so every node position takes part."""
+        every noise level. Padding is the all -1 "no node" row, so every node position takes part.
+        ``estimate``: the clean estimate a self-conditioned network reads (None: none)."""
         scale = self._input_scale(t)
         x = state["x"] if scale is None else state["x"] * scale
         if self.fixed_topology:
@@ -121,7 +137,19 @@ class ScoreDiffusionModule(DiffusionModule):
             edges = (state["adj"] if scale is None else state["adj"] * scale).triu(1)
         node_mask = torch.ones(adj.shape[:2], dtype=torch.bool, device=adj.device)
         allowed = dag_attention_mask(adj, node_mask, self.hparams.attention)
-        return (self.net if net is None else net)(x, edges, node_mask, t, allowed)
+        return (self.net if net is None else net)(x, edges, node_mask, t, allowed, estimate)
+
+    def clean_estimate(
+        self, state: dict[str, torch.Tensor], noise: dict[str, torch.Tensor], t: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Tweedie's ``x_0 = (x_t - std z_hat) / mean(t)``, clipped to the data's [-1, 1] and zero
+        off the diffused entries: what a self-conditioned network reads next (detached)."""
+        out = {}
+        for k, x in state.items():
+            coef, std = self.sde.marginal_prob(torch.ones_like(x), t)
+            clean = ((x.float() - std * noise[k].float()) / coef).clamp(-1.0, 1.0)
+            out[k] = (clean * self.entries[k]).detach()
+        return out
 
     def _input_scale(self, t: torch.Tensor) -> torch.Tensor | None:
         """``[B, 1, 1]``: ``1 / sqrt(1 + sigma^2)`` under VE (``x_t`` has variance ``1 + sigma^2``);
@@ -132,11 +160,16 @@ class ScoreDiffusionModule(DiffusionModule):
         return (1.0 + std**2).rsqrt().view(-1, 1, 1)
 
     def score_fn(self, net: torch.nn.Module | None = None):
-        """``(state, t) -> score`` for the samplers; the EMA weights unless told otherwise."""
+        """``(state, t) -> score`` for the samplers; the EMA weights unless told otherwise. A
+        self-conditioned network reads the clean estimate of the closure's previous call."""
         net = self.sampling_network() if net is None else net
 
+        carried: dict[str, dict[str, torch.Tensor]] = {}
+
         def score(state: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
-            z = self.predict_noise(state, t, net)
+            z = self.predict_noise(state, t, net, carried.get("estimate"))
+            if self.hparams.self_condition:
+                carried["estimate"] = self.clean_estimate(state, z, t)
             std = self.sde.marginal_prob(torch.zeros_like(t), t)[1].float()
             return {k: -z[k].float() / std.view(-1, *([1] * (z[k].dim() - 1))) for k in state}
 
@@ -149,7 +182,13 @@ class ScoreDiffusionModule(DiffusionModule):
         clean, masks = clean_state(batch, self.entries)
         t = sample_times(batch["x"].shape[0], self.sde, self.hparams.eps, self.device, generator)
         noisy, noise = perturb_state(clean, masks, self.sde, t, generator)
-        pred = self.predict_noise(noisy, t, net)
+        estimate = None
+        if self.hparams.self_condition:
+            with torch.no_grad():
+                estimate = self.clean_estimate(noisy, self.predict_noise(noisy, t, net), t)
+            keep = torch.rand(t.shape, generator=generator, device=t.device) < 0.5
+            estimate = {k: v * keep.view(-1, *([1] * (v.dim() - 1))) for k, v in estimate.items()}
+        pred = self.predict_noise(noisy, t, net, estimate)
         total = sum(((pred[k].float() - noise[k]) ** 2 * masks[k]).sum() for k in clean)
         return total / sum(m.sum() for m in masks.values()), {}
 
@@ -161,7 +200,7 @@ class ScoreDiffusionModule(DiffusionModule):
         steps: int | None,
         progress: bool,
         start: int,
-        sampler: Sampler = "ode",
+        sampler: Sampler | None = None,
         guidance: Sequence[GuidanceTerm] = (),
         normalize_guidance: bool = False,
         prior: Mapping[str, torch.Tensor] | None = None,
@@ -179,7 +218,10 @@ class ScoreDiffusionModule(DiffusionModule):
         evaluations); see :mod:`nag.diffusion.samplers`. Without guidance the network runs
         under ``torch.inference_mode``. ``prior`` is the draw from ``p_T`` of the whole request
         (``{"x": [S, N, V]}`` and, where the topology varies, ``"adj": [S, N, N]``), used instead
-        of the seed's: the same start on two devices (whose random generators differ)."""
+        of the seed's: the same start on two devices (whose random generators differ). Without
+        ``sampler`` (and ``steps``), the checkpoint's own (``sampler``/``steps`` hyper-parameters)."""
+        if sampler is None:
+            sampler, steps = self.hparams.sampler, steps or self.hparams.steps
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler={sampler!r}; expected one of {', '.join(repr(s) for s in SAMPLERS)}")
         score_fn = guided_score(

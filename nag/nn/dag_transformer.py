@@ -57,6 +57,11 @@ def dag_attention_mask(adj: torch.Tensor, node_mask: torch.Tensor, mode: Attenti
     return allowed | eye
 
 
+def edge_pairs(edges: torch.Tensor) -> torch.Tensor:
+    """``[B, N, N, 2]``: each edge value ``e[i, j]`` beside ``e[j, i]``."""
+    return torch.stack([edges, edges.transpose(-1, -2)], dim=-1)
+
+
 def shared_time(t: torch.Tensor) -> torch.Tensor:
     """``t[:1]`` when every entry of ``t [B]`` is the same (samplers step the whole batch at one
     time), else ``t``: the time embedding and modulations are then computed once and broadcast."""
@@ -68,14 +73,14 @@ def shared_time(t: torch.Tensor) -> torch.Tensor:
 class DagTransformerLayer(nn.Module):
     """Pre-norm attention + MLP; time enters every layer through a scale/shift (adaLN)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, pair_channels: int = 2) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.modulation = nn.Linear(dim, 4 * dim)
-        self.edge_bias = nn.Linear(2, heads)
+        self.edge_bias = nn.Linear(pair_channels, heads)
         self.heads = heads
 
     def forward(self, h: torch.Tensor, temb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -115,6 +120,12 @@ class DagTransformer(nn.Module):
     ordered pair ``(i, j)``; callers keep only ``i < j``, so samples are DAGs by construction.
     With ``reference`` it runs the original per-layer ``nn.MultiheadAttention`` forward (for
     comparisons).
+
+    With ``self_condition`` (Analog Bits, Chen et al. 2023) the network also reads a clean
+    estimate of the graph, its own previous prediction: ``estimate`` ``{"x": [B, N, V]}`` and,
+    with ``predict_edges``, ``"adj": [B, N, N]``, zeros where there is none. A sample's edges
+    are then decided jointly over the steps instead of each from its own noisy value, which is
+    what keeps NB101's samples within its edge cap (``docs/architecture.md``).
     """
 
     def __init__(
@@ -127,20 +138,24 @@ class DagTransformer(nn.Module):
         dropout: float = 0.0,
         predict_edges: bool = False,
         reference: bool = False,
+        self_condition: bool = False,
     ) -> None:
         super().__init__()
         self.reference = reference
+        self.self_condition = self_condition
+        self.predict_edges = predict_edges
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
-        self.op_in = nn.Linear(num_ops, dim)
+        self.op_in = nn.Linear(num_ops * (2 if self_condition else 1), dim)
+        pair_channels = 4 if self_condition and predict_edges else 2
         self.register_buffer("position", sinusoidal(torch.arange(max_nodes), dim), persistent=False)
         self.time = TimeEmbedding(dim)
-        self.layers = nn.ModuleList(DagTransformerLayer(dim, heads, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(DagTransformerLayer(dim, heads, dropout, pair_channels) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.op_out = nn.Linear(dim, num_ops)
         self.edge_src = nn.Linear(dim, dim) if predict_edges else None
         self.edge_dst = nn.Linear(dim, dim) if predict_edges else None
-        self.edge_in = nn.Linear(2, dim) if predict_edges else None
+        self.edge_in = nn.Linear(pair_channels, dim) if predict_edges else None
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 1)) if predict_edges else None
         self.heads = heads
 
@@ -154,17 +169,41 @@ class DagTransformer(nn.Module):
         out = out.view(b, n, n, len(self.layers), self.heads).permute(3, 0, 4, 1, 2)
         return out.masked_fill(~allowed.unsqueeze(1), float("-inf"))
 
+    def inputs(
+        self, x: torch.Tensor, edges: torch.Tensor, estimate: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node inputs ``[B, N, V or 2V]`` and pair features ``[B, N, N, 2 or 4]``: each edge value
+        beside its reverse (so direction is kept), and with ``self_condition`` the estimate's."""
+        pair = edge_pairs(edges)
+        if not self.self_condition:
+            return x, pair
+        estimate = estimate or {}
+        x = torch.cat([x, estimate.get("x", torch.zeros_like(x))], dim=-1)
+        if self.predict_edges:
+            clean = estimate.get("adj")
+            clean = torch.zeros_like(pair[..., 0]) if clean is None else clean
+            pair = torch.cat([pair.expand(clean.shape[0], -1, -1, -1), edge_pairs(clean)], dim=-1)
+        return x, pair
+
     def forward(
-        self, x: torch.Tensor, edges: torch.Tensor, node_mask: torch.Tensor, t: torch.Tensor, allowed: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edges: torch.Tensor,
+        node_mask: torch.Tensor,
+        t: torch.Tensor,
+        allowed: torch.Tensor,
+        estimate: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """``x [B, N, V]``, ``t [B]``; ``edges`` and ``allowed`` ``[B, N, N]``, or ``[1, N, N]`` when
         every graph of the batch has them in common (a fixed topology). ``node_mask`` is unused
-        here (padding is in ``allowed``); it is kept for callers."""
+        here (padding is in ``allowed``); it is kept for callers. ``estimate``: the clean
+        estimate a ``self_condition`` network reads (None: none yet)."""
         if self.reference:
-            return self._reference(x, edges, t, allowed)
+            return self._reference(x, edges, t, allowed, estimate)
         temb = self.time(shared_time(t))
+        x, pair = self.inputs(x, edges, estimate)
         h = self.op_in(x) + self.position + temb.unsqueeze(1)
-        pair = torch.stack([edges, edges.transpose(-1, -2)], dim=-1).to(h.dtype)
+        pair = pair.to(h.dtype)
         biases = self.attention_bias(pair, allowed)
         for layer, bias in zip(self.layers, biases):
             h = layer(h, temb, bias)
@@ -179,13 +218,19 @@ class DagTransformer(nn.Module):
         return out
 
     def _reference(
-        self, x: torch.Tensor, edges: torch.Tensor, t: torch.Tensor, allowed: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edges: torch.Tensor,
+        t: torch.Tensor,
+        allowed: torch.Tensor,
+        estimate: dict[str, torch.Tensor] | None,
     ) -> dict[str, torch.Tensor]:
         b = x.shape[0]
         edges, allowed = edges.expand(b, -1, -1), allowed.expand(b, -1, -1)
         temb = self.time(t)
+        x, pair = self.inputs(x, edges, estimate)
         h = self.op_in(x) + self.position + temb.unsqueeze(1)
-        pair = torch.stack([edges, edges.transpose(-1, -2)], dim=-1).to(h.dtype)
+        pair = pair.to(h.dtype)
         for layer in self.layers:
             h = layer.reference_forward(h, temb, allowed, pair)
         return self._heads(h, pair)

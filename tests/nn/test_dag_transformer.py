@@ -113,3 +113,20 @@ def test_dropout_only_in_training():
     torch.manual_seed(0)
     c = model(x, edges, node_mask, t, allowed)["x"]
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("fixed", [True, False], ids=["fixed", "variable"])
+def test_a_self_conditioned_network_reads_its_estimate_and_none_is_zeros(fixed):
+    torch.manual_seed(0)
+    model = DagTransformer(5, 6, dim=16, layers=2, heads=4, predict_edges=not fixed, self_condition=True).eval()
+    x, edges, node_mask, t, adj = inputs(3, fixed, True)
+    allowed = dag_attention_mask(adj, node_mask, "full")
+    zeros = {"x": torch.zeros_like(x)} | ({} if fixed else {"adj": torch.zeros(3, 6, 6)})
+    estimate = {k: torch.rand_like(v) for k, v in zeros.items()}
+    with torch.no_grad():
+        none, zero, est = (model(x, edges, node_mask, t, allowed, e) for e in (None, zeros, estimate))
+        ref = run(model, True, x, edges, node_mask, t, allowed, estimate)
+    for k in none:
+        assert torch.equal(none[k], zero[k])
+        assert not torch.allclose(none[k], est[k])
+        torch.testing.assert_close(est[k], ref[k], atol=1e-5, rtol=1e-5)
