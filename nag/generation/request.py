@@ -63,7 +63,8 @@ class Sampling:
         sampler: the generator's sampler (default the checkpoint's own: its config's
             ``sampler``, ``ode`` unless set, for score diffusion, ``ancestral`` for discrete
             diffusion); ``dpm`` and ``edm`` are few-step score samplers.
-        steps: sampling steps (default the checkpoint's, else the sampler's own).
+        steps: sampling steps (default: the checkpoint's with its own sampler, else the
+            sampler's own).
         spacing: discrete diffusion's steps evenly spaced in time (``time``) or in the signal
             level (``alpha``, faster at few steps); default ``time``.
         batch_size: samples per network call (memory, not results; default the generator's).
