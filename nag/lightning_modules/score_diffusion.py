@@ -153,12 +153,11 @@ class ScoreDiffusionModule(DiffusionModule):
     ) -> dict[str, torch.Tensor]:
         """Tweedie's ``x_0 = (x_t - std z_hat) / mean(t)``, clipped to the data's [-1, 1] and zero
         off the diffused entries: what a self-conditioned network reads next (detached)."""
-        out = {}
-        for k, x in state.items():
-            coef, std = self.sde.marginal_prob(torch.ones_like(x), t)
-            clean = ((x.float() - std * noise[k].float()) / coef).clamp(-1.0, 1.0)
-            out[k] = (clean * self.entries[k]).detach()
-        return out
+        a, std = (v.view(-1, 1, 1) for v in self.sde.scale_std(t))
+        return {
+            k: (((x.float() - std * noise[k].float()) / a).clamp(-1.0, 1.0) * self.entries[k]).detach()
+            for k, x in state.items()
+        }
 
     def _input_scale(self, t: torch.Tensor) -> torch.Tensor | None:
         """``[B, 1, 1]``: ``1 / sqrt(1 + sigma^2)`` under VE (``x_t`` has variance ``1 + sigma^2``);

@@ -143,7 +143,6 @@ class DagTransformer(nn.Module):
         super().__init__()
         self.reference = reference
         self.self_condition = self_condition
-        self.predict_edges = predict_edges
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
         self.op_in = nn.Linear(num_ops * (2 if self_condition else 1), dim)
@@ -179,7 +178,7 @@ class DagTransformer(nn.Module):
             return x, pair
         estimate = estimate or {}
         x = torch.cat([x, estimate.get("x", torch.zeros_like(x))], dim=-1)
-        if self.predict_edges:
+        if self.edge_out is not None:  # the edges are generated: their estimate is read too
             clean = estimate.get("adj")
             clean = torch.zeros_like(pair[..., 0]) if clean is None else clean
             pair = torch.cat([pair.expand(clean.shape[0], -1, -1, -1), edge_pairs(clean)], dim=-1)
