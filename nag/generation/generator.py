@@ -60,6 +60,7 @@ class ModelGenerator:
         project: bool = True,
         *,
         sampler: str | None = None,
+        pc_snr: float | None = None,
         spacing: str | None = None,
         compile: bool | None = None,
         guidance_scale: float | Mapping[str, float] | None = None,
@@ -75,6 +76,7 @@ class ModelGenerator:
         self.model, self.space, self.batch_size, self.project = model, space, batch_size, project
         settings = {
             "sampler": sampler,
+            "pc_snr": pc_snr,
             "spacing": spacing,
             "compile": compile,
             "guidance_scale": guidance_scale,
@@ -127,6 +129,9 @@ class ModelGenerator:
             and "regressor_scale" not in inspect.signature(self.model.sample_graphs).parameters
         ):
             raise ConfigError(f"--regressor_scale: {type(self.model).__name__} has no regressor guidance; drop it")
+        batch_options = inspect.signature(getattr(self.model, "sample_batch", len)).parameters
+        if "pc_snr" in kwargs and "pc_snr" not in batch_options:
+            raise ConfigError(f"--pc_snr: {type(self.model).__name__} has no PC sampler; drop it")
         if guidance:
             if not self.supports_guidance:
                 raise ConfigError(

@@ -65,6 +65,9 @@ class Sampling:
             diffusion); ``dpm`` and ``edm`` are few-step score samplers.
         steps: sampling steps (default: the checkpoint's with its own sampler, else the
             sampler's own).
+        pc_snr: the ``pc`` sampler's Langevin signal-to-noise ratio (default the checkpoint's
+            ``pc_snr``, Song et al.'s 0.16 unless its config sets one): larger corrections settle
+            more entries on a side (NB101's raw validity rises) and give fewer distinct samples.
         spacing: discrete diffusion's steps evenly spaced in time (``time``) or in the signal
             level (``alpha``, faster at few steps); default ``time``.
         batch_size: samples per network call (memory, not results; default the generator's).
@@ -76,6 +79,7 @@ class Sampling:
     seed: int = 0
     sampler: SamplerName | None = None
     steps: int | None = None
+    pc_snr: float | None = None
     spacing: Spacing | None = None
     batch_size: int | None = None
     compile: bool = False
@@ -87,6 +91,8 @@ class Sampling:
             raise ConfigError(
                 f"--batch_size={self.batch_size}, --steps={self.steps}: both must be at least 1 (steps may be unset)"
             )
+        if self.pc_snr is not None and not _finite("pc_snr", self.pc_snr) > 0:
+            raise ConfigError(f"--pc_snr={self.pc_snr}: the corrector's signal-to-noise ratio must be > 0, e.g. 0.16")
         if self.sampler is not None and self.sampler not in SamplerName.__args__:
             raise ConfigError(f'--sampler "{self.sampler}": expected one of {", ".join(SamplerName.__args__)}')
         if self.spacing is not None and self.spacing not in Spacing.__args__:
@@ -295,7 +301,7 @@ class GenerationRequest:
 #: The fields of each part that ``nag generate`` sets, in the order its ``--help`` shows them
 #: (``terms``, ``guide_schedule`` and ``min_rows`` are set from Python only).
 FLAGS: dict[type, tuple[str, ...]] = {
-    Sampling: ("num_samples", "seed", "sampler", "steps", "spacing", "batch_size", "compile"),
+    Sampling: ("num_samples", "seed", "sampler", "steps", "pc_snr", "spacing", "batch_size", "compile"),
     Conditioning: ("conditions", "guidance_scale", "mode", "extrapolate", "regressor_scale"),
     PredictorGuidance: ("guide", "guide_scale", "guide_normalize"),
     DeviceBudget: ("device_table", "budget", "select", "feasible_prob", "latency_guidance"),

@@ -139,7 +139,7 @@ def _configured(generator: Generator, request: GenerationRequest) -> Generator:
     """``generator`` with the request's sampling settings (a trained model's; other generators
     take none)."""
     sampling, conditioning, guidance = request.sampling, request.conditioning, request.guidance
-    settings: dict[str, Any] = {"sampler": sampling.sampler, "spacing": sampling.spacing}
+    settings: dict[str, Any] = {"sampler": sampling.sampler, "pc_snr": sampling.pc_snr, "spacing": sampling.spacing}
     if sampling.compile:
         settings["compile"] = True
     if conditioning is not None:

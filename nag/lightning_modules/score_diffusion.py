@@ -44,8 +44,9 @@ class ScoreDiffusionModule(DiffusionModule):
     training, for a random half of each batch, a first no-grad pass's estimate; in sampling,
     the previous call's. ``sampler`` and ``steps`` are the sampling a checkpoint gets when a
     request names none: a config ships the sampler its space needs (NB101: many PC steps).
-    ``pc_snr`` is the PC sampler's Langevin signal-to-noise ratio (Song et al.'s 0.16): larger
-    corrector steps settle a sample's entries further, at some cost in variety.
+    ``pc_snr`` is the PC sampler's Langevin signal-to-noise ratio (Song et al.'s 0.16) a request
+    gets unless it names one: larger corrector steps settle a sample's entries further, at
+    some cost in variety.
     """
 
     generator_name = "score_diffusion"
@@ -209,6 +210,7 @@ class ScoreDiffusionModule(DiffusionModule):
         progress: bool,
         start: int,
         sampler: Sampler | None = None,
+        pc_snr: float | None = None,
         guidance: Sequence[GuidanceTerm] = (),
         normalize_guidance: bool = False,
         prior: Mapping[str, torch.Tensor] | None = None,
@@ -227,11 +229,16 @@ class ScoreDiffusionModule(DiffusionModule):
         under ``torch.inference_mode``. ``prior`` is the draw from ``p_T`` of the whole request
         (``{"x": [S, N, V]}`` and, where the topology varies, ``"adj": [S, N, N]``), used instead
         of the seed's: the same start on two devices (whose random generators differ). Without
-        ``sampler`` (and ``steps``), the checkpoint's own (``sampler``/``steps`` hyper-parameters)."""
+        ``sampler`` (and ``steps``), the checkpoint's own (``sampler``/``steps`` hyper-parameters);
+        without ``pc_snr``, the checkpoint's ``pc_snr``."""
         if sampler is None:
             sampler, steps = self.hparams.sampler, steps or self.hparams.steps
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler={sampler!r}; expected one of {', '.join(repr(s) for s in SAMPLERS)}")
+        if pc_snr is not None and sampler != "pc":
+            raise ConfigError(
+                f"--pc_snr={pc_snr}: it sets the pc sampler's corrector, not {sampler}'s; add --sampler pc"
+            )
         score_fn = guided_score(
             self.score_fn(),
             guidance,
@@ -247,7 +254,7 @@ class ScoreDiffusionModule(DiffusionModule):
         if prior is not None:
             kwargs["init"] = {k: prior[k][start : start + b] for k in shapes}
         if sampler == "pc":
-            kwargs["snr"] = self.hparams.pc_snr
+            kwargs["snr"] = self.hparams.pc_snr if pc_snr is None else pc_snr
         with torch.inference_mode(not guidance):  # guidance differentiates through the predictor
             state = SAMPLERS[sampler](self.sde, score_fn, shapes, num_steps=steps or DEFAULT_STEPS[sampler], **kwargs)
         return self.read_state(state)

@@ -89,6 +89,12 @@ def test_requests_a_generator_cannot_serve_fail_in_one_line(tmp_path):
         ModelGenerator(torch.nn.Linear(2, 2), generator.space)
     with pytest.raises(ConfigError, match="holds no generator"):
         nag.load_generator(fit("quickstart_predictor.yaml", tmp_path / "predictor"))
+    with pytest.raises(ConfigError, match="--pc_snr=0.5: it sets the pc sampler's corrector, not ode's"):
+        generator.with_settings(pc_snr=0.5).sample(2, steps=2)  # the checkpoint samples with the ODE
+    assert len(generator.with_settings(sampler="pc", pc_snr=0.5).sample(2, steps=2)) == 2
+    discrete = nag.load_generator(fit("nbgraph/discrete_diffusion.yaml", tmp_path / "discrete"))
+    with pytest.raises(ConfigError, match="--pc_snr: DiscreteDiffusionModule has no PC sampler"):
+        discrete.with_settings(pc_snr=0.5).sample(2, steps=2)
 
 
 def test_uniform_random_is_a_generator():

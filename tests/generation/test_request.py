@@ -19,6 +19,8 @@ BAD = {
     "--seed=abc": "seed",
     "--sampler=euler": "sampler",
     "--steps=0": "--steps=0",
+    "--pc_snr=0": "--pc_snr=0",
+    "--pc_snr=nan": "pc_snr",
     "--spacing=log": "spacing",
     "--batch_size=0": "--batch_size=0",
     "--compile=maybe": "compile",
@@ -78,6 +80,8 @@ def test_a_budget_without_a_table_and_a_guide_without_a_predictor_are_refused(ca
 def test_python_requests_are_checked_where_they_are_built(device_csv):
     with pytest.raises(ConfigError, match="--num_samples=0"):
         Sampling(num_samples=0)
+    with pytest.raises(ConfigError, match="--pc_snr=nan"):
+        Sampling(pc_snr=float("nan"))
     with pytest.raises(ConfigError, match="joint mode takes one number"):
         Conditioning({"a": 1.0}, {"a": 2.0}, mode="joint")
     with pytest.raises(ConfigError, match=r"names \['b'\]"):

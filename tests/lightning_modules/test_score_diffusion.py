@@ -300,7 +300,7 @@ def test_self_conditioning_feeds_each_call_the_previous_clean_estimate_and_train
     assert torch.isfinite(model.loss(next(iter(dm.val_dataloader())), model.net)[0])
 
 
-def test_the_pc_sampler_takes_the_checkpoints_snr_and_bad_settings_are_refused(monkeypatch):
+def test_the_pc_sampler_takes_the_checkpoints_snr_unless_asked_and_bad_settings_are_refused(monkeypatch):
     from nag.errors import ConfigError
 
     dm = ArchitectureDataModule(space=NB201Space(), split=(0.2, 0.05, 0.75), batch_size=128)
@@ -315,6 +315,10 @@ def test_the_pc_sampler_takes_the_checkpoints_snr_and_bad_settings_are_refused(m
     monkeypatch.setitem(score_diffusion.SAMPLERS, "pc", pc)
     model.sample_graphs(3, sampler="pc", steps=2)
     assert seen["snr"] == 0.3 and seen["num_steps"] == 2
+    model.sample_graphs(3, sampler="pc", steps=2, pc_snr=0.5)  # a request's own snr, no refit
+    assert seen["snr"] == 0.5
+    with pytest.raises(ConfigError, match="--pc_snr=0.5: it sets the pc sampler's"):
+        model.sample_graphs(3, sampler="ode", steps=2, pc_snr=0.5)
     for bad, field in (({"pc_snr": 0.0}, "pc_snr"), ({"sampler": "ddim"}, "sampler")):
         with pytest.raises(ConfigError, match=f"model.init_args.{field}"):
             ScoreDiffusionModule(dm.spec(), dim=16, layers=1, heads=2, **bad)
