@@ -129,9 +129,10 @@ class ModelGenerator:
             and "regressor_scale" not in inspect.signature(self.model.sample_graphs).parameters
         ):
             raise ConfigError(f"--regressor_scale: {type(self.model).__name__} has no regressor guidance; drop it")
-        batch_options = inspect.signature(getattr(self.model, "sample_batch", len)).parameters
-        if "pc_snr" in kwargs and "pc_snr" not in batch_options:
-            raise ConfigError(f"--pc_snr: {type(self.model).__name__} has no PC sampler; drop it")
+        if "pc_snr" in kwargs:
+            sample_batch = getattr(self.model, "sample_batch", None)
+            if sample_batch is None or "pc_snr" not in inspect.signature(sample_batch).parameters:
+                raise ConfigError(f"--pc_snr: {type(self.model).__name__} has no PC sampler; drop it")
         if guidance:
             if not self.supports_guidance:
                 raise ConfigError(
